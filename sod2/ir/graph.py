@@ -18,11 +18,17 @@ Invariants, kept by every method here and checked by `sod2.ir.verify`:
 Passes never touch the DiGraph; they use the editing API (`add_node`, `Node.set_input`,
 `Tensor.replace_all_uses_with`, `Graph.erase` ...). An edit that would break an invariant raises
 `GraphEditError` and leaves the graph as it was.
+
+Building a subgraph is a transaction. `outer.new_subgraph()` makes a graph that sees the outer scope
+but is not yet part of the model: its names live in a table of its own and its reads of outer
+tensors are held as pending. Only when a node takes it as an attribute do its names join the
+model (renamed where they clash) and its reads become uses of the outer tensors. A subgraph that is
+never attached leaves no trace in the model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,24 +64,18 @@ class _Names:
         self.nodes: dict[str, Node] = {}
         self._counters: dict[str, int] = {}
 
-    def fresh(self, hint: str, taken: Mapping[str, object] | None = None) -> str:
-        """A name not in `taken` (tensor names by default): `hint`, else `hint_1`, `hint_2` ..."""
-        taken = self.tensors if taken is None else taken
+    def fresh(self, hint: str, taken: Callable[[str], bool]) -> str:
+        """A name for which `taken` is false: `hint`, else `hint_1`, `hint_2` ..."""
         hint = hint or "t"
-        if hint not in taken:
+        if not taken(hint):
             return hint
         counter = self._counters.get(hint, 0)
         while True:
             counter += 1
             candidate = f"{hint}_{counter}"
-            if candidate not in taken:
+            if not taken(candidate):
                 self._counters[hint] = counter
                 return candidate
-
-    def claim(self, name: str, tensor: Tensor) -> None:
-        if name in self.tensors:
-            raise GraphEditError(f"tensor name {name!r} is already taken in this model")
-        self.tensors[name] = tensor
 
 
 class Tensor:
@@ -154,11 +154,10 @@ class Tensor:
         if name == self._name:
             return
         graph = self._owner("rename")
-        names = graph._names
-        if name in names.tensors:
+        if graph._tensor_name_taken(name):
             raise GraphEditError(f"cannot rename {self._name!r} to {name!r}: the name is taken")
-        del names.tensors[self._name]
-        names.tensors[name] = self
+        del graph._names.tensors[self._name]
+        graph._names.tensors[name] = self
         self._name = name
         graph._touch()
 
@@ -167,8 +166,8 @@ class Tensor:
 
         Graph outputs are replaced too. The outputs of the top-level graph are the model's interface,
         so their names are kept: `new` takes this tensor's name (this one gets a fresh name). That
-        is refused when `new` is itself an input, constant or output of the top-level graph; insert
-        an Identity node then.
+        is refused when `new` is itself an input or output of the top-level graph, whose name is
+        part of the interface too; insert an Identity node then.
         """
         if new is self:
             return
@@ -177,9 +176,7 @@ class Tensor:
         for use in self._uses:
             _check_can_read(use, new)
         interface = graph.root is graph and self.is_graph_output
-        if interface and (
-            new.is_graph_input or new.is_constant or new.is_graph_output or new.graph is not graph
-        ):
+        if interface and (new.is_graph_input or new.is_graph_output or new.graph is not graph):
             raise GraphEditError(
                 f"cannot replace model output {self._name!r} by {new._name!r}: the output name is "
                 f"part of the model's interface; insert an Identity node from {new._name!r} instead"
@@ -190,7 +187,7 @@ class Tensor:
             _link(new, use)
         if interface:
             old_name = self._name
-            self.rename(graph._names.fresh(old_name + "_replaced"))
+            self.rename(graph.fresh_name(old_name + "_replaced"))
             new.rename(old_name)
         graph._touch()
 
@@ -243,7 +240,7 @@ class Node:
         graph = self._owner()
         if name == self._name:
             return
-        if name in graph._names.nodes:
+        if graph._node_name_taken(name):
             raise GraphEditError(
                 f"cannot rename node {self._name!r} to {name!r}: the name is taken"
             )
@@ -329,9 +326,7 @@ class Node:
         old = self._attrs.get(name)
         new_graphs = [g for g in attr.graphs if not (old and g in old.graphs)]
         for subgraph in new_graphs:
-            subgraph._check_attachable(graph)
-            for tensor, _ in subgraph._outer_reads():
-                _check_can_read(Use(self, 0), tensor)  # the node itself will read it
+            subgraph._check_attachable(graph, self)
         if old is not None:
             for subgraph in old.graphs:
                 if subgraph not in attr.graphs:
@@ -372,7 +367,8 @@ class Graph:
         self.doc_string = ""
         self.parent: Node | None = None
         self._scope = _scope
-        self._names: _Names = _scope._names if _scope is not None else _Names()
+        self._names = _Names()  # shared with the model once attached (see _attach)
+        self._pending: dict[Use, Tensor] = {}  # reads of outer tensors while not attached
         self._dag: nx.DiGraph = nx.DiGraph()
         self._inputs: list[Tensor] = []
         self._input_set: set[Tensor] = set()
@@ -465,19 +461,23 @@ class Graph:
                 yield from subgraph.subgraphs()
 
     def tensor(self, name: str) -> Tensor:
-        """The tensor of this model called `name` (raises `KeyError` with the name)."""
-        try:
-            return self._names.tensors[name]
-        except KeyError:
-            raise KeyError(f"no tensor named {name!r} in this model") from None
+        """The tensor called `name` in this model (raises `KeyError` with the name)."""
+        found = self.find_tensor(name)
+        if found is None:
+            raise KeyError(f"no tensor named {name!r} in this model")
+        return found
 
     def find_tensor(self, name: str) -> Tensor | None:
-        """The tensor of this model called `name`, or None."""
-        return self._names.tensors.get(name)
+        """The tensor called `name` in this model (or in this graph's scope), or None."""
+        for table in self._tables():
+            found = table.tensors.get(name)
+            if found is not None:
+                return found
+        return None
 
     def fresh_name(self, hint: str) -> str:
-        """A tensor name not yet taken in this model, based on `hint`."""
-        return self._names.fresh(hint)
+        """A tensor name not yet taken, based on `hint`."""
+        return self._names.fresh(hint, self._tensor_name_taken)
 
     def predecessors(self, node: Node) -> list[Node]:
         """Nodes of this graph that `node` depends on (outer-scope reads of subgraphs included)."""
@@ -523,7 +523,7 @@ class Graph:
         """Add a constant tensor holding `value`, called `name` (a fresh name when None)."""
         array = np.asarray(value)
         type = TensorType(DType.from_numpy(array.dtype), Shape(array.shape))
-        tensor = self._new_tensor(self._names.fresh("const") if name is None else name, type)
+        tensor = self._new_tensor(self.fresh_name("const") if name is None else name, type)
         tensor.const_value = array
         self._constants[tensor] = None
         self._touch()
@@ -546,7 +546,7 @@ class Graph:
         an optional output. `attrs` maps names to plain values or `Attribute`s; GRAPH attributes
         must be subgraphs made by `self.new_subgraph`.
         """
-        node_name = self._names.fresh(name or op_type.lower(), self._names.nodes)
+        node_name = self._names.fresh(name or op_type.lower(), self._node_name_taken)
         node = Node(op_type, domain, node_name, self)
         built = {key: Attribute.infer(value) for key, value in (attrs or {}).items()}
         explicit = not isinstance(outputs, int)
@@ -572,7 +572,7 @@ class Graph:
             if out_name is not None:
                 out_type = output_types[index] if output_types else None
                 tensor = self._new_tensor(
-                    out_name if explicit else self._names.fresh(out_name), out_type
+                    out_name if explicit else self.fresh_name(out_name), out_type
                 )
                 tensor.producer = node
             node._outputs.append(tensor)
@@ -662,13 +662,29 @@ class Graph:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _tables(self) -> list[_Names]:
+        """The name tables in scope here: this graph's, then enclosing ones (no repeats)."""
+        tables: list[_Names] = []
+        for graph in self.scopes():
+            if not any(t is graph._names for t in tables):
+                tables.append(graph._names)
+        return tables
+
+    def _tensor_name_taken(self, name: str) -> bool:
+        return any(name in table.tensors for table in self._tables())
+
+    def _node_name_taken(self, name: str) -> bool:
+        return any(name in table.nodes for table in self._tables())
+
     def _new_tensor(self, name: str, type: Type | None) -> Tensor:
+        if self._tensor_name_taken(name):
+            raise GraphEditError(f"tensor name {name!r} is already taken in this model")
         tensor = Tensor(name, type, self)
-        self._names.claim(name, tensor)
+        self._names.tensors[name] = tensor
         return tensor
 
     def _drop_tensor(self, tensor: Tensor) -> None:
-        del self._names.tensors[tensor.name]
+        self._names.tensors.pop(tensor.name, None)
         tensor.graph = None
 
     def _refuse_if_read(self, tensor: Tensor, action: str) -> None:
@@ -687,12 +703,12 @@ class Graph:
     ) -> None:
         for index, tensor in enumerate(inputs):
             if tensor is not None:
-                _check_can_read(Use(node, index), tensor, check_cycle=False)
+                _check_can_read(Use(node, index), tensor)
         for attr in attrs.values():
             for subgraph in attr.graphs:
-                subgraph._check_attachable(self)
+                subgraph._check_attachable(self, node)
         named = [n for n in explicit_names if n is not None]
-        taken = [n for n in named if n in self._names.tensors]
+        taken = [n for n in named if self._tensor_name_taken(n)]
         if taken or len(set(named)) != len(named):
             raise GraphEditError(
                 f"node {node.name!r} ({node.op_type}): output names must be new and distinct; "
@@ -704,7 +720,8 @@ class Graph:
                 f"{output_count} outputs"
             )
 
-    def _check_attachable(self, outer: Graph) -> None:
+    def _check_attachable(self, outer: Graph, node: Node) -> None:
+        """Refuse to attach this subgraph to `node` (of `outer`) if it is taken or would cycle."""
         if self.parent is not None:
             raise GraphEditError(
                 f"subgraph {self.name!r} already belongs to node {self.parent.name!r}"
@@ -714,38 +731,46 @@ class Graph:
                 f"subgraph {self.name!r} was not made by graph {outer.name!r}.new_subgraph(); "
                 f"a subgraph can only be attached to a node of the graph that made it"
             )
+        for tensor in self._pending.values():
+            _check_can_read(Use(node, 0), tensor)  # the node will read what its subgraph reads
 
     def _attach(self, node: Node) -> None:
+        """Make this subgraph part of `node`'s graph: join its names, turn pending reads into uses."""
         self.parent = node
-        for tensor, use in self._outer_reads():
-            _add_edge(tensor, use)
+        assert node.graph is not None
+        self._merge_names(node.graph._names)
+        pending, self._pending = self._pending, {}
+        for use, tensor in pending.items():
+            _link(tensor, use)
+
+    def _merge_names(self, table: _Names) -> None:
+        own = self._names
+        if own is table:
+            return
+        for name, tensor in own.tensors.items():
+            if name in table.tensors:
+                tensor._name = table.fresh(name, lambda n: n in table.tensors or n in own.tensors)
+            table.tensors[tensor._name] = tensor
+        for name, node in own.nodes.items():
+            if name in table.nodes:
+                node._name = table.fresh(name, lambda n: n in table.nodes or n in own.nodes)
+            table.nodes[node._name] = node
+        for graph in [self, *self.subgraphs()]:
+            graph._names = table
 
     def _detach(self) -> None:
-        """Drop this subgraph: its nodes stop reading outer tensors; it belongs to no node."""
-        for tensor, use in self._outer_reads():
+        """Drop this subgraph: its reads of outer tensors end, its names leave the model."""
+        inside = [self, *self.subgraphs()]
+        for tensor, use in _crossing_reads(inside):
             _unlink(tensor, use)
-        for graph in [self, *self.subgraphs()]:
+        for graph in inside:
             for tensor in list(graph.tensors()):
                 graph._drop_tensor(tensor)
             for node in graph._dag.nodes:
-                self._names.nodes.pop(node.name, None)
+                graph._names.nodes.pop(node.name, None)
                 node.graph = None
         self.parent = None
         self._scope = None
-
-    def _outer_reads(self) -> list[tuple[Tensor, Use]]:
-        """(tensor, use) pairs where this graph or a subgraph of it reads a tensor defined outside."""
-        inside = {self, *self.subgraphs()}
-        found = []
-        for graph in inside:
-            for node in graph._dag.nodes:
-                for index, tensor in enumerate(node._inputs):
-                    if tensor is not None and tensor.graph not in inside:
-                        found.append((tensor, Use(node, index)))
-            for index, tensor in enumerate(graph._outputs):
-                if tensor.graph not in inside:
-                    found.append((tensor, Use(graph, index)))
-        return found
 
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, {len(self)} nodes)"
@@ -802,14 +827,48 @@ def _remove_edge(tensor: Tensor, use: Use) -> None:
         owner._dag.remove_edge(tensor.producer, anchor)
 
 
+def _pending_holder(use: Use, owner: Graph | None) -> Graph | None:
+    """The unattached graph holding `use` apart from `owner`'s model; None once attached."""
+    graph = _user_graph(use)
+    while graph is not None and graph is not owner:
+        if graph.parent is None:
+            return graph
+        graph = graph.parent.graph
+    return None
+
+
 def _link(tensor: Tensor, use: Use) -> None:
+    holder = _pending_holder(use, tensor.graph)
+    if holder is not None:
+        holder._pending[use] = tensor
+        return
     tensor._uses[use] = None
     _add_edge(tensor, use)
 
 
 def _unlink(tensor: Tensor, use: Use) -> None:
-    _remove_edge(tensor, use)
-    tensor._uses.pop(use, None)
+    if use in tensor._uses:
+        _remove_edge(tensor, use)
+        del tensor._uses[use]
+        return
+    holder = _pending_holder(use, tensor.graph)
+    if holder is not None:
+        holder._pending.pop(use, None)
+
+
+def _crossing_reads(inside: list[Graph]) -> list[tuple[Tensor, Use]]:
+    """(tensor, use) pairs where a graph of `inside` reads a tensor defined outside them."""
+    members = set(inside)
+    found = []
+    for graph in inside:
+        for node in graph._dag.nodes:
+            for index, tensor in enumerate(node._inputs):
+                if tensor is not None and tensor.graph not in members:
+                    found.append((tensor, Use(node, index)))
+        for index, tensor in enumerate(graph._outputs):
+            if tensor.graph not in members:
+                found.append((tensor, Use(graph, index)))
+    return found
 
 
 def _replace_slot(use: Use, new: Tensor) -> None:
@@ -819,7 +878,7 @@ def _replace_slot(use: Use, new: Tensor) -> None:
         use.user._outputs[use.index] = new
 
 
-def _check_can_read(use: Use, tensor: Tensor, *, check_cycle: bool = True) -> None:
+def _check_can_read(use: Use, tensor: Tensor) -> None:
     """Refuse a read of `tensor` at `use` that is out of scope or would close a cycle."""
     where = _user_graph(use)
     if tensor.graph is None:
@@ -831,12 +890,13 @@ def _check_can_read(use: Use, tensor: Tensor, *, check_cycle: bool = True) -> No
             f"{_describe(use)} cannot read tensor {tensor.name!r}: it is defined in graph "
             f"{tensor.graph.name!r}, which is not in scope there"
         )
-    if not check_cycle or tensor.producer is None:
+    if tensor.producer is None:
         return
     anchor = _anchor(use, tensor.graph)
-    if anchor is None:
+    dag = tensor.graph._dag
+    if anchor is None or anchor not in dag:  # a node being added has no dependents yet
         return
-    if anchor is tensor.producer or nx.has_path(tensor.graph._dag, anchor, tensor.producer):
+    if anchor is tensor.producer or nx.has_path(dag, anchor, tensor.producer):
         raise GraphEditError(
             f"{_describe(use)} cannot read tensor {tensor.name!r}: its producer "
             f"{tensor.producer.name!r} depends on that node, so the graph would have a cycle"

@@ -55,6 +55,8 @@ def to_onnx(model: Model) -> onnx.ModelProto:
     for key, value in model.metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
+    if _untyped_outputs(proto.graph):
+        proto = _fill_output_types(proto)
     return proto
 
 
@@ -74,6 +76,51 @@ def save(model: Model, path: str | os.PathLike, *, external_data: bool | None = 
         )
     except (OSError, ValueError) as error:
         raise OnnxExportError(f"{target}: cannot write the model: {error}") from error
+
+
+def _untyped_outputs(graph: onnx.GraphProto) -> list[str]:
+    """Names of outputs without a type, in `graph` and its subgraphs (ONNX requires them)."""
+    missing = [out.name for out in graph.output if not out.HasField("type")]
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                missing += _untyped_outputs(sub)
+    return missing
+
+
+def _fill_output_types(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Type the outputs sod2 left untyped with onnx's own inference; fail if that cannot."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto)
+    except Exception as error:
+        raise OnnxExportError(
+            f"outputs {_untyped_outputs(proto.graph)} have no type and onnx shape inference "
+            f"failed: {error}"
+        ) from error
+    _copy_output_types(proto.graph, inferred.graph)
+    missing = _untyped_outputs(proto.graph)
+    if missing:
+        raise OnnxExportError(
+            f"outputs {missing} have no known type; give them types (or run shape inference) "
+            f"before export"
+        )
+    return proto
+
+
+def _copy_output_types(graph: onnx.GraphProto, inferred: onnx.GraphProto) -> None:
+    """Copy output types from `inferred`, the same graph after onnx shape inference."""
+    known = {v.name: v.type for v in [*inferred.value_info, *inferred.output] if v.HasField("type")}
+    for out in graph.output:
+        if not out.HasField("type") and out.name in known:
+            out.type.CopyFrom(known[out.name])
+    for node, inferred_node in zip(graph.node, inferred.node, strict=True):
+        for attr, inferred_attr in zip(node.attribute, inferred_node.attribute, strict=True):
+            subs = [attr.g] if attr.HasField("g") else list(attr.graphs)
+            inferred_subs = (
+                [inferred_attr.g] if inferred_attr.HasField("g") else list(inferred_attr.graphs)
+            )
+            for sub, inferred_sub in zip(subs, inferred_subs, strict=True):
+                _copy_output_types(sub, inferred_sub)
 
 
 # -- graphs ----------------------------------------------------------------------------------

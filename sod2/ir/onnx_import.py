@@ -377,9 +377,11 @@ class _GraphBuilder:
             if graph.find_tensor(name) is not None:
                 raise OnnxImportError(f"{self.where}: tensor name {name!r} is defined twice")
             return name
-        if graph.find_tensor(name) is None and name not in self.reserved:
-            return name
-        return graph.fresh_name(name)
+        candidate, counter = name, 0
+        while graph.find_tensor(candidate) is not None or candidate in self.reserved:
+            counter += 1
+            candidate = f"{name}_{counter}"
+        return candidate
 
     def _resolve(self, name: str, scopes: list[dict[str, Tensor]], reader: str) -> Tensor:
         for table in scopes:

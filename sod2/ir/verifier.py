@@ -79,6 +79,8 @@ def _check_definitions(graph: Graph, defined: dict[Tensor, Graph]) -> Iterator[s
             if tensor is None:
                 continue
             yield from define(tensor, f"output of node {node.name!r}")
+            if tensor.const_value is not None:
+                yield f"tensor {tensor.name!r} is computed by node {node.name!r} but also holds a constant value"
             if tensor.producer is not node:
                 yield f"tensor {tensor.name!r} is an output of node {node.name!r} but its producer is {tensor.producer!r}"
         for key, subgraph in node.subgraphs:
