@@ -1,0 +1,108 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from sod2.cli import main
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    """y = Relu(x) + (c + c), with a foldable constant computation and a dead node."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])
+    c = numpy_helper.from_array(np.array([1.0, 2.0], dtype=np.float32), "c")
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Add", ["c", "c"], ["cc"], name="double"),
+        helper.make_node("Neg", ["x"], ["unused"], name="dead"),
+        helper.make_node("Add", ["r", "cc"], ["y"], name="add"),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", [x], [y], initializer=[c]),
+        opset_imports=[helper.make_opsetid("", 18)],
+    )
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_inspect_shows_interface_symbols_and_ops(model_file, capsys):
+    assert main(["inspect", str(model_file)]) == 0
+    out = capsys.readouterr().out
+    assert "x: float32[N, 2]" in out and "y: float32[N, 2]" in out
+    assert "symbols: N" in out
+    assert re.search(r"Add\s+2", out) and re.search(r"Relu\s+1", out)
+
+
+def test_inspect_ir_prints_the_graph(model_file, capsys):
+    assert main(["inspect", str(model_file), "--ir"]) == 0
+    assert "%r = Relu(%x)" in capsys.readouterr().out
+
+
+def test_passes_lists_options(capsys):
+    assert main(["passes"]) == 0
+    out = capsys.readouterr().out
+    assert "fold-constants:" in out and "max_bytes: int = 1048576" in out
+
+
+def test_optimize_writes_a_model_with_the_pipeline_applied(model_file, tmp_path, capsys):
+    out_path = tmp_path / "out.onnx"
+    code = main(
+        [
+            "optimize",
+            str(model_file),
+            "-o",
+            str(out_path),
+            "--pipeline",
+            "fold-constants,dce",
+            "--time",
+            "--verify",
+            "--dump-after",
+            "dce",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "nodes 4 -> 2" in out and "// IR after dce" in out and "total" in out
+    written = onnx.load(str(out_path))
+    onnx.checker.check_model(written)
+    assert [n.op_type for n in written.graph.node] == ["Relu", "Add"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["inspect", "missing.onnx"], "missing.onnx: no such model file"),
+        (["optimize", "{model}", "-o", "x.onnx", "--pipeline", "dce,"], "expected a pass name"),
+        (["optimize", "{model}", "-o", "x.onnx", "--pipeline", "nope"], "unknown pass 'nope'"),
+    ],
+)
+def test_errors_print_one_message_and_exit_1(args, message, model_file, capsys):
+    args = [a.replace("{model}", str(model_file)) for a in args]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sod2: error:") and message in err and "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from sod2.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError):
+        main(["--debug", "inspect", str(tmp_path / "missing.onnx")])
+    with pytest.raises(ModelLoadError):
+        main(["inspect", str(tmp_path / "missing.onnx"), "--debug"])
+
+
+def test_the_console_script_is_installed(model_file):
+    script = Path(sys.executable).parent / "sod2"
+    result = subprocess.run(
+        [str(script), "inspect", str(model_file)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "symbols: N" in result.stdout
