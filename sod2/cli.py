@@ -3,6 +3,8 @@
     sod2 inspect MODEL [--ir]                 what sod2 sees in a model
     sod2 passes                               registered passes and their options
     sod2 optimize MODEL -o OUT --pipeline P   run a pipeline and write the result
+    sod2 run MODEL [--input N=F.npy] [--random --bind SYM=V]   run a model, print its outputs
+    sod2 conformance [--json] [--write PATH]  ONNX node test cases through the interpreter
     sod2 demo                                 a tour on a model shipped with sod2
 
 Errors that sod2 raises on purpose (`Sod2Error`) print as one message and exit with status 1;
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspect(commands)
     _add_passes(commands)
     _add_optimize(commands)
+    _add_run(commands)
+    _add_conformance(commands)
     _add_demo(commands)
     return parser
 
@@ -167,6 +171,102 @@ def _instruments(args: argparse.Namespace, timing: TimingInstrument) -> list:
             DumpIRInstrument(after=after, stream=sys.stdout, directory=args.dump_dir)
         )
     return instruments
+
+
+# -- run -------------------------------------------------------------------------------------
+
+
+def _add_run(commands: argparse._SubParsersAction) -> None:
+    sub = _command(
+        commands, "run", _run, "Run a model; print each output's shape, dtype and checksum."
+    )
+    sub.add_argument("model", type=Path, help="ONNX model file")
+    sub.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=FILE.npy",
+        help="value of an input (repeatable)",
+    )
+    sub.add_argument("--random", action="store_true", help="random values for inputs not given")
+    sub.add_argument(
+        "--bind",
+        action="append",
+        default=[],
+        metavar="SYM=VALUE",
+        help="value of a shape symbol for --random (repeatable)",
+    )
+    sub.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    sub.add_argument("--save-dir", type=Path, default=None, help="save outputs as NAME.npy here")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sod2.backend.inputs import load_input_files, parse_bindings, random_inputs
+    from sod2.backend.reference import run_reference
+
+    model = load(args.model)
+    feeds = load_input_files(args.input)
+    if args.random:
+        missing = {t.name for t in model.graph.inputs} - set(feeds)
+        feeds |= random_inputs(model, parse_bindings(args.bind), seed=args.seed, only=missing)
+    result = run_reference(model, feeds)
+    for name, value in result.outputs.items():
+        print(describe_value(name, value))
+        if args.save_dir is not None:
+            _save_output(args.save_dir, name, value)
+    return 0
+
+
+def describe_value(name: str, value: object) -> str:
+    """One line: name, dtype, shape, sum and a short digest of the bytes."""
+    import hashlib
+
+    import numpy as np
+
+    if isinstance(value, list):
+        return f"{name}: sequence of {len(value)}"
+    if value is None:
+        return f"{name}: empty optional"
+    array = np.asarray(value)
+    digest = hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:12]
+    total = float(array.astype(np.float64).sum()) if array.dtype.kind in "biuf" else float("nan")
+    return f"{name}: {array.dtype}{list(array.shape)} sum={total:.6g} sha256={digest}"
+
+
+def _save_output(directory: Path, name: str, value: object) -> None:
+    import numpy as np
+
+    directory.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    np.save(directory / f"{safe}.npy", np.asarray(value))
+
+
+# -- conformance -----------------------------------------------------------------------------
+
+
+def _add_conformance(commands: argparse._SubParsersAction) -> None:
+    sub = _command(
+        commands,
+        "conformance",
+        _conformance,
+        "Run ONNX's node test cases through the reference interpreter.",
+    )
+    sub.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    sub.add_argument("--write", type=Path, default=None, help="also write the report to a file")
+    sub.add_argument("cases", nargs="*", help="only these case names (default: all)")
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    import json
+
+    from sod2.testing.conformance import report_json, report_markdown, run_conformance
+
+    results = run_conformance(args.cases or None)
+    text = json.dumps(report_json(results), indent=1) if args.json else report_markdown(results)
+    print(text)
+    if args.write is not None:
+        args.write.write_text(text if text.endswith("\n") else text + "\n")
+    return 1 if any(r.status == "fail" for r in results) else 0
 
 
 # -- demo ------------------------------------------------------------------------------------

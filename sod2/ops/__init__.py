@@ -1,9 +1,13 @@
 """The operator catalogue: per ONNX operator, what sod2 knows about it.
 
-Importing this package registers every family module, so `lookup` sees the whole catalogue.
+Each operator family lives in its own module here (`elementwise`, `shape`, `control_flow` ...) and
+registers its entries when imported. Importing this package imports every family module, so
+`lookup` always sees the whole catalogue; a new family is a new module, nothing else to edit.
 """
 
-from sod2.ops import elementwise, shape  # noqa: F401  (importing registers the kernels)
+import importlib
+import pkgutil
+
 from sod2.ops.registry import (
     KernelContext,
     OpDef,
@@ -13,5 +17,9 @@ from sod2.ops.registry import (
     lookup_node,
     register,
 )
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "registry":
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["KernelContext", "OpDef", "Value", "catalogue", "lookup", "lookup_node", "register"]

@@ -3,7 +3,8 @@
 ONNX's multidirectional broadcasting is numpy's, so most kernels are one numpy call. The care is
 in the places where numpy and ONNX differ:
 - integer `Div` truncates toward zero (C semantics); numpy's `//` floors;
-- `Mod` follows the divisor's sign unless `fmod=1`, which follows the dividend's (C `fmod`);
+- `Mod` follows the divisor's sign unless `fmod=1`, which follows the dividend's (C `fmod`), for
+  floats as for integers;
 - `Pow` returns the type of its base, whatever the exponent's type;
 - integer division by zero has no defined result, so it is an error here, not a silent value.
 The output dtype is always the inputs' dtype (ONNX requires equal input types), never numpy's
@@ -75,8 +76,6 @@ def _mod(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
     a, b = as_array(inputs[0], ctx, "input A"), as_array(inputs[1], ctx, "input B")
     _check_broadcast(ctx, a, b)
     fmod = int(ctx.attr("fmod", 0))
-    if a.dtype.kind == "f" and not fmod:
-        raise ctx.fail("Mod of floating-point inputs requires fmod=1")
     if a.dtype.kind in "iu" and np.any(b == 0):
         raise ctx.fail("integer modulo by zero")
     with np.errstate(all="ignore"):

@@ -211,14 +211,21 @@ def transpose(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
 def range_(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
     """Range: max(ceil((limit - start) / delta), 0) values start, start + delta, ..."""
     start, limit, delta = (
-        as_array(v, ctx, n) for v, n in zip(inputs, ("start", "limit", "delta"), strict=True)
+        _scalar(ctx, v, n) for v, n in zip(inputs, ("start", "limit", "delta"), strict=True)
     )
     if delta == 0:
         raise ctx.fail("Range delta cannot be 0")
-    count = max(int(np.ceil((limit.astype(np.float64) - start) / delta)), 0)
-    return [
-        (start + np.arange(count, dtype=np.int64).astype(start.dtype) * delta).astype(start.dtype)
-    ]
+    count = max(int(np.ceil((float(limit) - float(start)) / float(delta))), 0)
+    steps = np.arange(count, dtype=np.int64).astype(start.dtype)
+    return [(start + steps * delta).astype(start.dtype)]
+
+
+def _scalar(ctx: KernelContext, value: Value, what: str) -> np.ndarray:
+    """A one-element input as a 0-d array (exporters sometimes pass shape [1] for scalars)."""
+    array = as_array(value, ctx, what)
+    if array.size != 1:
+        raise ctx.fail(f"{what} must be a scalar, got shape {list(array.shape)}")
+    return array.reshape(())
 
 
 @register("ConstantOfShape", since=9)

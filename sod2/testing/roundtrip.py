@@ -125,6 +125,8 @@ def _value_mismatch(want: Any, got: Any, rtol: float, atol: float) -> str:
     want, got = np.asarray(want), np.asarray(got)
     if want.dtype != got.dtype or want.shape != got.shape:
         return f"got {got.dtype}{list(got.shape)}, expected {want.dtype}{list(want.shape)}"
+    if want.dtype.kind not in "biufcOUSM":  # ml_dtypes floats: bfloat16, float8 ...
+        want, got = want.astype(np.float32), got.astype(np.float32)
     if want.dtype.kind in "fc":
         close = np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
         if not close.all():

@@ -1,0 +1,25 @@
+"""Every kernel in the catalogue has at least one differential case against onnxruntime.
+
+Each `tests/ops/test_*.py` module that holds cases exposes them as a `CASES` list whose items start
+with the op type.
+"""
+
+import importlib
+import pkgutil
+
+import tests.ops
+from sod2.ops import catalogue
+
+
+def _tested_ops() -> set[str]:
+    found = set()
+    for module in pkgutil.iter_modules(tests.ops.__path__):
+        if module.name.startswith("test_"):
+            cases = getattr(importlib.import_module(f"tests.ops.{module.name}"), "CASES", [])
+            found |= {case[0] for case in cases}
+    return found
+
+
+def test_every_kernel_has_a_differential_case():
+    registered = {op for (_, op) in catalogue()}
+    assert registered - _tested_ops() == set()
