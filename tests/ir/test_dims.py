@@ -98,4 +98,6 @@ def test_format_then_parse_gives_back_the_same_dim(expr):
     assume(expr.is_finite is not False and (expr.free_symbols or expr.is_Integer))
     assume(not (expr.is_Integer and expr < 0))
     dim = as_dim(expr)
-    assert parse_dim(format_dim(dim)) == dim
+    parsed = parse_dim(format_dim(dim))
+    # sympy may distribute a coefficient while parsing: 2*(H + 1) reads back as 2*H + 2
+    assert parsed == dim or sympy.simplify(parsed - dim) == 0
