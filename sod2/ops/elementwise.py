@@ -67,9 +67,9 @@ def _div(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
     if a.dtype.kind in "iu":
         if np.any(b == 0):
             raise ctx.fail("integer division by zero")
-        return [_int_div(a, b).astype(a.dtype, copy=False)]
+        return [np.asarray(_int_div(a, b)).astype(a.dtype, copy=False)]
     with np.errstate(all="ignore"):
-        return [np.divide(a, b).astype(a.dtype, copy=False)]
+        return [np.asarray(np.divide(a, b)).astype(a.dtype, copy=False)]
 
 
 def _mod(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
@@ -79,7 +79,7 @@ def _mod(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
     if a.dtype.kind in "iu" and np.any(b == 0):
         raise ctx.fail("integer modulo by zero")
     with np.errstate(all="ignore"):
-        result = np.fmod(a, b) if fmod else np.mod(a, b)
+        result = np.asarray(np.fmod(a, b) if fmod else np.mod(a, b))
     return [result.astype(a.dtype, copy=False)]
 
 
@@ -89,8 +89,9 @@ def _pow(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
     with np.errstate(all="ignore"):
         if base.dtype.kind in "iu":
             result = np.power(base.astype(np.float64), exponent.astype(np.float64))
-            return [np.trunc(result).astype(base.dtype)]
-        return [np.power(base, exponent.astype(base.dtype)).astype(base.dtype, copy=False)]
+            return [np.asarray(np.trunc(result)).astype(base.dtype)]
+        power = np.power(base, exponent.astype(base.dtype))
+        return [np.asarray(power).astype(base.dtype, copy=False)]
 
 
 def _variadic(op_type: str, fn: _BinaryFn, since: int = 1) -> None:
@@ -119,7 +120,7 @@ def _mean(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
     total = arrays[0]
     for array in arrays[1:]:
         total = total + array
-    return [(total / len(arrays)).astype(arrays[0].dtype)]
+    return [np.asarray(total / len(arrays)).astype(arrays[0].dtype)]
 
 
 def _where(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
@@ -134,7 +135,7 @@ def _identity(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
 
 
 def _not(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
-    return [np.logical_not(as_array(inputs[0], ctx, "input X"))]
+    return [np.asarray(np.logical_not(as_array(inputs[0], ctx, "input X")))]
 
 
 def _clip(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:

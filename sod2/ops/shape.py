@@ -1,4 +1,4 @@
-"""Shape computation and data movement: Shape, Reshape, Slice, Gather, Concat, Expand, Cast ...
+"""Shape computation and data movement: Shape, Reshape, Slice, Gather, Concat, Expand ...
 
 These are the operators that carry shape arithmetic in exported models (`Shape -> Gather ->
 Concat -> Reshape`), so constant folding and, later, value propagation lean on them.
@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sod2.ir.dtypes import DType
 from sod2.ops.registry import KernelContext, Value, as_array, register
 
 
@@ -259,35 +258,3 @@ def tile(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
     if len(repeats) != data.ndim or any(r < 0 for r in repeats):
         raise ctx.fail(f"repeats {repeats} must be {data.ndim} non-negative values")
     return [np.tile(data, repeats)]
-
-
-# Narrow float and int types whose rounding and saturation rules are not modelled here.
-_EXOTIC = {d for d in DType if d.bits < 8 or d.name.startswith(("FLOAT8", "FLOAT4", "FLOAT6"))}
-
-
-def _cast(ctx: KernelContext, data: np.ndarray, dtype: DType) -> np.ndarray:
-    if dtype is DType.STRING or data.dtype == object:
-        raise ctx.unsupported("casts from or to strings")
-    if dtype in _EXOTIC or DType.from_numpy(data.dtype) in _EXOTIC:
-        raise ctx.unsupported(f"casts between {data.dtype} and {dtype.short_name}")
-    if dtype.is_integer and data.dtype.kind == "f":
-        with np.errstate(invalid="ignore"):
-            return np.trunc(data).astype(dtype.numpy)
-    return data.astype(dtype.numpy)
-
-
-@register("Cast")
-def cast(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
-    """Cast: convert to element type `to` (floats to integers truncate toward zero)."""
-    data = as_array(inputs[0], ctx, "input")
-    to = ctx.attr("to")
-    dtype = DType.from_onnx(to) if isinstance(to, int) else DType[str(to).upper()]
-    return [_cast(ctx, data, dtype)]
-
-
-@register("CastLike", since=15)
-def cast_like(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
-    """CastLike: convert the input to the element type of the second input."""
-    data = as_array(inputs[0], ctx, "input")
-    like = as_array(inputs[1], ctx, "target_type")
-    return [_cast(ctx, data, DType.from_numpy(like.dtype))]

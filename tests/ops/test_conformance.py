@@ -13,8 +13,42 @@ from sod2.testing.onnx_corpus import node_cases
 NODE_CASES = node_cases()
 OPS = case_ops(NODE_CASES)
 
-# case name -> why it fails (empty: every supported case passes)
-EXPECTED_FAILURES: dict[str, str] = {}
+_RANDOM = (
+    "compares exact random draws of the generator that produced the case; sod2's Bernoulli draws "
+    "from numpy's generator (seeded by the seed attribute), so only the distribution can agree"
+)
+
+_HALF_STEPS = (
+    "the expected values round every step of the expanded graph to float16/bfloat16; sod2's "
+    "Softmax computes in float32 and rounds once, so a few values differ by one unit in the last "
+    "place"
+)
+
+# case name -> why it fails
+EXPECTED_FAILURES: dict[str, str] = {
+    **{
+        name: _HALF_STEPS
+        for name in (
+            "test_attention_3d_causal_bf16_expanded",
+            "test_attention_4d_attn_mask_causal_bf16_expanded",
+            "test_attention_4d_causal_bf16_expanded",
+            "test_attention_4d_causal_fp16_expanded",
+            "test_attention_4d_causal_padded_kv_bf16_expanded",
+            "test_attention_4d_padded_kv_bf16_expanded",
+        )
+    },
+    **{
+        name: _RANDOM
+        for name in (
+            "test_bernoulli",
+            "test_bernoulli_double",
+            "test_bernoulli_double_expanded",
+            "test_bernoulli_expanded",
+            "test_bernoulli_seed",
+            "test_bernoulli_seed_expanded",
+        )
+    },
+}
 
 
 @pytest.mark.parametrize("case", NODE_CASES, ids=[c.name for c in NODE_CASES])

@@ -167,10 +167,6 @@ CASES = [
     ("ConstantOfShape", [i64(2)], {"value": np.array([7], np.int64)}, 18, 1),
     ("Expand", [f32(3, 1), i64(2, 1, 4)], {}, 18, 1),
     ("Tile", [f32(2, 3), i64(2, 1)], {}, 18, 1),
-    ("Cast", [f32(6) * 4], {"to": onnx.TensorProto.INT32}, 18, 1),
-    ("Cast", [ints(-3, 3, 4)], {"to": onnx.TensorProto.FLOAT}, 18, 1),
-    ("Cast", [f32(4)], {"to": onnx.TensorProto.BOOL}, 18, 1),
-    ("CastLike", [ints(-3, 3, 4), f32(1)], {}, 18, 1),
 ]
 
 
