@@ -167,7 +167,7 @@ def gather(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
     extent = data.shape[axis]
     if indices.size and (indices.min() < -extent or indices.max() >= extent):
         raise ctx.fail(f"indices out of range for dim {extent} along axis {axis}")
-    return [np.take(data, indices.astype(np.int64), axis=axis)]
+    return [np.asarray(np.take(data, indices.astype(np.int64), axis=axis))]
 
 
 @register("Slice")

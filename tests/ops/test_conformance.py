@@ -60,3 +60,23 @@ def test_conformance_case(case):
     assert result.status in ("pass", "unsupported"), result.reason
     if result.status == "unsupported":
         assert "catalogue" in result.reason or "node" in result.reason, result.reason
+
+
+def _results():
+    return [run_case(case, OPS[case.name]) for case in NODE_CASES]
+
+
+def test_at_least_95_percent_of_catalogued_cases_pass_and_every_zoo_op_passes_all():
+    from sod2.ir import load
+    from sod2.testing.conformance import summary
+    from sod2.zoo import REGISTRY
+
+    results = _results()
+    assert summary(results)["catalogued_pass_rate"] >= 0.95
+    zoo_ops = {
+        node.op_type
+        for entry in REGISTRY.values()
+        for node in load(entry.path("small")).graph.walk()
+    }
+    failing = {r.op: r.case for r in results if r.op in zoo_ops and r.status != "pass"}
+    assert failing == {}
