@@ -5,6 +5,7 @@
     sod2 optimize MODEL -o OUT --pipeline P   run a pipeline and write the result
     sod2 run MODEL [--input N=F.npy] [--random --bind SYM=V]   run a model, print its outputs
     sod2 conformance [--json] [--write PATH]  ONNX node test cases through the interpreter
+    sod2 zoo list | build NAME | path NAME    the dynamic model zoo
     sod2 demo                                 a tour on a model shipped with sod2
 
 Errors that sod2 raises on purpose (`Sod2Error`) print as one message and exit with status 1;
@@ -30,6 +31,7 @@ from sod2.passes import (
     registered_passes,
 )
 from sod2.summary import model_summary
+from sod2.zoo.cli import add_zoo_parser
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_conformance(commands)
     _add_demo(commands)
+    add_zoo_parser(commands)
     return parser
 
 

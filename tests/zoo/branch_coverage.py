@@ -47,12 +47,9 @@ def _ensure_node(graph: onnx.GraphProto) -> None:
     if graph.node:
         return
     output = graph.output[0]
-    passthrough = f"{output.name}__observed"
-    graph.node.append(onnx.helper.make_node("Identity", [passthrough], [output.name]))
-    graph.node[0].input[0] = output.name
-    graph.node[0].output[0] = passthrough
-    graph.node[0].CopyFrom(onnx.helper.make_node("Identity", [output.name], [passthrough]))
-    output.name = passthrough
+    observed = f"{output.name}__observed"
+    graph.node.append(onnx.helper.make_node("Identity", [output.name], [observed]))
+    output.name = observed
 
 
 def branches_taken(
