@@ -3,8 +3,7 @@ import pytest
 
 from sod2.errors import GraphEditError
 from sod2.ir import DType, Graph, Use, tensor_type, verify
-
-from .conftest import float_input
+from tests.conftest import float_input
 
 
 def test_building_keeps_producers_and_uses(chain):
