@@ -1,6 +1,7 @@
 """The `sod2` command.
 
-    sod2 inspect MODEL [--ir]                 what sod2 sees in a model
+    sod2 inspect MODEL [--ir] [--shapes] [--graph FILE]   what sod2 sees in a model
+    sod2 infer-shapes IN -o OUT               RDP's shapes written into value_info
     sod2 passes                               registered passes and their options
     sod2 optimize MODEL -o OUT --pipeline P   run a pipeline and write the result
     sod2 run MODEL [--input N=F.npy] [--random --bind SYM=V]   run a model, print its outputs
@@ -19,6 +20,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sod2.errors import Sod2Error
 from sod2.ir import format_model, load, save
@@ -32,6 +34,11 @@ from sod2.passes import (
 )
 from sod2.summary import model_summary
 from sod2.zoo.cli import add_zoo_parser
+
+if TYPE_CHECKING:
+    from sod2.analysis.rdp import RDPResult
+    from sod2.ir.graph import Node, Tensor
+    from sod2.ir.model import Model
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -64,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspect(commands)
     _add_passes(commands)
     _add_optimize(commands)
+    _add_infer_shapes(commands)
     _add_run(commands)
     _add_conformance(commands)
     _add_demo(commands)
@@ -91,6 +99,18 @@ def _add_inspect(commands: argparse._SubParsersAction) -> None:
     )
     sub.add_argument("model", type=Path, help="ONNX model file")
     sub.add_argument("--ir", action="store_true", help="also print the whole IR")
+    sub.add_argument(
+        "--shapes",
+        action="store_true",
+        help="each node's SoD2 class and its outputs' inferred shapes (RDP)",
+    )
+    sub.add_argument(
+        "--graph",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="draw the graph coloured by SoD2 class (.dot, or .svg/.png with Graphviz)",
+    )
     sub.add_argument("--no-check", action="store_true", help="skip onnx.checker on load")
 
 
@@ -100,7 +120,36 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.ir:
         print()
         print(format_model(model))
+    if args.shapes or args.graph:
+        from sod2.analysis.rdp import propagate
+        from sod2.summary import resolution_summary, shapes_report
+
+        result = propagate(model)
+        if args.shapes:
+            print()
+            print(shapes_report(model, result))
+            print(resolution_summary(model, result))
+        if args.graph:
+            _draw(model, result, args.graph)
     return 0
+
+
+CLASS_COLOURS = {"ISDO": "#cfe8ff", "ISDOS": "#d9f2d0", "ISVDOS": "#ffe9b3", "EDO": "#ffc9c9"}
+
+
+def _draw(model: Model, result: RDPResult, path: Path) -> None:
+    from sod2.ir.dot import render, to_dot
+
+    def colour(node: Node) -> str:
+        op_class = result.classes.get(node)
+        return CLASS_COLOURS.get(op_class.name, "white") if op_class else "white"
+
+    def label(tensor: Tensor) -> str:
+        fact = result.facts.get(tensor)
+        return f"{tensor.name}\n{fact}" if fact is not None else tensor.name
+
+    render(to_dot(model.graph, colour=colour, label=label, legend=CLASS_COLOURS), path)
+    print(f"graph written to {path}")
 
 
 # -- passes ----------------------------------------------------------------------------------
@@ -174,6 +223,35 @@ def _instruments(args: argparse.Namespace, timing: TimingInstrument) -> list:
             DumpIRInstrument(after=after, stream=sys.stdout, directory=args.dump_dir)
         )
     return instruments
+
+
+# -- infer-shapes ----------------------------------------------------------------------------
+
+
+def _add_infer_shapes(commands: argparse._SubParsersAction) -> None:
+    sub = _command(
+        commands,
+        "infer-shapes",
+        _infer_shapes,
+        "Write every shape RDP infers into the model's value_info.",
+    )
+    sub.add_argument("model", type=Path, help="ONNX model file")
+    sub.add_argument("-o", "--output", type=Path, required=True, help="where to write the result")
+
+
+def _infer_shapes(args: argparse.Namespace) -> int:
+    from sod2.analysis.rdp import RDP
+    from sod2.summary import resolution_summary
+
+    model = load(args.model)
+    context = PassContext()
+    PassManager.parse("infer-shapes").run(model, context)
+    save(model, args.output)
+    print(
+        f"{args.model} -> {args.output}: "
+        f"{resolution_summary(model, context.analyses.get(RDP, model))}"
+    )
+    return 0
 
 
 # -- run -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ control-flow nodes, and the operator histogram.
 
 from __future__ import annotations
 
+from sod2.analysis.rdp import RDPResult
 from sod2.analysis.reachability import OpHistogram
 from sod2.ir.graph import Tensor
 from sod2.ir.model import Model
@@ -61,3 +62,49 @@ def _signature(tensor: Tensor) -> str:
 
 def _symbols(tensor: Tensor) -> frozenset:
     return tensor.type.shape.symbols if isinstance(tensor.type, TensorType) else frozenset()
+
+
+def shapes_report(model: Model, result: RDPResult) -> str:
+    """Every node with its SoD2 class and its outputs' inferred types, then the symbols RDP
+    introduced, what it learned about the inputs, and the assumptions the runtime must check."""
+    lines = []
+    for graph in [model.graph, *model.graph.subgraphs()]:
+        if graph is not model.graph:
+            lines.append(f"-- subgraph {graph.name} (of node {graph.parent.name!r})")  # type: ignore[union-attr]
+        for node in graph.topological_order():
+            op_class = result.classes.get(node)
+            outputs = ", ".join(
+                f"{t.name}: {result.facts[t]}"
+                for t in node.outputs
+                if t is not None and t in result.facts
+            )
+            lines.append(
+                f"{node.qualified_op:<16} {op_class.name if op_class else '?':<6} {outputs}"
+            )
+    introduced = [i for i in result.symbols.values() if not i.origin.from_inputs]
+    if introduced:
+        lines.append("symbols:")
+        lines += [f"  {info.describe()}" for info in introduced]
+    if result.learned:
+        lines.append("learned about the inputs:")
+        lines += [f"  {symbol} = {value}" for symbol, value in result.learned.items()]
+    if result.assumptions:
+        lines.append("assumptions (checked at run time):")
+        lines += [f"  {a.describe()}" for a in result.assumptions]
+    if result.unsupported:
+        lines.append("ops without a shape rule:")
+        lines += [f"  {text}" for text in result.unsupported]
+    return "\n".join(lines)
+
+
+def resolution_summary(model: Model, result: RDPResult) -> str:
+    """One line: how many dims of the model's tensors RDP resolved from the inputs."""
+    dims = [d for fact in result.facts.values() if fact.shape.dims for d in fact.shape.dims]
+    resolved = sum(result.is_resolved(d) for d in dims)
+    unknown_rank = sum(1 for fact in result.facts.values() if fact.shape.dims is None)
+    share = 100 * resolved / len(dims) if dims else 100.0
+    return (
+        f"{resolved} of {len(dims)} dims resolved from the input shapes ({share:.1f}%); "
+        f"{unknown_rank} tensors of unknown rank; {len(result.assumptions)} assumptions; "
+        f"{len(result.unsupported)} ops without a shape rule"
+    )

@@ -7,7 +7,8 @@ sympy keeps such expressions in whatever form they were built, so `floor((H - 1)
 `floor_div` / `ceil_div`, which produce one canonical form:
 
     floor((Q + r)/m) + k     with Q an integer-valued sum with integer coefficients whose gcd with
-                             m is 1, m >= 2, 0 <= r < m and k an integer,
+                             m is 1, m >= 2, 0 <= r < m and k an integer (or the negation of
+                             such a form, when every coefficient of Q would be negative),
 
 using the identities (Q integer-valued, m, a positive integers, y real):
 - `ceil(x/m) = floor((x + m - 1)/m)`;
@@ -59,6 +60,10 @@ def _floor_div(numerator: sympy.Expr, denominator: sympy.Expr) -> Extent:
     terms, constant, scale = _integer_terms(sympy.expand(numerator))
     if terms is None:
         return _to_int(sympy.floor(numerator / divisor))
+    if scale == 1 and terms and all(coeff < 0 for coeff in terms.values()):
+        # floor(-x/m) = -ceil(x/m): keep the symbols' coefficients positive, so that signs
+        # stay visible (ceil(floor(H/16)/7) is non-negative; floor(-floor(H/16)/7) hides it)
+        return _to_int(-_floor_div(sympy.expand(-numerator + divisor - 1), denominator))
     divisor *= scale  # numerator = (sum(terms) + constant) / scale
     nested = _single_floor(terms)
     if nested is not None:  # floor((floor((Q + r)/a) + c)/m) = floor((Q + r + a*c)/(a*m))
@@ -122,13 +127,23 @@ def dim_min(*values: Extent) -> Extent:
     """The smallest of `values` (sympy's Min, which knows that symbols are positive)."""
     if all(isinstance(v, int) for v in values):
         return min(values)  # type: ignore[type-var]
-    return _to_int(sympy.Min(*values))
+    return _min(values)
 
 
 def dim_max(*values: Extent) -> Extent:
     """The largest of `values`."""
     if all(isinstance(v, int) for v in values):
         return max(values)  # type: ignore[type-var]
+    return _max(values)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _min(values: tuple[Extent, ...]) -> Extent:
+    return _to_int(sympy.Min(*values))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _max(values: tuple[Extent, ...]) -> Extent:
     return _to_int(sympy.Max(*values))
 
 
@@ -142,4 +157,9 @@ def provably_equal(left: Extent, right: Extent) -> bool:
         return left == right
     if left == right:
         return True
-    return sympy.expand(sympy.sympify(left) - sympy.sympify(right)) == 0
+    return _difference_is_zero(sympy.sympify(left), sympy.sympify(right))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _difference_is_zero(left: sympy.Expr, right: sympy.Expr) -> bool:
+    return sympy.expand(left - right) == 0

@@ -2,12 +2,13 @@
 
 A `Dim` is either a Python `int` (a known extent, possibly 0) or a `sympy.Expr` built from symbols
 made by `symbol()`, which are integer and positive: a symbol names an extent that the input decides,
-such as a batch size `N` or an image height `H`. Expressions (`2*H`, `floor((H - 1)/2) + 1`,
+such as a batch size `N` or an image height `H`. Extents that only execution decides (how many
+elements NonZero finds) use `extent_symbol()`: integer and non-negative, since they may be 0. Expressions (`2*H`, `floor((H - 1)/2) + 1`,
 `Min(a, b)`) say how an extent is computed from the symbols.
 
 Invariants kept by `as_dim`, the one constructor every other module goes through:
 - an expression with no free symbols is an `int`, never `sympy.Integer`;
-- every symbol is integer and positive, so two symbols of the same name are the same symbol.
+- every symbol is an integer, positive (`symbol`) or non-negative (`extent_symbol`).
 
 Dims travel to and from ONNX as `dim_param` strings: `format_dim` writes sympy's text form, and
 `parse_dim` reads a name as a symbol and an arithmetic text such as `2*H + 1` as an expression.
@@ -46,6 +47,11 @@ def symbol(name: str) -> sympy.Symbol:
     return sympy.Symbol(name, integer=True, positive=True)
 
 
+def extent_symbol(name: str) -> sympy.Symbol:
+    """An integer symbol that may also be 0: an extent only execution tells (NonZero's count)."""
+    return sympy.Symbol(name, integer=True, nonnegative=True)
+
+
 def as_dim(value: int | sympy.Expr | sympy.Basic) -> Dim:
     """Normalize `value` into a Dim: ints stay ints, closed expressions become ints.
 
@@ -70,9 +76,9 @@ def as_dim(value: int | sympy.Expr | sympy.Basic) -> Dim:
     if expr.is_Integer:
         return as_dim(int(expr))
     for sym in expr.free_symbols:
-        if not (sym.is_integer and sym.is_positive):
+        if not (sym.is_integer and sym.is_nonnegative):
             raise Sod2Error(
-                f"dimension {expr} uses symbol {sym} that is not integer and positive; "
+                f"dimension {expr} uses symbol {sym} that is not a non-negative integer; "
                 f"make symbols with sod2.ir.symbol()"
             )
     if not expr.free_symbols:

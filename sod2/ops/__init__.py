@@ -10,16 +10,34 @@ import pkgutil
 
 from sod2.ops.registry import (
     KernelContext,
+    OpClass,
     OpDef,
+    ShapeDef,
     Value,
     catalogue,
     lookup,
     lookup_node,
+    lookup_shape_rule,
     register,
+    shape_rule,
+    shape_rules,
 )
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "registry":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["KernelContext", "OpDef", "Value", "catalogue", "lookup", "lookup_node", "register"]
+__all__ = [
+    "KernelContext",
+    "OpClass",
+    "OpDef",
+    "ShapeDef",
+    "Value",
+    "catalogue",
+    "lookup",
+    "lookup_node",
+    "lookup_shape_rule",
+    "register",
+    "shape_rule",
+    "shape_rules",
+]

@@ -21,8 +21,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from sod2.analysis.facts import Facts, TensorFact
+from sod2.analysis.rule_kit import broadcasts_to, same_as_input
+from sod2.analysis.shape_context import ShapeContext
 from sod2.ops.math import float_input, working_dtype
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 from sod2.ops.shape import normalize_axis
 
 Activation = Callable[[np.ndarray, KernelContext], np.ndarray]
@@ -267,3 +270,36 @@ def _run(normalize: _Normalizer, x: np.ndarray, axis: int) -> np.ndarray:
 _softmax_kind("Softmax", softmax_along)
 _softmax_kind("LogSoftmax", log_softmax_along)
 _softmax_kind("Hardmax", hardmax_along)
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+#
+# Every activation keeps its input's shape and element type; the softmax family normalizes
+# along an axis without changing the shape, in both of its opset forms.
+
+_FIRST_OPSET = {
+    "LeakyRelu": 1,
+    "Elu": 1,
+    "Selu": 1,
+    "Celu": 12,
+    "HardSigmoid": 1,
+    "HardSwish": 14,
+    "Softplus": 1,
+    "Softsign": 1,
+    "Mish": 18,
+    "ThresholdedRelu": 10,
+    "Swish": 24,
+    "Gelu": 20,
+    "Shrink": 9,
+}
+for _op, _since in _FIRST_OPSET.items():
+    shape_rule(_op, since=_since, op_class=OpClass.ISDOS)(same_as_input)
+for _op in ("Softmax", "LogSoftmax", "Hardmax"):
+    shape_rule(_op, since=1, op_class=OpClass.ISDOS)(same_as_input)  # both opset forms
+
+
+@shape_rule("PRelu", since=7, op_class=OpClass.ISDOS)
+def prelu_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """PRelu: Y has X's shape; the slope broadcasts to it one way (each dim 1 or X's)."""
+    broadcasts_to(ctx, inputs[1], inputs[0].shape, "slope")
+    return [TensorFact(inputs[0].dtype, inputs[0].shape)]

@@ -28,9 +28,16 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import sympy
 
+from sod2.analysis.facts import Facts, TensorFact
+from sod2.analysis.rule_kit import exact_div, optional
+from sod2.analysis.shape_context import ShapeContext
+from sod2.analysis.symbolic import provably_equal
+from sod2.ir.dims import Dim
 from sod2.ir.dtypes import DType
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.ir.types import Shape
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 
 
 def _optional(inputs: Sequence[Value], index: int) -> Value:
@@ -259,3 +266,133 @@ def _rotary_layout(ctx: KernelContext, x: np.ndarray) -> np.ndarray:
             f"X {list(x.shape)} must be 4-D, or 3-D with num_heads dividing its last dim"
         )
     return x.reshape(x.shape[0], x.shape[1], heads, x.shape[2] // heads)
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+
+
+def _heads_first_dims(
+    ctx: ShapeContext, fact: TensorFact, heads: int | None, what: str
+) -> list[Dim] | None:
+    """[batch, heads, seq, head_size]: a 4-D input as it is, a 3-D [batch, seq, heads * size]
+    split by the heads attribute; None for an unknown rank."""
+    dims = fact.shape.dims
+    if dims is None:
+        return None
+    if len(dims) == 4:
+        return list(dims)
+    if len(dims) != 3 or not heads:
+        raise ctx.fail(f"{what} {fact.shape} must be 4-D, or 3-D with its number of heads given")
+    size = exact_div(ctx, dims[2], int(heads), f"{what}'s hidden size splits into {heads} heads")
+    return [dims[0], int(heads), dims[1], size]
+
+
+def _with_past(ctx: ShapeContext, past: TensorFact, current: list[Dim], what: str) -> list[Dim]:
+    """Concat(past, current) on the sequence axis: [B, H, past_len + seq, D]."""
+    dims = past.shape.dims
+    if dims is None:
+        return [*current[:2], ctx.fresh(note=f"{what} of unknown rank"), current[3]]
+    if len(dims) != 4:
+        raise ctx.fail(f"{what} {past.shape} must be 4-D")
+    for axis in (0, 1, 3):
+        ctx.same(dims[axis], current[axis], f"{what}'s dim {axis}")
+    return [*current[:2], dims[2] + current[2], current[3]]
+
+
+def _presents(
+    ctx: ShapeContext,
+    past_key: TensorFact | None,
+    past_value: TensorFact | None,
+    k: list[Dim],
+    v: list[Dim],
+) -> tuple[list[Dim], list[Dim]]:
+    """present_key and present_value: K and V after their past, if given, on the sequence axis."""
+    if (past_key is None) != (past_value is None):
+        raise ctx.fail("past_key and past_value must be given together")
+    if past_key is None or past_value is None:
+        return k, v
+    key_dims, value_dims = past_key.shape.dims, past_value.shape.dims
+    if key_dims is not None and value_dims is not None and len(key_dims) == len(value_dims) == 4:
+        ctx.same(key_dims[2], value_dims[2], "past_key and past_value have the same length")
+    return _with_past(ctx, past_key, k, "past_key"), _with_past(ctx, past_value, v, "past_value")
+
+
+def _weights_shape(
+    ctx: ShapeContext, scores: list[Dim], mask: TensorFact | None, nonpad: TensorFact | None
+) -> Shape:
+    """The softmax weights: the scores [B, Hq, Sq, T] broadcast with the mask (its key axis
+    padded to T, never longer) and with the key padding [B, 1, 1, T] of nonpad_kv_seqlen."""
+    total = scores[3]
+    shapes = [Shape(scores)]
+    if mask is not None:
+        dims = mask.shape.dims
+        if dims:
+            ctx.assume(sympy.Le(dims[-1], total), "attn_mask is no longer than the key sequence")
+            dims = (*dims[:-1], total)
+        shapes.append(Shape(dims))
+    if nonpad is not None and nonpad.shape.dims is not None:
+        shapes.append(Shape([*nonpad.shape.dims, 1, 1, total]))
+    return ctx.broadcast(*shapes)
+
+
+@shape_rule("Attention", since=23, op_class=OpClass.ISDOS)
+def attention_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Attention: Y [B, Hq, Sq, Dv] ([B, Sq, Hq * Dv] for a 3-D Q); present key / value
+    [B, Hkv, P + Skv, Dk / Dv] (P: past length); qk_matmul_output [B, Hq, Sq, P + Skv]; the
+    leading dims of Y and qk_matmul_output broadcast with attn_mask's."""
+    q_fact, k_fact, v_fact = inputs[:3]
+    q = _heads_first_dims(ctx, q_fact, ctx.attr("q_num_heads"), "Q")
+    k = _heads_first_dims(ctx, k_fact, ctx.attr("kv_num_heads"), "K")
+    v = _heads_first_dims(ctx, v_fact, ctx.attr("kv_num_heads"), "V")
+    if q is None or k is None or v is None:
+        note = "Attention with an input of unknown rank"
+        y = TensorFact(q_fact.dtype, ctx.unknown_shape(q_fact.shape.rank, note))
+        return [y, *(TensorFact(f.dtype, ctx.unknown_shape(4, note)) for f in inputs[:3])]
+    batch = ctx.same(q[0], k[0], "Q and K have the same batch")
+    ctx.same(batch, v[0], "Q and V have the same batch")
+    ctx.same(k[1], v[1], "K and V have the same number of heads")
+    ctx.same(k[2], v[2], "K and V have the same sequence length")
+    ctx.same(q[3], k[3], "Q and K have the same head size")
+    if not provably_equal(q[1], k[1]):
+        exact_div(ctx, q[1], k[1], "query heads are a multiple of key/value heads")
+    k, v = _presents(ctx, optional(inputs, 4), optional(inputs, 5), k, v)
+    weights = _weights_shape(
+        ctx, [batch, q[1], q[2], k[2]], optional(inputs, 3), optional(inputs, 6)
+    )
+    lead = list(weights.dims[:2]) if weights.dims is not None and len(weights.dims) == 4 else None
+    if lead is None:
+        lead = [ctx.fresh(note="Attention mask broadcast") for _ in range(2)]
+    heads_folded = q_fact.shape.rank == 3  # Y is [B, Sq, Hq * Dv] like Q
+    y = [lead[0], q[2], lead[1] * v[3]] if heads_folded else [*lead, q[2], v[3]]
+    return [
+        TensorFact(q_fact.dtype, Shape(y)),
+        TensorFact(k_fact.dtype, Shape(k)),
+        TensorFact(v_fact.dtype, Shape(v)),
+        TensorFact(q_fact.dtype, weights),
+    ]
+
+
+@shape_rule("RotaryEmbedding", since=23, op_class=OpClass.ISDOS)
+def rotary_embedding_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """RotaryEmbedding: X's shape. X is [B, H, S, D] or [B, S, num_heads * D]; the caches give
+    [B, S, rotary_dim / 2] directly or through position_ids [B, S]."""
+    x = inputs[0]
+    dims = x.shape.dims
+    if dims is None:
+        return [TensorFact(x.dtype, x.shape)]
+    if len(dims) == 3:
+        heads = int(ctx.attr("num_heads", 0))
+        if heads < 1:
+            raise ctx.fail(f"X {x.shape} is 3-D: num_heads must be given")
+        exact_div(ctx, dims[2], heads, f"X's hidden size splits into {heads} heads")
+        batch, seq = dims[0], dims[1]
+    elif len(dims) == 4:
+        batch, seq = dims[0], dims[2]
+    else:
+        raise ctx.fail(f"X {x.shape} must be 3-D or 4-D")
+    positions = optional(inputs, 3)
+    indexed = positions.shape.dims if positions is not None else inputs[1].shape.dims
+    if indexed is not None and len(indexed) >= 2:
+        ctx.same(indexed[0], batch, "the batch of the position index")
+        ctx.same(indexed[1], seq, "the sequence of the position index")
+    return [TensorFact(x.dtype, x.shape)]

@@ -30,9 +30,12 @@ from fractions import Fraction
 
 import ml_dtypes
 import numpy as np
+import sympy
 
+from sod2.analysis.facts import Facts, TensorFact
+from sod2.analysis.shape_context import ShapeContext
 from sod2.ir.dtypes import DType
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 
 _FLOAT8 = frozenset(
     {DType.FLOAT8E4M3FN, DType.FLOAT8E4M3FNUZ, DType.FLOAT8E5M2, DType.FLOAT8E5M2FNUZ}
@@ -286,3 +289,60 @@ def cast_like(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
     data = as_array(inputs[0], ctx, "input")
     like = as_array(inputs[1], ctx, "target_type")
     return [cast_array(ctx, data, DType.from_numpy(like.dtype), **_options(ctx))]
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+
+
+_EXACT_INTEGERS = {
+    DType.FLOAT16: 2**11,
+    DType.BFLOAT16: 2**8,
+    DType.FLOAT32: 2**24,
+    DType.FLOAT64: 2**53,
+}
+"""Up to these magnitudes a float type holds every integer exactly."""
+
+
+def _cast_fact(ctx: ShapeContext, source: TensorFact, target: DType | None) -> TensorFact:
+    """Same shape. A whole-number value survives casts between integer, boolean and float types
+    (into a float type: under the recorded assumption that it fits that type exactly)."""
+    value = source.value
+    if value is None or target is None or source.dtype is None:
+        return TensorFact(target, source.shape)
+    if target is DType.BOOL:
+        value = tuple(
+            None if v is None else int(v != 0) if isinstance(v, int) else None for v in value
+        )
+    elif target in _EXACT_INTEGERS:
+        limit = _EXACT_INTEGERS[target]
+        for v in value:
+            if v is None:
+                continue
+            if isinstance(v, int) and abs(v) > limit:
+                return TensorFact(target, source.shape)
+            if not isinstance(v, int):
+                ctx.assume(sympy.Le(sympy.Abs(v), limit), f"{v} is exact in {target}")
+    elif target.is_integer:
+        info = ml_dtypes.iinfo(target.numpy)
+        for v in value:
+            if isinstance(v, int) and not info.min <= v <= info.max:
+                return TensorFact(target, source.shape)
+            if v is not None and not isinstance(v, int):
+                ctx.assume(sympy.Le(sympy.Abs(v), info.max), f"{v} fits {target}")
+    else:
+        return TensorFact(target, source.shape)
+    return TensorFact(target, source.shape, value)
+
+
+@shape_rule("Cast", op_class=OpClass.ISDOS)
+def cast_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Cast: the input's shape, element type `to`."""
+    to = ctx.attr("to")
+    target = DType.from_onnx(to) if isinstance(to, int) else DType[str(to).upper()]
+    return [_cast_fact(ctx, inputs[0], target)]
+
+
+@shape_rule("CastLike", since=15, op_class=OpClass.ISDOS)
+def cast_like_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """CastLike: the input's shape, the element type of the second input."""
+    return [_cast_fact(ctx, inputs[0], inputs[1].dtype)]

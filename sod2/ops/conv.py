@@ -28,10 +28,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import sympy
 
+from sod2.analysis.facts import Facts, TensorFact
+from sod2.analysis.rule_kit import exact_div, optional
+from sod2.analysis.shape_context import ShapeContext
+from sod2.analysis.symbolic import ceil_div, floor_div
+from sod2.ir.dims import Dim
+from sod2.ir.dtypes import DType
+from sod2.ir.types import Shape
 from sod2.ops.linalg import accumulation_dtype
 from sod2.ops.quantize import requantize
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
@@ -62,7 +70,12 @@ class WindowGeometry:
 
 
 def spatial_ints(
-    ctx: KernelContext, name: str, rank: int, default: int, *, length: int | None = None
+    ctx: KernelContext | ShapeContext,
+    name: str,
+    rank: int,
+    default: int,
+    *,
+    length: int | None = None,
 ) -> tuple[int, ...]:
     """An int-list attribute with one value per spatial axis (`length` values if given)."""
     expected = rank if length is None else length
@@ -113,7 +126,7 @@ def window_geometry(
     return WindowGeometry(kernel, strides, dilations, begins, ends)
 
 
-def _auto_pad(ctx: KernelContext) -> str:
+def _auto_pad(ctx: KernelContext | ShapeContext) -> str:
     auto_pad = str(ctx.attr("auto_pad", "NOTSET")) or "NOTSET"
     if auto_pad not in AUTO_PADS:
         raise ctx.fail(f"auto_pad {auto_pad!r} is not one of {', '.join(AUTO_PADS)}")
@@ -509,3 +522,227 @@ def _sample_zero_padded(x: np.ndarray, points: np.ndarray, groups: int) -> np.nd
         gathered = np.take_along_axis(flat, index[:, :, None, :], axis=3)
         result += gathered * np.where(inside, weight, 0.0)[:, :, None, :].astype(x.dtype)
     return result
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+#
+# Along each spatial axis a window of dilated extent ext = dil * (k - 1) + 1 slides over the
+# padded input: out = floor((in + pad_begin + pad_end - ext) / stride) + 1, or ceil(in / stride)
+# with SAME padding. Pooling (`sod2.ops.pooling`) shares `window_output_dims`, ceil_mode included.
+
+
+def window_output_dims(
+    ctx: ShapeContext, spatial: Sequence[Dim], kernel: Sequence[Dim], *, ceil_mode: bool = False
+) -> list[Dim]:
+    """out = floor((in + pads - dil*(k-1) - 1)/stride) + 1 per axis (ceil_mode: see
+    `_ceil_mode_extent`); SAME padding: out = ceil(in/stride); VALID: no padding."""
+    rank = len(spatial)
+    strides = spatial_ints(ctx, "strides", rank, 1)
+    dilations = spatial_ints(ctx, "dilations", rank, 1)
+    if min(strides + dilations, default=1) < 1:
+        raise ctx.fail(f"strides {list(strides)} and dilations {list(dilations)} must be >= 1")
+    auto_pad = _auto_pad(ctx)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        return [ceil_div(size, stride) for size, stride in zip(spatial, strides, strict=True)]
+    pads = (0,) * (2 * rank)
+    if auto_pad != "VALID":
+        pads = spatial_ints(ctx, "pads", rank, 0, length=2 * rank)
+    if min(pads, default=0) < 0:
+        raise ctx.fail(f"pads {list(pads)} must be >= 0")
+    out: list[Dim] = []
+    for axis, (size, k, stride, dilation) in enumerate(
+        zip(spatial, kernel, strides, dilations, strict=True)
+    ):
+        begin, end = pads[axis], pads[rank + axis]
+        extent = dilation * (k - 1) + 1
+        span = size + begin + end - extent
+        assume_nonnegative(ctx, span, f"the kernel fits the padded input along spatial axis {axis}")
+        if ceil_mode and isinstance(extent, int):
+            out.append(_ceil_mode_extent(size + begin, stride, end - extent))
+        elif ceil_mode:
+            raise ctx.fail("ceil_mode needs a static kernel_shape")
+        else:
+            out.append(floor_div(span, stride) + 1)
+    return out
+
+
+def assume_nonnegative(ctx: ShapeContext, extent: Dim, why: str) -> None:
+    """Record `extent >= 0` unless it holds for every binding (a ShapeError when it never does).
+
+    Proof: sympy's, or `extent` does not decrease as any symbol grows and is >= 0 with every
+    symbol at its least value 1 (so `floor((H + 1)/2) - 1 >= 0` needs no runtime check)."""
+    if isinstance(extent, int) or not _nondecreasing(extent) or _at_least_binding(extent) < 0:
+        ctx.assume(sympy.Ge(extent, 0), why)
+
+
+def _at_least_binding(expr: sympy.Expr) -> sympy.Expr:
+    """`expr` with every symbol at its least value, 1."""
+    return expr.xreplace({symbol: sympy.Integer(1) for symbol in expr.free_symbols})
+
+
+def _nondecreasing(expr: sympy.Expr) -> bool:
+    """True when `expr` provably does not decrease as any of its (positive) symbols grows."""
+    if expr.is_Number or expr.is_Symbol:
+        return True
+    if isinstance(expr, sympy.Add | sympy.Min | sympy.Max | sympy.floor | sympy.ceiling):
+        return all(_nondecreasing(arg) for arg in expr.args)
+    if isinstance(expr, sympy.Mul):
+        coefficient, factors = expr.as_coeff_mul()
+        if coefficient < 0:
+            return False
+        return all(f.is_Symbol for f in factors) or (
+            len(factors) == 1 and _nondecreasing(factors[0])
+        )
+    return False
+
+
+def _ceil_mode_extent(limit: Dim, stride: int, excess: int) -> Dim:
+    """ceil_mode: c + 1 windows, c = ceil((limit + excess)/stride) with limit = in + pad_begin and
+    excess = pad_end - ext, less a last window that starts at or past limit, i.e.
+    out = max(c, min(c + 1, ceil(limit/stride))). ceil is monotone, so the sign of the constant
+    offsets decides both: c + 1 when excess + stride <= 0, ceil(limit/stride) when
+    excess <= 0 < excess + stride, else c."""
+    if excess + stride <= 0:
+        return ceil_div(limit + excess, stride) + 1
+    if excess <= 0:
+        return ceil_div(limit, stride)
+    return ceil_div(limit + excess, stride)
+
+
+def _kernel_dims(ctx: ShapeContext, weight_kernel: Sequence[Dim]) -> list[Dim]:
+    """The kernel extents: W's spatial dims, which `kernel_shape` (if given) must equal."""
+    given = ctx.attr("kernel_shape")
+    if given is None:
+        return list(weight_kernel)
+    if len(given) != len(weight_kernel):
+        raise ctx.fail(f"kernel_shape {list(given)} differs in rank from W's {list(weight_kernel)}")
+    for dim, k in zip(weight_kernel, given, strict=True):
+        ctx.same(dim, int(k), "kernel_shape = W's spatial dims")
+    return [int(k) for k in given]
+
+
+def _operands(
+    ctx: ShapeContext, x: TensorFact, w: TensorFact
+) -> tuple[tuple[Dim, ...], tuple[Dim, ...], int] | None:
+    """X's dims (N, C, *spatial), W's dims (same rank) and group; None when a rank is unknown."""
+    x_dims, w_dims = x.shape.dims, w.shape.dims
+    if x_dims is None or w_dims is None:
+        return None
+    if len(x_dims) < 3 or len(w_dims) != len(x_dims):
+        raise ctx.fail(f"X {x.shape} must be (N, C, *spatial) and W {w.shape} of the same rank")
+    group = int(ctx.attr("group", 1))
+    if group < 1:
+        raise ctx.fail(f"group must be positive, got {group}")
+    return x_dims, w_dims, group
+
+
+def _unknown_rank_output(ctx: ShapeContext, x: TensorFact, w: TensorFact) -> Shape:
+    """The output when X's or W's rank is unknown: the other's rank, unknown dims."""
+    known = x.shape.dims if x.shape.dims is not None else w.shape.dims
+    return ctx.unknown_shape(None if known is None else len(known), "convolution of unknown rank")
+
+
+def _conv_output(ctx: ShapeContext, x: TensorFact, w: TensorFact) -> Shape:
+    """Conv: [N, M, *out] for X [N, C, *in] and W [M, C/group, *k]: C = W[1] * group, group | M."""
+    operands = _operands(ctx, x, w)
+    if operands is None:
+        return _unknown_rank_output(ctx, x, w)
+    x_dims, w_dims, group = operands
+    ctx.same(x_dims[1], w_dims[1] * group, f"X's channels = W's dim 1 * group ({group})")
+    exact_div(ctx, w_dims[0], group, f"W's output channels divisible by group ({group})")
+    kernel = _kernel_dims(ctx, w_dims[2:])
+    return Shape([x_dims[0], w_dims[0], *window_output_dims(ctx, x_dims[2:], kernel)])
+
+
+def _check_bias(ctx: ShapeContext, bias: TensorFact | None, output: Shape) -> None:
+    """B holds one value per output channel."""
+    if bias is None or bias.shape.dims is None or output.dims is None:
+        return
+    if len(bias.shape.dims) != 1:
+        raise ctx.fail(f"bias B {bias.shape} must be 1-D")
+    ctx.same(bias.shape.dims[0], output.dims[1], "one bias value per output channel")
+
+
+@shape_rule("Conv", op_class=OpClass.ISDOS)
+def conv_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Conv: [N, M, *out], out = floor((in + pads - dil*(k-1) - 1)/stride) + 1 (SAME:
+    ceil(in/stride))."""
+    shape = _conv_output(ctx, inputs[0], inputs[1])
+    _check_bias(ctx, optional(inputs, 2), shape)
+    return [TensorFact(inputs[0].dtype, shape)]
+
+
+@shape_rule("ConvInteger", since=10, op_class=OpClass.ISDOS)
+def conv_integer_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """ConvInteger: Conv's shape, int32."""
+    return [TensorFact(DType.INT32, _conv_output(ctx, inputs[0], inputs[1]))]
+
+
+@shape_rule("QLinearConv", since=10, op_class=OpClass.ISDOS)
+def qlinear_conv_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """QLinearConv: Conv's shape of x (input 0) and w (input 3), y_zero_point's element type."""
+    shape = _conv_output(ctx, inputs[0], inputs[3])
+    _check_bias(ctx, optional(inputs, 8), shape)
+    y_zero = optional(inputs, 7)
+    return [TensorFact(inputs[0].dtype if y_zero is None else y_zero.dtype, shape)]
+
+
+@shape_rule("ConvTranspose", op_class=OpClass.ISDOS)
+def conv_transpose_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """ConvTranspose: [N, W[1] * group, *out], out = stride*(in-1) + output_padding +
+    dil*(k-1) + 1 - pads; `output_shape` gives out itself, SAME padding out = in * stride."""
+    x, w = inputs[0], inputs[1]
+    operands = _operands(ctx, x, w)
+    if operands is None:
+        return [TensorFact(x.dtype, _unknown_rank_output(ctx, x, w))]
+    x_dims, w_dims, group = operands
+    ctx.same(x_dims[1], w_dims[0], "X's channels = W's dim 0")
+    exact_div(ctx, w_dims[0], group, f"W's input channels divisible by group ({group})")
+    spatial = _transposed_extents(ctx, x_dims[2:], _kernel_dims(ctx, w_dims[2:]))
+    shape = Shape([x_dims[0], w_dims[1] * group, *spatial])
+    _check_bias(ctx, optional(inputs, 2), shape)
+    return [TensorFact(x.dtype, shape)]
+
+
+def _transposed_extents(
+    ctx: ShapeContext, spatial: Sequence[Dim], kernel: Sequence[Dim]
+) -> list[Dim]:
+    """ConvTranspose's spatial output extents (see `conv_transpose_shape`)."""
+    rank = len(spatial)
+    requested = ctx.attr("output_shape")
+    if requested is not None:
+        wanted: list[Dim] = [int(v) for v in requested][-rank:]
+        if len(wanted) != rank:
+            raise ctx.fail(f"output_shape {list(requested)} needs {rank} spatial dims")
+        return wanted
+    strides = spatial_ints(ctx, "strides", rank, 1)
+    auto_pad = _auto_pad(ctx)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        return [size * stride for size, stride in zip(spatial, strides, strict=True)]
+    dilations = spatial_ints(ctx, "dilations", rank, 1)
+    extra = spatial_ints(ctx, "output_padding", rank, 0)
+    pads = (0,) * (2 * rank)
+    if auto_pad != "VALID":
+        pads = spatial_ints(ctx, "pads", rank, 0, length=2 * rank)
+    out: list[Dim] = []
+    for axis, (size, k) in enumerate(zip(spatial, kernel, strict=True)):
+        full = strides[axis] * (size - 1) + dilations[axis] * (k - 1) + 1
+        length = full + extra[axis] - pads[axis] - pads[rank + axis]
+        assume_nonnegative(ctx, length, f"pads leave a non-negative output along axis {axis}")
+        out.append(length)
+    return out
+
+
+@shape_rule("DeformConv", since=19, op_class=OpClass.ISDOS)
+def deform_conv_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """DeformConv: Conv's [N, M, *out]; offset is [N, offset_group * prod(k) * rank, *out]."""
+    shape = _conv_output(ctx, inputs[0], inputs[1])
+    offset = optional(inputs, 2)
+    dims = shape.dims
+    if offset is not None and dims is not None and offset.shape.dims is not None:
+        if len(offset.shape.dims) != len(dims):
+            raise ctx.fail(f"offset {offset.shape} must have the rank of the output {shape}")
+        for axis in (0, *range(2, len(dims))):
+            ctx.same(offset.shape.dims[axis], dims[axis], f"offset's dim {axis} = the output's")
+    _check_bias(ctx, optional(inputs, 3), shape)
+    return [TensorFact(inputs[0].dtype, shape)]

@@ -22,8 +22,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import sympy
 
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.analysis.facts import Facts, SymbolOrigin, TensorFact
+from sod2.analysis.rule_kit import int_values, optional, value_dims
+from sod2.analysis.shape_context import ShapeContext
+from sod2.analysis.symbolic import dim_min
+from sod2.ir.dims import Dim, as_dim
+from sod2.ir.dtypes import DType
+from sod2.ir.types import Shape
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 from sod2.ops.shape import normalize_axis
 
 
@@ -244,3 +252,120 @@ def non_max_suppression(ctx: KernelContext, inputs: Sequence[Value]) -> list[Val
         )
     ]
     return [np.array(rows, dtype=np.int64).reshape(-1, 3)]
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+#
+# Each extent only execution can tell is ONE fresh EXECUTION symbol, bounded by what the op
+# implies, and reused wherever ONNX makes two extents equal (Unique's values, indices and counts
+# share their length; TopK's values and indices their k). A node whose data-dependent input is a
+# known value (a constant condition, a k that RDP follows) gets an exact extent and is classified
+# ISVDOS; a TopK whose k RDP cannot follow is classified EDO.
+
+
+@shape_rule("TopK", op_class=OpClass.ISVDOS)
+def top_k_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """TopK: values and indices have the input's dims with dims[axis] replaced by k, where
+    0 <= k <= dims[axis]."""
+    data = inputs[0]
+    dims = data.shape.dims
+    if dims is None:
+        return [TensorFact(data.dtype, Shape.unknown()), TensorFact(DType.INT64, Shape.unknown())]
+    axis = normalize_axis(ctx, ctx.attr("axis", -1), len(dims))
+    shape = Shape([*dims[:axis], _k_extent(ctx, inputs, dims[axis]), *dims[axis + 1 :]])
+    return [TensorFact(data.dtype, shape), TensorFact(DType.INT64, shape)]
+
+
+def _k_extent(ctx: ShapeContext, inputs: Facts, extent: Dim) -> Dim:
+    """k when RDP knows it (the op needs k <= extent), else an EXECUTION symbol <= extent."""
+    if ctx.opset < 10:
+        k = ctx.attr("k")
+    else:
+        given = value_dims(inputs[1])
+        k = given[0] if given is not None and len(given) == 1 else None
+    if k is None:
+        ctx.classify(OpClass.EDO)
+        return ctx.fresh(SymbolOrigin.EXECUTION, upper_bound=extent, note="TopK k")
+    if isinstance(k, int) and (k < 0 or (isinstance(extent, int) and k > extent)):
+        raise ctx.fail(f"K = {k} must lie in [0, {extent}] (the dim at axis)")
+    ctx.assume(sympy.And(sympy.Ge(k, 0), sympy.Le(k, extent)), "0 <= K <= the dim at axis")
+    return as_dim(k)
+
+
+@shape_rule("NonZero", since=9, op_class=OpClass.EDO)
+def non_zero_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """NonZero: [max(rank, 1), e], e the number of non-zero elements (an EXECUTION symbol,
+    e <= numel); exact, value included, for a 1-D input of known value."""
+    data = inputs[0]
+    dims = data.shape.dims
+    known = int_values(data)
+    if known is not None and dims is not None and len(dims) <= 1:
+        ctx.classify(OpClass.ISVDOS)
+        positions = tuple(index for index, element in enumerate(known) if element)
+        return [TensorFact(DType.INT64, Shape([1, len(positions)]), positions)]
+    rank = ctx.fresh(note="rank of an unknown-rank input") if dims is None else max(len(dims), 1)
+    count = ctx.fresh(SymbolOrigin.EXECUTION, upper_bound=data.shape.numel(), note="NonZero count")
+    return [TensorFact(DType.INT64, Shape([rank, count]))]
+
+
+@shape_rule("Unique", since=11, op_class=OpClass.EDO)
+def unique_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Unique over n items (elements, or slices along `axis`): Y holds e of them, indices and
+    counts are [e], inverse_indices is [n]; e is one EXECUTION symbol, e <= n."""
+    data = inputs[0]
+    dims = data.shape.dims
+    axis = ctx.attr("axis", None)
+    if axis is not None and dims is not None:
+        axis = normalize_axis(ctx, axis, len(dims))
+    if dims is None:
+        items: Dim | None = None
+    else:
+        items = data.shape.numel() if axis is None else dims[axis]
+    distinct = ctx.fresh(SymbolOrigin.EXECUTION, upper_bound=items, note="Unique count")
+    if axis is None:
+        values = Shape([distinct])
+    else:
+        values = (
+            Shape.unknown() if dims is None else Shape([*dims[:axis], distinct, *dims[axis + 1 :]])
+        )
+    per_item = items if items is not None else ctx.fresh(note="Unique item count")
+    return [
+        TensorFact(data.dtype, values),
+        TensorFact(DType.INT64, Shape([distinct])),
+        TensorFact(DType.INT64, Shape([per_item])),
+        TensorFact(DType.INT64, Shape([distinct])),
+    ]
+
+
+@shape_rule("NonMaxSuppression", since=10, op_class=OpClass.EDO)
+def non_max_suppression_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """NonMaxSuppression: [e, 3] with e <= batches * classes * min(boxes, max_per_class), an
+    EXECUTION symbol; [0, 3] when max_output_boxes_per_class is absent or not positive."""
+    boxes, scores = inputs[0], inputs[1]
+    limit = optional(inputs, 2)
+    given = [0] if limit is None else value_dims(limit)
+    per_class = given[0] if given is not None and len(given) == 1 else None
+    if isinstance(per_class, int) and per_class <= 0:
+        ctx.classify(OpClass.ISVDOS)
+        return [TensorFact(DType.INT64, Shape([0, 3]))]
+    bound = _selection_bound(ctx, boxes.shape, scores.shape, per_class)
+    count = ctx.fresh(SymbolOrigin.EXECUTION, upper_bound=bound, note="NonMaxSuppression count")
+    return [TensorFact(DType.INT64, Shape([count, 3]))]
+
+
+def _selection_bound(
+    ctx: ShapeContext, boxes: Shape, scores: Shape, per_class: Dim | None
+) -> Dim | None:
+    """batches * classes * min(boxes, per_class), with boxes [B, N, 4] and scores [B, C, N]."""
+    if boxes.dims is None or scores.dims is None:
+        return None
+    if len(boxes.dims) != 3 or len(scores.dims) != 3:
+        raise ctx.fail(
+            f"boxes {boxes} must be [batch, boxes, 4] and scores {scores} [batch, classes, boxes]"
+        )
+    batches = ctx.same(boxes.dims[0], scores.dims[0], "boxes and scores share the batch")
+    count = ctx.same(boxes.dims[1], scores.dims[2], "one score per box")
+    ctx.same(boxes.dims[2], 4, "four box coordinates")
+    if per_class is not None and sympy.sympify(per_class).is_positive:
+        count = dim_min(count, per_class)
+    return as_dim(batches * scores.dims[1] * count)

@@ -21,7 +21,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.analysis.facts import Facts, TensorFact
+from sod2.analysis.rule_kit import int_values, optional
+from sod2.analysis.shape_context import ShapeContext
+from sod2.ir.dtypes import DType
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 
 
 def _optional(inputs: Sequence[Value], index: int) -> Value:
@@ -83,3 +87,24 @@ def dropout(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
     scale = x.dtype.type(1.0 / (1.0 - x.dtype.type(ratio)))
     output = np.asarray(mask * x * scale).astype(x.dtype)
     return [output, mask] if _wants_mask(ctx) else [output]
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+
+
+def _surely_inference(ctx: ShapeContext, inputs: Facts) -> bool:
+    """True when the node runs in inference mode whatever its inputs (Y = X, value included)."""
+    if ctx.opset < 7:
+        return bool(ctx.attr("is_test", 0))
+    flag = optional(inputs, 2) if ctx.opset >= 12 else None
+    return flag is None or int_values(flag) == [0]
+
+
+@shape_rule("Dropout", op_class=OpClass.ISDOS)
+def dropout_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Dropout: output like the input (the input itself in inference mode); the mask has the
+    input's shape, bool from opset 10 on, the input's type before."""
+    data = inputs[0]
+    output = data if _surely_inference(ctx, inputs) else TensorFact(data.dtype, data.shape)
+    mask_type = DType.BOOL if ctx.opset >= 10 else data.dtype
+    return [output, TensorFact(mask_type, data.shape)]

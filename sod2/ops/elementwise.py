@@ -17,8 +17,31 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import sympy
 
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.analysis.facts import Facts, TensorFact
+from sod2.analysis.rule_kit import (
+    VALUE_ADD,
+    VALUE_EQUAL,
+    VALUE_EXACT_DIV,
+    VALUE_FMOD,
+    VALUE_GREATER,
+    VALUE_LESS,
+    VALUE_MAX,
+    VALUE_MIN,
+    VALUE_MOD,
+    VALUE_MUL,
+    VALUE_SUB,
+    broadcast_rule,
+    passthrough,
+    same_as_input,
+    truncating_div,
+    unary_rule,
+)
+from sod2.analysis.shape_context import ShapeContext
+from sod2.analysis.symbolic import dim_max
+from sod2.ir.dtypes import DType
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 
 _UnaryFn = Callable[[np.ndarray], np.ndarray]
 _BinaryFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -207,3 +230,86 @@ register("Where", since=9)(_where)
 register("Not")(_not)
 register("Identity")(_identity)
 register("Clip")(_clip)
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+#
+# Elementwise ops broadcast their inputs. Arithmetic, Min and Max also compute shape-tensor
+# values, so `Shape(x)[2] // 2` or `Min(Shape(x))` (the paper's TopK example) stay expressions.
+
+_VALUE_OPS = {
+    "Add": VALUE_ADD,
+    "Sub": VALUE_SUB,
+    "Mul": VALUE_MUL,
+    "Max": VALUE_MAX,
+    "Min": VALUE_MIN,
+    "Sum": VALUE_ADD,
+}
+_BOOLEAN_RESULT = {
+    "Equal": VALUE_EQUAL,
+    "Less": VALUE_LESS,
+    "Greater": VALUE_GREATER,
+    "LessOrEqual": None,
+    "GreaterOrEqual": None,
+    "And": None,
+    "Or": None,
+    "Xor": None,
+}
+
+for _name in ("BitwiseAnd", "BitwiseOr", "BitwiseXor", "Pow", "Mean", *_VALUE_OPS):
+    shape_rule(_name, op_class=OpClass.ISDOS)(broadcast_rule(value_op=_VALUE_OPS.get(_name)))
+for _name, _op in _BOOLEAN_RESULT.items():
+    shape_rule(_name, op_class=OpClass.ISDOS)(broadcast_rule(DType.BOOL, value_op=_op))
+for _name, _op in {
+    "Neg": lambda v: -v,
+    "Abs": lambda v: (
+        v
+        if isinstance(v, sympy.Expr) and v.is_nonnegative
+        else abs(v)
+        if isinstance(v, int)
+        else None
+    ),
+    "Floor": lambda v: v,  # whole numbers: their own floor, ceiling and rounding
+    "Ceil": lambda v: v,
+    "Round": lambda v: v,
+    "Relu": lambda v: dim_max(v, 0),
+}.items():
+    shape_rule(_name, op_class=OpClass.ISDOS)(unary_rule(_op))
+for _name in (
+    "Sqrt",
+    "Exp",
+    "Log",
+    "Reciprocal",
+    "Sign",
+    "Sigmoid",
+    "Tanh",
+    "Erf",
+    "BitwiseNot",
+    "Not",
+    "Clip",
+):
+    shape_rule(_name, op_class=OpClass.ISDOS)(same_as_input)
+shape_rule("Identity", op_class=OpClass.ISDOS)(passthrough)
+
+
+@shape_rule("Where", since=9, op_class=OpClass.ISDOS)
+def where_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Where: the broadcast of condition, X and Y, with X's element type."""
+    shape = ctx.broadcast(*(f.shape for f in inputs if f is not None))
+    return [TensorFact(inputs[1].dtype, shape)]
+
+
+@shape_rule("Mod", since=10, op_class=OpClass.ISDOS)
+def mod_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Mod: broadcast; values follow the divisor's sign, or the dividend's with fmod=1."""
+    value_op = VALUE_FMOD if ctx.attr("fmod", 0) else VALUE_MOD
+    return broadcast_rule(value_op=value_op)(ctx, inputs)
+
+
+@shape_rule("Div", op_class=OpClass.ISDOS)
+def div_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Div: broadcast; integer values truncate toward zero, float values divide exactly (kept
+    only when the quotient is a whole number)."""
+    dtype = inputs[0].dtype
+    exact = dtype is not None and (dtype.is_integer or dtype is DType.BOOL)
+    return broadcast_rule(value_op=truncating_div(ctx) if exact else VALUE_EXACT_DIV)(ctx, inputs)

@@ -32,11 +32,25 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
-from sod2.ops.conv import scatter_patches, spatial_ints
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.analysis.facts import Facts, TensorFact
+from sod2.analysis.rule_kit import (
+    Element,
+    dims_or_unknown,
+    exact_div,
+    optional,
+    static_length,
+    value_dims,
+)
+from sod2.analysis.shape_context import ShapeContext
+from sod2.analysis.symbolic import floor_div
+from sod2.ir.dims import Dim
+from sod2.ir.types import Shape
+from sod2.ops.conv import scatter_patches, spatial_ints, window_output_dims
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 from sod2.ops.shape import normalize_axis
 
 _COORDINATE_MODES = (
@@ -715,3 +729,272 @@ def _pool_roi(image: np.ndarray, roi: np.ndarray, settings: _RoiSettings) -> np.
         total = corners.sum(axis=(2, 4, 5, 6))
         return total / max(grid_h * grid_w, 1)
     return corners.max(axis=(5, 6)).max(axis=(2, 4))
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+#
+# Resize's scales are floats, which facts do not carry: they are read from the node's input when
+# it is a constant. floor(in * scale) is written as floor(in * p / q) only when the float scale is
+# exactly p / q with small p and q (2.0, 0.5, 1.5 ...): the kernel's float product is then exact.
+# Any other scale, or a scale known only at run time, gives a fresh symbol.
+
+_EXACT_SCALE_LIMITS = (1024, 64)
+"""Largest numerator and denominator of a scale written with integer arithmetic."""
+
+
+def _constant_floats(ctx: ShapeContext, index: int) -> list[float] | None:
+    """The values of the node's input `index` when it is a constant, as float64."""
+    tensor = ctx.node.inputs[index] if index < len(ctx.node.inputs) else None
+    if tensor is None or not tensor.is_constant:
+        return None
+    return [float(v) for v in np.asarray(tensor.const_value, dtype=np.float64).reshape(-1)]
+
+
+def _scaled_extent(ctx: ShapeContext, extent: Dim, scale: float) -> Element:
+    """floor(in * scale): computed for an int, floor(in * p / q) for a small exact ratio p / q,
+    else None (unknown)."""
+    if not scale > 0:
+        raise ctx.fail(f"scale {scale} must be positive")
+    if isinstance(extent, int):
+        return math.floor(extent * scale)
+    ratio = Fraction(scale)
+    numerator_limit, denominator_limit = _EXACT_SCALE_LIMITS
+    if ratio.numerator > numerator_limit or ratio.denominator > denominator_limit:
+        return None
+    return floor_div(extent * ratio.numerator, ratio.denominator)
+
+
+def _scaled_extents(
+    ctx: ShapeContext, extents: list[Dim], scales: list[float] | None
+) -> list[Element]:
+    """floor(in * scale) per axis; unknown scales give unknown extents."""
+    if scales is None:
+        return [None] * len(extents)
+    if len(scales) != len(extents):
+        raise ctx.fail(f"scales {scales} must hold {len(extents)} values")
+    return [_scaled_extent(ctx, e, s) for e, s in zip(extents, scales, strict=True)]
+
+
+def _sized_extents(ctx: ShapeContext, extents: list[Dim], sizes: list[Element]) -> list[Element]:
+    """sizes as given (stretch), or with keep_aspect_ratio_policy one scale s = min (not_larger)
+    or max (not_smaller) of sizes[i] / in[i] and out = floor(s * in + 1/2)."""
+    if len(sizes) != len(extents):
+        raise ctx.fail(f"sizes has {len(sizes)} values for {len(extents)} axes")
+    policy = str(ctx.attr("keep_aspect_ratio_policy", "stretch"))
+    if policy not in ("stretch", "not_larger", "not_smaller"):
+        raise ctx.fail(f"keep_aspect_ratio_policy {policy!r} is unknown")
+    if policy == "stretch" or len(sizes) == 1:  # one axis: s * in rounds back to sizes[0]
+        return sizes
+    if all(isinstance(v, int) for v in [*sizes, *extents]):
+        ratios = [out / size for out, size in zip(sizes, extents, strict=True)]  # type: ignore[operator]
+        scale = min(ratios) if policy == "not_larger" else max(ratios)
+        return [int(scale * size + 0.5) for size in extents]  # type: ignore[operator]
+    # which axis sets the scale depends on the extents; not_larger keeps each within its size
+    note = f"Resize extent ({policy})"
+    if policy == "not_larger":
+        return [ctx.fresh(upper_bound=size, note=note) for size in sizes]  # type: ignore[arg-type]
+    return [ctx.fresh(note=note) for _ in sizes]
+
+
+def _resize_source(scales: TensorFact | None, sizes: TensorFact | None) -> str | None:
+    """ "sizes" or "scales": the input that is given (exactly one is; the other is omitted or
+    empty), or None when their lengths do not tell."""
+    scales_length = 0 if scales is None else static_length(scales)
+    sizes_length = 0 if sizes is None else static_length(sizes)
+    if sizes_length == 0:
+        return "scales"
+    if scales_length == 0 or sizes_length is not None:
+        return "sizes"
+    return None if scales_length is None else "scales"
+
+
+@shape_rule("Resize", since=11, op_class=OpClass.ISVDOS)
+def resize_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Resize: on each of `axes`, out = sizes[i] (see `_sized_extents` for
+    keep_aspect_ratio_policy), or floor(in * scales[i]); other dims unchanged."""
+    x = inputs[0]
+    dims = x.shape.dims
+    if dims is None:
+        return [TensorFact(x.dtype, Shape.unknown())]
+    axes = [
+        normalize_axis(ctx, int(a), len(dims)) for a in ctx.attr("axes", None) or range(len(dims))
+    ]
+    extents = [dims[axis] for axis in axes]
+    scales, sizes = optional(inputs, 2), optional(inputs, 3)
+    source = _resize_source(scales, sizes)
+    wanted: list[Element] = [None] * len(axes)
+    if source == "sizes" and sizes is not None and sizes.value is not None:
+        wanted = _sized_extents(ctx, extents, list(sizes.value))
+    elif source == "scales":
+        wanted = _scaled_extents(ctx, extents, _constant_floats(ctx, 2))
+    result = list(dims)
+    for axis, extent in zip(axes, dims_or_unknown(ctx, wanted, "Resize extent"), strict=True):
+        result[axis] = extent
+    return [TensorFact(x.dtype, Shape(result))]
+
+
+def _legacy_resize_shape(
+    ctx: ShapeContext, x: TensorFact, scales: list[float] | None
+) -> list[TensorFact]:
+    """Upsample, Resize-10: out = floor(in * scale) along every axis."""
+    if x.shape.dims is None:
+        return [TensorFact(x.dtype, Shape.unknown())]
+    wanted = _scaled_extents(ctx, list(x.shape.dims), scales)
+    return [TensorFact(x.dtype, Shape(dims_or_unknown(ctx, wanted, "Upsample extent")))]
+
+
+@shape_rule("Resize", since=10, op_class=OpClass.ISVDOS)
+def resize_10_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Resize-10: out = floor(in * scales[i]) along every axis."""
+    return _legacy_resize_shape(ctx, inputs[0], _constant_floats(ctx, 1))
+
+
+@shape_rule("Upsample", since=7, op_class=OpClass.ISVDOS)
+def upsample_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Upsample: out = floor(in * scales[i]) along every axis (scales an attribute before
+    opset 9, an input from 9 on)."""
+    if ctx.opset < 9:
+        scales = [float(s) for s in ctx.attr("scales", ())]
+        return _legacy_resize_shape(ctx, inputs[0], scales)
+    return _legacy_resize_shape(ctx, inputs[0], _constant_floats(ctx, 1))
+
+
+def _image_dims(ctx: ShapeContext, fact: TensorFact) -> tuple[Dim, ...] | None:
+    """(N, C, H, W) of a 4-D input, None for an unknown rank."""
+    dims = fact.shape.dims
+    if dims is not None and len(dims) != 4:
+        raise ctx.fail(f"input {fact.shape} must be (N, C, H, W)")
+    return dims
+
+
+def _block(ctx: ShapeContext) -> int:
+    block = int(ctx.attr("blocksize", 0))
+    if block < 1:
+        raise ctx.fail(f"blocksize must be positive, got {block}")
+    return block
+
+
+@shape_rule("DepthToSpace", op_class=OpClass.ISDOS)
+def depth_to_space_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """DepthToSpace: [N, C / b^2, H * b, W * b], b^2 dividing C."""
+    dims, block = _image_dims(ctx, inputs[0]), _block(ctx)
+    if dims is None:
+        return [TensorFact(inputs[0].dtype, ctx.unknown_shape(4, "DepthToSpace"))]
+    n, c, h, w = dims
+    depth = exact_div(ctx, c, block * block, f"channels divisible by blocksize^2 = {block**2}")
+    return [TensorFact(inputs[0].dtype, Shape([n, depth, h * block, w * block]))]
+
+
+@shape_rule("SpaceToDepth", op_class=OpClass.ISDOS)
+def space_to_depth_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """SpaceToDepth: [N, C * b^2, H / b, W / b], b dividing H and W."""
+    dims, block = _image_dims(ctx, inputs[0]), _block(ctx)
+    if dims is None:
+        return [TensorFact(inputs[0].dtype, ctx.unknown_shape(4, "SpaceToDepth"))]
+    n, c, h, w = dims
+    rows = exact_div(ctx, h, block, f"height divisible by blocksize {block}")
+    columns = exact_div(ctx, w, block, f"width divisible by blocksize {block}")
+    return [TensorFact(inputs[0].dtype, Shape([n, c * block * block, rows, columns]))]
+
+
+@shape_rule("CenterCropPad", since=18, op_class=OpClass.ISVDOS)
+def center_crop_pad_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """CenterCropPad: the input's dims, each of `axes` replaced by the shape input's value."""
+    x = inputs[0]
+    dims = x.shape.dims
+    if dims is None:
+        return [TensorFact(x.dtype, Shape.unknown())]
+    axes = [
+        normalize_axis(ctx, int(a), len(dims)) for a in ctx.attr("axes", None) or range(len(dims))
+    ]
+    targets = value_dims(inputs[1]) or [None] * len(axes)
+    if len(targets) != len(axes):
+        raise ctx.fail(f"shape has {len(targets)} values for axes {axes}")
+    result = list(dims)
+    for axis, extent in zip(
+        axes, dims_or_unknown(ctx, targets, "CenterCropPad extent"), strict=True
+    ):
+        result[axis] = extent
+    return [TensorFact(x.dtype, Shape(result))]
+
+
+@shape_rule("Col2Im", since=18, op_class=OpClass.ISVDOS)
+def col2im_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Col2Im: [N, C, *image_shape] from input [N, C * prod(block_shape), L], L being the number
+    of blocks prod(floor((image + pads - dil*(k-1) - 1)/stride) + 1)."""
+    columns, rank = inputs[0].shape.dims, static_length(inputs[1])
+    image, block = value_dims(inputs[1]), value_dims(inputs[2])
+    dtype = inputs[0].dtype
+    if columns is None or rank is None:
+        return [TensorFact(dtype, ctx.unknown_shape(None if rank is None else rank + 2, "Col2Im"))]
+    if len(columns) != 3:
+        raise ctx.fail(f"input {inputs[0].shape} must be (N, C * prod(block_shape), L)")
+    spatial = dims_or_unknown(ctx, image or [None] * rank, "Col2Im image extent")
+    if block is None or None in block or len(block) != rank:
+        channels: Dim = ctx.fresh(note="Col2Im channels")
+    else:
+        kernel = list(dims_or_unknown(ctx, block, "Col2Im block"))
+        size = Shape(kernel).numel()
+        assert size is not None
+        channels = exact_div(ctx, columns[1], size, "rows = channels * prod(block_shape)")
+        if image is not None and None not in image:
+            blocks = Shape(window_output_dims(ctx, spatial, kernel)).numel()
+            assert blocks is not None
+            ctx.same(columns[2], blocks, "L = the number of blocks")
+    return [TensorFact(dtype, Shape([columns[0], channels, *spatial]))]
+
+
+@shape_rule("AffineGrid", since=20, op_class=OpClass.ISVDOS)
+def affine_grid_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """AffineGrid: [N, *spatial, r] for size = [N, C, *spatial] (r = 2 or 3 spatial dims) and
+    theta [N, r, r + 1]."""
+    theta, count = inputs[0].shape.dims, static_length(inputs[1])
+    if count is None:
+        return [TensorFact(inputs[0].dtype, Shape.unknown())]
+    rank = count - 2
+    if rank not in (2, 3):
+        raise ctx.fail(f"size must hold 4 or 5 values, got {count}")
+    size = value_dims(inputs[1]) or [None] * count
+    if theta is not None:
+        if len(theta) != 3:
+            raise ctx.fail(f"theta {inputs[0].shape} must be (N, {rank}, {rank + 1})")
+        batch = theta[0] if size[0] is None else ctx.same(theta[0], size[0], "theta's batch")
+        size[0] = batch
+        ctx.same(theta[1], rank, f"theta's dim 1 = {rank}")
+        ctx.same(theta[2], rank + 1, f"theta's dim 2 = {rank + 1}")
+    size = dims_or_unknown(ctx, size, "AffineGrid size")
+    return [TensorFact(inputs[0].dtype, Shape([size[0], *size[2:], rank]))]
+
+
+@shape_rule("GridSample", since=16, op_class=OpClass.ISDOS)
+def grid_sample_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """GridSample: [N, C, *grid[1:-1]] for X [N, C, *spatial] and grid [N, *out, rank]."""
+    x, grid = inputs[0].shape.dims, inputs[1].shape.dims
+    if x is None or grid is None:
+        known = x if x is not None else grid
+        rank = None if known is None else len(known)
+        return [TensorFact(inputs[0].dtype, ctx.unknown_shape(rank, "GridSample"))]
+    if len(x) < 3 or len(grid) != len(x):
+        raise ctx.fail(
+            f"grid {inputs[1].shape} must be (N, *out, {len(x) - 2}) for X {inputs[0].shape}"
+        )
+    batch = ctx.same(x[0], grid[0], "X and grid have the same batch")
+    ctx.same(grid[-1], len(x) - 2, "grid's last dim = the number of spatial dims")
+    return [TensorFact(inputs[0].dtype, Shape([batch, x[1], *grid[1:-1]]))]
+
+
+@shape_rule("RoiAlign", since=10, op_class=OpClass.ISDOS)
+def roi_align_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """RoiAlign: [R, C, output_height, output_width] for X [N, C, H, W], rois [R, 4] and
+    batch_indices [R]."""
+    x, rois, indices = _image_dims(ctx, inputs[0]), inputs[1].shape.dims, inputs[2].shape.dims
+    pooled = [int(ctx.attr("output_height", 1)), int(ctx.attr("output_width", 1))]
+    count: Dim = ctx.fresh(note="RoiAlign rois") if rois is None else rois[0]
+    if rois is not None:
+        if len(rois) != 2:
+            raise ctx.fail(f"rois {inputs[1].shape} must be (R, 4)")
+        ctx.same(rois[1], 4, "rois hold 4 coordinates")
+    if indices is not None:
+        count = ctx.same(count, indices[0], "one batch index per roi")
+    channels = ctx.fresh(note="RoiAlign channels") if x is None else x[1]
+    return [TensorFact(inputs[0].dtype, Shape([count, channels, *pooled]))]

@@ -20,9 +20,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import sympy
 
+from sod2.analysis.facts import Facts, SymbolOrigin, TensorFact
+from sod2.analysis.rule_kit import (
+    Element,
+    int_values,
+    optional,
+    same_as_input,
+    static_length,
+    value_dims,
+)
+from sod2.analysis.shape_context import ShapeContext
+from sod2.analysis.symbolic import dim_min
+from sod2.ir.dims import Dim, as_dim
 from sod2.ir.dtypes import DType
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.ir.types import Shape
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 from sod2.ops.shape import normalize_axis
 
 _REDUCTIONS = {
@@ -410,3 +424,237 @@ def reverse_sequence(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]
     source = np.where(time < lengths[:, None], lengths[:, None] - 1 - time, time)
     reversed_ = batch_major[np.arange(batch)[:, None], source]
     return [reversed_ if batch_axis == 0 else np.swapaxes(reversed_, 0, 1)]
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+#
+# Gathers take their output shape from the indices, scatters keep the data's shape and only
+# constrain the other operands (`ctx.same`). Pad and OneHot need input values (ISVDOS); Compress
+# keeps a number of slices only execution knows (EDO), unless its condition is a known constant.
+
+
+def _same_dims(ctx: ShapeContext, left: Shape, right: Shape, why: str) -> None:
+    """Two shapes the op needs equal, dim by dim (nothing to say when a rank is unknown)."""
+    if left.dims is None or right.dims is None:
+        return
+    if len(left.dims) != len(right.dims):
+        raise ctx.fail(f"{why}: shapes {left} and {right} differ in rank")
+    for axis, (a, b) in enumerate(zip(left.dims, right.dims, strict=True)):
+        ctx.same(a, b, f"{why}, dim {axis}")
+
+
+def _same_rank(ctx: ShapeContext, data: TensorFact, indices: TensorFact) -> None:
+    if data.shape.rank is not None and indices.shape.rank not in (None, data.shape.rank):
+        raise ctx.fail(f"indices {indices.shape} must have the rank of data {data.shape}")
+
+
+@shape_rule("GatherElements", since=11, op_class=OpClass.ISDOS)
+def gather_elements_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """GatherElements: out.shape = indices.shape, with the data's element type."""
+    data, indices = inputs[0], inputs[1]
+    _same_rank(ctx, data, indices)
+    if data.shape.rank is not None:
+        normalize_axis(ctx, ctx.attr("axis", 0), data.shape.rank)
+    return [TensorFact(data.dtype, indices.shape)]
+
+
+def _scatter_elements_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """ScatterElements: out.shape = data.shape; updates.shape = indices.shape."""
+    data, indices, updates = inputs[0], inputs[1], inputs[2]
+    _same_rank(ctx, data, indices)
+    _same_dims(ctx, indices.shape, updates.shape, "updates have the shape of indices")
+    return [TensorFact(data.dtype, data.shape)]
+
+
+shape_rule("Scatter", since=9, op_class=OpClass.ISDOS)(_scatter_elements_shape)
+shape_rule("ScatterElements", since=11, op_class=OpClass.ISDOS)(_scatter_elements_shape)
+
+
+def _index_depth(ctx: ShapeContext, data_rank: int, index_dims: tuple[Dim, ...], batch: int) -> Dim:
+    """k = indices.dims[-1], in [1, r - b]: fixed to 1 when r - b = 1."""
+    if not index_dims or not 0 <= batch < min(data_rank, len(index_dims)):
+        raise ctx.fail(f"batch_dims {batch} must be below the ranks of data and indices")
+    depth = index_dims[-1]
+    if data_rank - batch == 1:
+        depth = ctx.same(depth, 1, "the index tuples address the one dim after the batch dims")
+    if isinstance(depth, int) and not 1 <= depth <= data_rank - batch:
+        raise ctx.fail(f"index tuples of length {depth} for {data_rank - batch} indexable dims")
+    return depth
+
+
+@shape_rule("GatherND", since=11, op_class=OpClass.ISDOS)
+def gather_nd_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """GatherND: out = indices.dims[:-1] + data.dims[b + k:], k = indices.dims[-1], b =
+    batch_dims; data and indices agree on the first b dims."""
+    data, indices = inputs[0], inputs[1]
+    dims, index_dims = data.shape.dims, indices.shape.dims
+    if dims is None or index_dims is None:
+        return [TensorFact(data.dtype, Shape.unknown())]
+    batch = int(ctx.attr("batch_dims", 0)) if ctx.opset >= 12 else 0
+    depth = _index_depth(ctx, len(dims), index_dims, batch)
+    if not isinstance(depth, int):
+        return [TensorFact(data.dtype, Shape.unknown())]
+    lead = [
+        ctx.same(dims[i], index_dims[i], f"batch dim {i} of data and indices") for i in range(batch)
+    ]
+    return [TensorFact(data.dtype, Shape([*lead, *index_dims[batch:-1], *dims[batch + depth :]]))]
+
+
+@shape_rule("ScatterND", since=11, op_class=OpClass.ISDOS)
+def scatter_nd_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """ScatterND: out.shape = data.shape; updates.shape = indices.dims[:-1] + data.dims[k:]."""
+    data, indices, updates = inputs[0], inputs[1], inputs[2]
+    dims, index_dims = data.shape.dims, indices.shape.dims
+    if dims is not None and index_dims is not None:
+        depth = _index_depth(ctx, len(dims), index_dims, 0)
+        if isinstance(depth, int):
+            expected = Shape([*index_dims[:-1], *dims[depth:]])
+            _same_dims(ctx, expected, updates.shape, "updates of ScatterND")
+    return [TensorFact(data.dtype, data.shape)]
+
+
+@shape_rule("TensorScatter", since=24, op_class=OpClass.ISDOS)
+def tensor_scatter_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """TensorScatter: out.shape = past_cache.shape; update agrees with it outside `axis` (and the
+    batch dim is not the axis)."""
+    past, update = inputs[0], inputs[1]
+    dims, update_dims = past.shape.dims, update.shape.dims
+    if dims is not None and update_dims is not None:
+        if len(dims) != len(update_dims):
+            raise ctx.fail(f"update {update.shape} must have the rank of past_cache {past.shape}")
+        axis = normalize_axis(ctx, ctx.attr("axis", -2), len(dims))
+        if axis == 0:
+            raise ctx.fail("axis cannot be 0, the batch dim")
+        for index, (a, b) in enumerate(zip(dims, update_dims, strict=True)):
+            if index != axis:
+                ctx.same(a, b, f"update and past_cache dim {index}")
+    return [TensorFact(past.dtype, past.shape)]
+
+
+def _pad_amounts(ctx: ShapeContext, inputs: Facts, rank: int) -> list[Element] | None:
+    """[begin_0, ..., begin_(r-1), end_0, ..., end_(r-1)] (elements None where unknown); None
+    when even the padded axes are unknown."""
+    if ctx.opset < 11:
+        given: list[Element] | None = list(ctx.attr("pads" if ctx.opset >= 2 else "paddings"))
+    else:
+        given = value_dims(inputs[1])
+    axes = list(range(rank))
+    axes_fact = optional(inputs, 3) if ctx.opset >= 18 else None
+    if axes_fact is not None:
+        listed = int_values(axes_fact)
+        if listed is None:
+            return None
+        axes = [normalize_axis(ctx, a, rank, what="pad axis") for a in listed]
+    if given is None:
+        length = static_length(inputs[1])
+        if length is not None and length != 2 * len(axes):
+            raise ctx.fail(f"{length} pads for {len(axes)} padded axes")
+        given = [None] * (2 * len(axes))
+    if len(given) != 2 * len(axes):
+        raise ctx.fail(f"pads {list(given)} must hold 2 values per padded axis ({len(axes)} axes)")
+    amounts: list[Element] = [0] * (2 * rank)
+    for position, axis in enumerate(axes):
+        amounts[axis], amounts[rank + axis] = given[position], given[len(axes) + position]
+    return amounts
+
+
+@shape_rule("Pad", op_class=OpClass.ISVDOS)
+def pad_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Pad: out_i = begin_i + d_i + end_i; negative pads crop, at most d_i in all."""
+    data = inputs[0]
+    dims = data.shape.dims
+    if dims is None:
+        return [TensorFact(data.dtype, Shape.unknown())]
+    amounts = _pad_amounts(ctx, inputs, len(dims))
+    if amounts is None:
+        return [TensorFact(data.dtype, ctx.unknown_shape(len(dims), "pad axes not followed"))]
+    result: list[Dim] = []
+    for axis, dim in enumerate(dims):
+        begin, end = amounts[axis], amounts[len(dims) + axis]
+        if begin is None or end is None:
+            result.append(ctx.fresh(note="padded extent"))
+            continue
+        kept = as_dim(dim + dim_min(begin, 0) + dim_min(end, 0))
+        if isinstance(kept, int) and kept < 0:
+            raise ctx.fail(f"pads {begin}, {end} crop more than dim {axis} of size {dim}")
+        ctx.assume(sympy.Ge(kept, 0), f"pads crop at most dim {axis}")
+        result.append(as_dim(dim + begin + end))
+    return [TensorFact(data.dtype, Shape(result))]
+
+
+shape_rule("Trilu", since=14, op_class=OpClass.ISDOS)(same_as_input)
+
+
+@shape_rule("OneHot", since=9, op_class=OpClass.ISVDOS)
+def one_hot_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """OneHot: indices.dims with depth inserted at `axis`, the element type of `values`."""
+    indices, depth_fact, values = inputs[0], inputs[1], inputs[2]
+    dims = indices.shape.dims
+    if dims is None:
+        return [TensorFact(values.dtype, Shape.unknown())]
+    axis = normalize_axis(ctx, ctx.attr("axis", -1), len(dims) + 1)
+    given = value_dims(depth_fact)
+    depth = given[0] if given is not None and len(given) == 1 else None
+    if depth is None:
+        depth = ctx.fresh(note="OneHot depth")
+    elif isinstance(depth, int) and depth < 1:
+        raise ctx.fail(f"depth must be positive, got {depth}")
+    else:
+        ctx.assume(sympy.Ge(depth, 1), "depth is positive")
+    return [TensorFact(values.dtype, Shape([*dims[:axis], depth, *dims[axis:]]))]
+
+
+@shape_rule("EyeLike", since=9, op_class=OpClass.ISDOS)
+def eye_like_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """EyeLike: the 2-D input's shape, element type `dtype` (the input's by default)."""
+    data = inputs[0]
+    if data.shape.rank not in (None, 2):
+        raise ctx.fail(f"input must be 2-D, got {data.shape}")
+    code = ctx.attr("dtype", None)
+    return [TensorFact(data.dtype if code is None else DType.from_onnx(int(code)), data.shape)]
+
+
+@shape_rule("Compress", since=9, op_class=OpClass.EDO)
+def compress_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Compress: the `axis` dim (or the flattened input) cut to the e selected slices,
+    e <= min(extent, len(condition)): an EXECUTION symbol, or the count of set flags when the
+    condition is a known constant."""
+    data, condition = inputs[0], inputs[1]
+    axis = ctx.attr("axis", None)
+    if data.shape.dims is None:
+        return [TensorFact(data.dtype, Shape.unknown())]
+    if axis is None:
+        dims, axis = [data.shape.numel()], 0
+    else:
+        dims = list(data.shape.dims)
+        axis = normalize_axis(ctx, axis, len(dims))
+    dims[axis] = _selected_count(ctx, condition, dims[axis])
+    return [TensorFact(data.dtype, Shape(dims))]
+
+
+def _selected_count(ctx: ShapeContext, condition: TensorFact, extent: Dim) -> Dim:
+    flags = int_values(condition)
+    if flags is None:
+        length = condition.shape.numel()
+        bound = extent if length is None else dim_min(extent, length)
+        return ctx.fresh(SymbolOrigin.EXECUTION, upper_bound=bound, note="Compress count")
+    ctx.classify(OpClass.ISVDOS)
+    if isinstance(extent, int):
+        return sum(1 for flag in flags[:extent] if flag)
+    selected = [position for position, flag in enumerate(flags) if flag]
+    if selected:  # the op fails when a set flag lies beyond the axis
+        ctx.assume(sympy.Gt(extent, selected[-1]), "the condition selects inside the axis")
+    return len(selected)
+
+
+@shape_rule("ReverseSequence", since=10, op_class=OpClass.ISDOS)
+def reverse_sequence_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """ReverseSequence: the input's shape; sequence_lens holds one length per batch row."""
+    data, lengths = inputs[0], inputs[1]
+    dims, length_dims = data.shape.dims, lengths.shape.dims
+    batch_axis = int(ctx.attr("batch_axis", 1))
+    if dims is not None and len(dims) >= 2 and batch_axis in (0, 1) and length_dims is not None:
+        if len(length_dims) != 1:
+            raise ctx.fail(f"sequence_lens must be 1-D, got {lengths.shape}")
+        ctx.same(dims[batch_axis], length_dims[0], "one sequence length per batch row")
+    return [TensorFact(data.dtype, data.shape)]

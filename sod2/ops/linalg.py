@@ -19,8 +19,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sod2.analysis.facts import Facts, TensorFact
+from sod2.analysis.rule_kit import broadcasts_to, optional
+from sod2.analysis.shape_context import ShapeContext
+from sod2.ir.dims import Dim
+from sod2.ir.dtypes import DType
+from sod2.ir.types import Shape
 from sod2.ops.quantize import requantize
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 
 
 def accumulation_dtype(dtype: np.dtype) -> np.dtype:
@@ -162,3 +168,118 @@ def qlinear_matmul(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
     multiplier = scale_a * scale_b / output_scale
     output_type = a.dtype if y_zero is None else np.asarray(y_zero).dtype
     return [requantize(accumulated * multiplier.astype(np.float64), y_zero, output_type)]
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+
+
+def matmul_dims(ctx: ShapeContext, a: Shape, b: Shape) -> Shape:
+    """numpy's matmul: [*broadcast(A[:-2], B[:-2]), A[-2], B[-1]] with A[-1] = B[-2]; a 1-D A
+    (B) is a row (column) whose added axis is dropped from the result."""
+    if a.dims is None or b.dims is None:
+        return Shape.unknown()
+    if not a.dims or not b.dims:
+        raise ctx.fail(f"MatMul operands must have rank >= 1, got {a} and {b}")
+    left = [1, *a.dims] if len(a.dims) == 1 else list(a.dims)
+    right = [*b.dims, 1] if len(b.dims) == 1 else list(b.dims)
+    ctx.same(left[-1], right[-2], "A's last dim = B's second-to-last (the contracted K)")
+    batch = ctx.broadcast(Shape(left[:-2]), Shape(right[:-2]))
+    rows = [left[-2]] if len(a.dims) > 1 else []
+    columns = [right[-1]] if len(b.dims) > 1 else []
+    return Shape([*batch.dims, *rows, *columns])  # type: ignore[misc]
+
+
+@shape_rule("MatMul", op_class=OpClass.ISDOS)
+def matmul_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """MatMul: [*batch, M, N] from A [*batch_a, M, K] and B [*batch_b, K, N] (see matmul_dims)."""
+    return [TensorFact(inputs[0].dtype, matmul_dims(ctx, inputs[0].shape, inputs[1].shape))]
+
+
+@shape_rule("MatMulInteger", since=10, op_class=OpClass.ISDOS)
+def matmul_integer_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """MatMulInteger: MatMul's shape, int32."""
+    return [TensorFact(DType.INT32, matmul_dims(ctx, inputs[0].shape, inputs[1].shape))]
+
+
+@shape_rule("QLinearMatMul", since=10, op_class=OpClass.ISDOS)
+def qlinear_matmul_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """QLinearMatMul: MatMul's shape of a (input 0) and b (input 3), y_zero_point's type."""
+    y_zero = optional(inputs, 7)
+    dtype = inputs[0].dtype if y_zero is None else y_zero.dtype
+    return [TensorFact(dtype, matmul_dims(ctx, inputs[0].shape, inputs[3].shape))]
+
+
+@shape_rule("Gemm", op_class=OpClass.ISDOS)
+def gemm_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Gemm: [M, N] from A' [M, K] and B' [K, N] (A' = A^T if transA, B' = B^T if transB);
+    C broadcasts one way to [M, N]."""
+    a, b = inputs[0].shape.dims, inputs[1].shape.dims
+    if a is None or b is None:
+        return [TensorFact(inputs[0].dtype, ctx.unknown_shape(2, "Gemm of unknown rank"))]
+    if len(a) != 2 or len(b) != 2:
+        raise ctx.fail(f"A {inputs[0].shape} and B {inputs[1].shape} must be matrices")
+    rows, inner = (a[1], a[0]) if ctx.attr("transA", 0) else (a[0], a[1])
+    inner_b, columns = (b[1], b[0]) if ctx.attr("transB", 0) else (b[0], b[1])
+    ctx.same(inner, inner_b, "A' and B' agree on K")
+    c = optional(inputs, 2)
+    if c is not None and c.shape.dims is not None and ctx.attr("beta", 1.0) != 0.0:
+        broadcasts_to(ctx, c, Shape([rows, columns]), "C")
+    return [TensorFact(inputs[0].dtype, Shape([rows, columns]))]
+
+
+@shape_rule("Einsum", since=12, op_class=OpClass.ISDOS)
+def einsum_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Einsum: each output label takes the extent of that label in the inputs (repeated labels
+    must agree), `...` the broadcast of the inputs' ellipsis dims; the implicit output is the
+    ellipsis, then the labels used once, in ASCII order."""
+    equation = str(ctx.attr("equation", "")).replace(" ", "")
+    terms, output = _einsum_terms(ctx, equation, len(inputs))
+    dtype = inputs[0].dtype
+    if any(f.shape.dims is None for f in inputs):
+        rank = None if "..." in output else len(output)
+        return [TensorFact(dtype, ctx.unknown_shape(rank, "Einsum of an unknown-rank input"))]
+    extents: dict[str, Dim] = {}
+    ellipses: list[Shape] = []
+    for term, fact in zip(terms, inputs, strict=True):
+        labels, ellipsis = _split_ellipsis(ctx, term, fact.shape)
+        ellipses.append(Shape(ellipsis))
+        for label, dim in labels:
+            known = extents.get(label)
+            extents[label] = dim if known is None else ctx.same(known, dim, f"label {label!r}")
+    dims: list[Dim] = []
+    for label in output.replace("...", "."):
+        if label == ".":
+            dims.extend(ctx.broadcast(*ellipses).dims or ())
+        elif label in extents:
+            dims.append(extents[label])
+        else:
+            raise ctx.fail(f"output label {label!r} of {equation!r} is in no input")
+    return [TensorFact(dtype, Shape(dims))]
+
+
+def _einsum_terms(ctx: ShapeContext, equation: str, count: int) -> tuple[list[str], str]:
+    """The input terms and the output term (the implicit one when there is no '->')."""
+    given, arrow, output = equation.partition("->")
+    terms = given.split(",")
+    if len(terms) != count:
+        raise ctx.fail(f"equation {equation!r} has {len(terms)} terms for {count} inputs")
+    if arrow:
+        return terms, output
+    labels = "".join(terms).replace("...", "")
+    once = sorted(label for label in set(labels) if labels.count(label) == 1)
+    return terms, ("..." if "..." in given else "") + "".join(once)
+
+
+def _split_ellipsis(
+    ctx: ShapeContext, term: str, shape: Shape
+) -> tuple[list[tuple[str, Dim]], list[Dim]]:
+    """(label, dim) pairs of one input and the dims its `...` stands for."""
+    dims = list(shape.dims or ())
+    head, dots, tail = term.partition("...")
+    named = len(head) + len(tail)
+    if (not dots and named != len(dims)) or named > len(dims):
+        raise ctx.fail(f"term {term!r} does not fit an input of shape {shape}")
+    middle = dims[len(head) : len(dims) - len(tail)]
+    pairs = list(zip(head, dims[: len(head)], strict=True))
+    pairs += list(zip(tail, dims[len(dims) - len(tail) :], strict=True))
+    return pairs, middle

@@ -22,9 +22,24 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import sympy
 
+from sod2.analysis.facts import Facts, TensorFact
+from sod2.analysis.rule_kit import (
+    Element,
+    broadcast_rule,
+    dims_or_unknown,
+    optional,
+    same_as_input,
+    value_dims,
+    with_dtype,
+)
+from sod2.analysis.shape_context import ShapeContext
+from sod2.analysis.symbolic import floor_div
+from sod2.ir.dims import Dim
 from sod2.ir.dtypes import DType
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.ir.types import Shape
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 
 FLOAT_DTYPES = frozenset(
     d.numpy for d in (DType.FLOAT16, DType.BFLOAT16, DType.FLOAT32, DType.FLOAT64)
@@ -340,3 +355,169 @@ def _frame_length(
     if window is not None and window.shape[0] != length:
         raise ctx.fail(f"window of length {window.shape[0]} with frame_length {length}")
     return length
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+#
+# The elementwise functions keep their input's shape. The windows, MelWeightMatrix, DFT and STFT
+# take extents from the VALUES of their small integer inputs (size, dft_length, frame_step ...):
+# those follow shape tensors, and an element RDP does not know becomes a fresh symbol.
+
+for _name in ("Sin", "Cos", "Tan", "Asin", "Acos", "Atan"):
+    shape_rule(_name, since=7, op_class=OpClass.ISDOS)(same_as_input)
+for _name in ("Sinh", "Cosh", "Asinh", "Acosh", "Atanh"):
+    shape_rule(_name, since=9, op_class=OpClass.ISDOS)(same_as_input)
+shape_rule("IsNaN", since=9, op_class=OpClass.ISDOS)(with_dtype(DType.BOOL))
+shape_rule("IsInf", since=10, op_class=OpClass.ISDOS)(with_dtype(DType.BOOL))
+shape_rule("BitShift", since=11, op_class=OpClass.ISDOS)(broadcast_rule())
+
+
+def scalar_value(fact: TensorFact | None) -> Element:
+    """The element of a one-element integer input (a size, a length), None if unknown."""
+    values = None if fact is None else value_dims(fact)
+    return values[0] if values is not None and len(values) == 1 else None
+
+
+def _extent(ctx: ShapeContext, value: Element, note: str) -> Dim:
+    """A value used as an extent: itself when it is one, else a fresh symbol."""
+    return dims_or_unknown(ctx, [value], note)[0]
+
+
+def _half_spectrum(length: Dim) -> Dim:
+    """The bins of a one-sided spectrum of `length` points: floor(length / 2) + 1."""
+    return floor_div(length, 2) + 1  # type: ignore[return-value]
+
+
+@shape_rule("Det", since=11, op_class=OpClass.ISDOS)
+def det_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Det: X [*batch, M, M] -> [*batch]."""
+    x = inputs[0]
+    dims = x.shape.dims
+    if dims is None:
+        return [TensorFact(x.dtype, Shape.unknown())]
+    if len(dims) < 2:
+        raise ctx.fail(f"input X must end in square matrices [*, M, M], got {x.shape}")
+    ctx.same(dims[-2], dims[-1], "the matrices are square")
+    return [TensorFact(x.dtype, Shape(dims[:-2]))]
+
+
+def _datatype_attr(ctx: ShapeContext) -> DType:
+    return DType.from_onnx(int(ctx.attr("output_datatype", DType.FLOAT32.onnx)))
+
+
+def window_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """HannWindow, HammingWindow, BlackmanWindow: [size], size the value of input 0."""
+    size = _extent(ctx, scalar_value(inputs[0]), "window size")
+    return [TensorFact(_datatype_attr(ctx), Shape([size]))]
+
+
+for _name in ("HannWindow", "HammingWindow", "BlackmanWindow"):
+    shape_rule(_name, since=17, op_class=OpClass.ISVDOS)(window_shape)
+
+
+@shape_rule("MelWeightMatrix", since=17, op_class=OpClass.ISVDOS)
+def mel_weight_matrix_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """MelWeightMatrix: [floor(dft_length / 2) + 1, num_mel_bins], from the inputs' values."""
+    mel_bins = _extent(ctx, scalar_value(inputs[0]), "num_mel_bins")
+    dft_length = _extent(ctx, scalar_value(inputs[1]), "dft_length")
+    return [TensorFact(_datatype_attr(ctx), Shape([_half_spectrum(dft_length), mel_bins]))]
+
+
+def _complex_dim(ctx: ShapeContext, dim: Dim, needs: int | None, why: str) -> None:
+    """The trailing dim of a signal: 1 (real) or 2 (complex); `needs` one of them."""
+    if needs is not None:
+        ctx.same(dim, needs, why)
+    elif isinstance(dim, int) and dim not in (1, 2):
+        raise ctx.fail(f"the signal's last dim must be 1 (real) or 2 (complex), got {dim}")
+    elif not isinstance(dim, int):
+        ctx.assume(sympy.Eq(dim, 1) | sympy.Eq(dim, 2), "the signal is real [..., 1] or complex")
+
+
+def _dft_shape(
+    ctx: ShapeContext, inputs: Facts, axis: int | None, length_fact: TensorFact | None
+) -> list[TensorFact]:
+    """DFT: the signal axis becomes n = dft_length (default: its extent n, or 2(n - 1) for the
+    one-sided inverse), floor(n / 2) + 1 bins for the one-sided forward; the last dim becomes 2
+    (complex), or 1 for the one-sided inverse (a real signal). `axis` None: not known."""
+    signal = inputs[0]
+    dims = signal.shape.dims
+    if dims is None:
+        return [TensorFact(signal.dtype, Shape.unknown())]
+    if len(dims) < 2:
+        raise ctx.fail(f"the signal must end in a dim of 1 or 2, got {signal.shape}")
+    inverse, onesided = bool(ctx.attr("inverse", 0)), bool(ctx.attr("onesided", 0))
+    needs = None if not onesided else (2 if inverse else 1)
+    _complex_dim(ctx, dims[-1], needs, "a one-sided DFT's signal kind (onesided=1)")
+    last = 1 if onesided and inverse else 2
+    if axis is None:
+        if not onesided and length_fact is None:  # every axis keeps its extent
+            return [TensorFact(signal.dtype, Shape([*dims[:-1], last]))]
+        return [TensorFact(signal.dtype, Shape([*ctx.unknown_shape(len(dims) - 1, "DFT"), last]))]
+    normal = axis + len(dims) if axis < 0 else axis
+    if not 0 <= normal <= len(dims) - 2:
+        raise ctx.fail(f"axis {axis} is out of range for a signal of rank {len(dims)}")
+    extent = dims[normal]
+    if length_fact is not None:
+        length = _extent(ctx, scalar_value(length_fact), "dft_length")
+    else:
+        length = 2 * (extent - 1) if onesided and inverse else extent
+    result = list(dims)
+    result[normal] = _half_spectrum(length) if onesided and not inverse else length
+    result[-1] = last
+    return [TensorFact(signal.dtype, Shape(result))]
+
+
+@shape_rule("DFT", since=17, op_class=OpClass.ISVDOS)
+def dft_17_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """DFT (opset 17): the axis is an attribute, default 1 (see `_dft_shape`)."""
+    return _dft_shape(ctx, inputs, int(ctx.attr("axis", 1)), optional(inputs, 1))
+
+
+@shape_rule("DFT", since=20, op_class=OpClass.ISVDOS)
+def dft_20_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """DFT (opset 20): the axis is the optional third input, default -2 (see `_dft_shape`)."""
+    axis_fact = optional(inputs, 2)
+    axis = -2 if axis_fact is None else scalar_value(axis_fact)
+    axis = axis if isinstance(axis, int) else None
+    return _dft_shape(ctx, inputs, axis, optional(inputs, 1))
+
+
+@shape_rule("STFT", since=17, op_class=OpClass.ISVDOS)
+def stft_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """STFT: [batch, frames, bins, 2] from a signal [batch, length, 1 or 2]:
+    frames = floor((length - frame_length) / frame_step) + 1,
+    bins = floor(frame_length / 2) + 1 when onesided, else frame_length."""
+    signal = inputs[0]
+    dims = signal.shape.dims
+    if dims is None:
+        return [TensorFact(signal.dtype, Shape([*ctx.unknown_shape(3, "STFT"), 2]))]
+    if len(dims) != 3:
+        raise ctx.fail(f"the signal must be [batch, length, 1 or 2], got {signal.shape}")
+    batch, length, kind = dims
+    onesided = bool(ctx.attr("onesided", 1))
+    _complex_dim(ctx, kind, 1 if onesided else None, "a one-sided STFT takes a real signal")
+    frame_length = _frame_length_extent(ctx, length, optional(inputs, 2), optional(inputs, 3))
+    step = scalar_value(inputs[1])
+    if isinstance(step, int) and step <= 0:
+        raise ctx.fail(f"frame_step must be positive, got {step}")
+    step = _extent(ctx, step, "frame_step")
+    frames = floor_div(length - frame_length, step) + 1
+    bins = _half_spectrum(frame_length) if onesided else frame_length
+    return [TensorFact(signal.dtype, Shape([batch, frames, bins, 2]))]
+
+
+def _frame_length_extent(
+    ctx: ShapeContext, length: Dim, window: TensorFact | None, length_fact: TensorFact | None
+) -> Dim:
+    """frame_length: the input's value, else the window's extent, else the signal's length."""
+    window_dims = None if window is None else window.shape.dims
+    if window_dims is not None and len(window_dims) != 1:
+        raise ctx.fail(f"the window must be 1-D, got {Shape(window_dims)}")
+    if length_fact is not None:
+        frame_length = _extent(ctx, scalar_value(length_fact), "frame_length")
+        if window_dims is not None:
+            frame_length = ctx.same(window_dims[0], frame_length, "window length = frame_length")
+        return frame_length
+    if window is None:
+        return length
+    return window_dims[0] if window_dims is not None else ctx.fresh(note="window length")

@@ -30,9 +30,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sod2.analysis.facts import Facts, TensorFact
+from sod2.analysis.rule_kit import broadcasts_to, exact_div, optional, same_as_input
+from sod2.analysis.shape_context import ShapeContext
+from sod2.ir.dims import Dim
 from sod2.ir.dtypes import DType
+from sod2.ir.types import Shape
 from sod2.ops.math import float_input, optional_input, working_dtype
-from sod2.ops.registry import KernelContext, Value, register
+from sod2.ops.registry import KernelContext, OpClass, Value, register, shape_rule
 from sod2.ops.shape import normalize_axis
 
 Axes = tuple[int, ...]
@@ -334,3 +339,131 @@ def _channel_window_sum(squares: np.ndarray, before: int, after: int) -> np.ndar
         if low < high:
             total[:, low:high] += squares[:, low + offset : high + offset]
     return total
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+#
+# A normalization's Y has X's shape. The rules check the parameters against X (a per-channel
+# parameter's extent is X's C, so RDP learns an unnamed C from constant weights) and give the
+# statistics outputs their shapes: [C] for BatchNormalization's running mean and variance,
+# X's dims with the normalized ones made 1 for LayerNormalization's Mean and InvStdDev.
+
+for _op, _since in (("MeanVarianceNormalization", 9), ("LpNormalization", 1), ("LRN", 1)):
+    shape_rule(_op, since=_since, op_class=OpClass.ISDOS)(same_as_input)
+
+
+def _channels(ctx: ShapeContext, x: TensorFact) -> Dim | None:
+    """X's channel dim C of [N, C, ...]; None when the rank is unknown."""
+    dims = x.shape.dims
+    if dims is None:
+        return None
+    if len(dims) < 2:
+        raise ctx.fail(f"input X must be [N, C, ...], got {x.shape}")
+    return dims[1]
+
+
+def _check_entries(
+    ctx: ShapeContext, param: TensorFact | None, extent: Dim | None, name: str
+) -> None:
+    """A parameter [extent] (C or num_groups): its one dim must equal `extent`."""
+    dims = None if param is None else param.shape.dims
+    if dims is None or extent is None:
+        return
+    if len(dims) != 1:
+        raise ctx.fail(f"input {name} must be 1-D [{extent}], got {Shape(dims)}")
+    ctx.same(dims[0], extent, f"input {name} has one entry per channel")
+
+
+def _check_batch_parameter(
+    ctx: ShapeContext, param: TensorFact | None, x_dims: tuple[Dim, ...], name: str
+) -> None:
+    """A BatchNormalization parameter is [C], or (spatial=0 before opset 9) X's dims after N."""
+    dims = None if param is None else param.shape.dims
+    if dims is None or len(dims) == 1:
+        _check_entries(ctx, param, x_dims[1], name)
+    elif len(dims) == len(x_dims) - 1:
+        for dim, extent in zip(dims, x_dims[1:], strict=True):
+            ctx.same(dim, extent, f"input {name} matches X's dims after N")
+    else:
+        raise ctx.fail(f"input {name} of shape {Shape(dims)} does not fit X {Shape(x_dims)}")
+
+
+@shape_rule("BatchNormalization", since=1, op_class=OpClass.ISDOS)
+def batch_normalization_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """BatchNormalization: Y like X [N, C, ...]; the statistics outputs (training_mode=1 from
+    opset 14: running_mean, running_var) are [C], typed like input_mean."""
+    x = inputs[0]
+    channels, x_dims = _channels(ctx, x), x.shape.dims
+    for param, name in zip(inputs[1:5], ("scale", "B", "input_mean", "input_var"), strict=False):
+        if x_dims is not None:
+            _check_batch_parameter(ctx, param, x_dims, name)
+    y = TensorFact(x.dtype, x.shape)
+    if ctx.output_count() == 1:
+        return [y]
+    extent = ctx.fresh(note="channels of X") if channels is None else channels
+    mean = optional(inputs, 3)
+    statistics = TensorFact(None if mean is None else mean.dtype, Shape([extent]))
+    return [y] + [statistics] * (ctx.output_count() - 1)
+
+
+@shape_rule("InstanceNormalization", since=1, op_class=OpClass.ISDOS)
+def instance_normalization_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """InstanceNormalization: Y like X [N, C, ...]; scale and B are [C]."""
+    channels = _channels(ctx, inputs[0])
+    _check_entries(ctx, inputs[1], channels, "scale")
+    _check_entries(ctx, inputs[2], channels, "B")
+    return [TensorFact(inputs[0].dtype, inputs[0].shape)]
+
+
+def _group_norm(ctx: ShapeContext, inputs: Facts, per_group: bool) -> list[TensorFact]:
+    """Y like X [N, C, ...]; num_groups divides C; scale and bias per group or per channel."""
+    groups = int(ctx.attr("num_groups", 0))
+    if groups <= 0:
+        raise ctx.fail(f"num_groups must be positive, got {groups}")
+    channels = _channels(ctx, inputs[0])
+    if channels is not None:
+        exact_div(ctx, channels, groups, "num_groups divides the channels")
+    extent = groups if per_group else channels
+    _check_entries(ctx, inputs[1], extent, "scale")
+    _check_entries(ctx, inputs[2], extent, "bias")
+    return [TensorFact(inputs[0].dtype, inputs[0].shape)]
+
+
+@shape_rule("GroupNormalization", since=18, op_class=OpClass.ISDOS)
+def group_normalization_18_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """GroupNormalization (opset 18): Y like X; scale and bias [num_groups]."""
+    return _group_norm(ctx, inputs, per_group=True)
+
+
+@shape_rule("GroupNormalization", since=21, op_class=OpClass.ISDOS)
+def group_normalization_21_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """GroupNormalization (opset 21): Y like X; scale and bias [C]."""
+    return _group_norm(ctx, inputs, per_group=False)
+
+
+@shape_rule("LayerNormalization", since=17, op_class=OpClass.ISDOS)
+def layer_normalization_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """LayerNormalization: Y like X; Mean and InvStdDev (stash_type) are X's dims with the
+    normalized ones (axis .. rank-1) made 1; Scale and B broadcast one way to X."""
+    x = inputs[0]
+    broadcasts_to(ctx, inputs[1], x.shape, "Scale")
+    broadcasts_to(ctx, optional(inputs, 2), x.shape, "B")
+    stash = DType.from_onnx(int(ctx.attr("stash_type", DType.FLOAT32.onnx)))
+    dims = x.shape.dims
+    if dims is None:
+        statistics = Shape.unknown()
+    else:
+        axis = normalize_axis(ctx, int(ctx.attr("axis", -1)), len(dims))
+        statistics = Shape([*dims[:axis], *(1 for _ in dims[axis:])])
+    outputs = [TensorFact(x.dtype, x.shape)]
+    return outputs + [TensorFact(stash, statistics)] * (ctx.output_count() - 1)
+
+
+@shape_rule("RMSNormalization", since=23, op_class=OpClass.ISDOS)
+def rms_normalization_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """RMSNormalization: Y has X's shape and scale's element type; scale broadcasts one way."""
+    x = inputs[0]
+    if x.shape.dims is not None:
+        normalize_axis(ctx, int(ctx.attr("axis", -1)), len(x.shape.dims))
+    broadcasts_to(ctx, inputs[1], x.shape, "scale")
+    return [TensorFact(inputs[1].dtype, x.shape)]

@@ -28,14 +28,22 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from sod2.analysis.facts import Facts, TensorFact
+from sod2.analysis.rule_kit import dims_or_unknown, optional, value_dims
+from sod2.analysis.shape_context import ShapeContext
+from sod2.ir.dims import Dim
+from sod2.ir.dtypes import DType
+from sod2.ir.types import Shape
 from sod2.ops.conv import (
     WindowGeometry,
+    assume_nonnegative,
     pad_spatial,
     sliding_windows,
     spatial_ints,
     window_geometry,
+    window_output_dims,
 )
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 
 
 def _optional(inputs: Sequence[Value], index: int) -> Value:
@@ -267,3 +275,86 @@ def max_unpool(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
         )
     out[flat] = x.reshape(-1)
     return [out.reshape(shape)]
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+
+
+def _pooled_shape(ctx: ShapeContext, x: TensorFact) -> Shape:
+    """[N, C, *out], out = floor((in + pads - dil*(k-1) - 1)/stride) + 1 (ceil with ceil_mode,
+    the last window dropped if it starts in the right padding; SAME: ceil(in/stride))."""
+    kernel = ctx.attr("kernel_shape")
+    dims = x.shape.dims
+    if dims is None:
+        return ctx.unknown_shape(None if kernel is None else len(kernel) + 2, "pooling")
+    if len(dims) < 3 or kernel is None or len(kernel) != len(dims) - 2:
+        raise ctx.fail(f"kernel_shape {kernel} must give one size per spatial dim of {x.shape}")
+    ceil_mode = bool(ctx.attr("ceil_mode", 0))
+    spatial = window_output_dims(ctx, dims[2:], [int(k) for k in kernel], ceil_mode=ceil_mode)
+    return Shape([dims[0], dims[1], *spatial])
+
+
+@shape_rule("MaxPool", op_class=OpClass.ISDOS)
+def max_pool_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """MaxPool: Y and Indices (int64) are [N, C, *out] (see `_pooled_shape`)."""
+    shape = _pooled_shape(ctx, inputs[0])
+    return [TensorFact(inputs[0].dtype, shape), TensorFact(DType.INT64, shape)]
+
+
+def _pooled(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """AveragePool, LpPool: [N, C, *out] (see `_pooled_shape`)."""
+    return [TensorFact(inputs[0].dtype, _pooled_shape(ctx, inputs[0]))]
+
+
+def _global_pooled(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Global pooling: [N, C, 1, ..., 1]."""
+    dims = inputs[0].shape.dims
+    if dims is None:
+        return [TensorFact(inputs[0].dtype, Shape.unknown())]
+    if len(dims) < 3:
+        raise ctx.fail(f"input X {inputs[0].shape} must be (N, C, *spatial)")
+    return [TensorFact(inputs[0].dtype, Shape([dims[0], dims[1], *(1,) * (len(dims) - 2)]))]
+
+
+for _name in ("AveragePool", "LpPool"):
+    shape_rule(_name, op_class=OpClass.ISDOS)(_pooled)
+for _name in ("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"):
+    shape_rule(_name, op_class=OpClass.ISDOS)(_global_pooled)
+
+
+@shape_rule("MaxUnpool", since=9, op_class=OpClass.ISDOS)
+def max_unpool_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """MaxUnpool: [N, C, *out], out = (in - 1) * stride + k - pads, or the output_shape input;
+    I has X's shape."""
+    x, indices = inputs[0], inputs[1]
+    dims = x.shape.dims
+    if dims is None:
+        return [TensorFact(x.dtype, Shape.unknown())]
+    if indices.shape.dims is not None:
+        if len(indices.shape.dims) != len(dims):
+            raise ctx.fail(f"indices I {indices.shape} must have X's shape {x.shape}")
+        for axis, (a, b) in enumerate(zip(indices.shape.dims, dims, strict=True)):
+            ctx.same(a, b, f"I's dim {axis} = X's")
+    rank = len(dims) - 2
+    kernel = ctx.attr("kernel_shape")
+    if rank < 1 or kernel is None or len(kernel) != rank:
+        raise ctx.fail(f"kernel_shape {kernel} must give one size per spatial dim of {x.shape}")
+    strides = spatial_ints(ctx, "strides", rank, 1)
+    pads = spatial_ints(ctx, "pads", rank, 0, length=2 * rank)
+    spatial: list[Dim] = []
+    for axis, size in enumerate(dims[2:]):
+        extent = (size - 1) * strides[axis] + int(kernel[axis]) - pads[axis] - pads[rank + axis]
+        assume_nonnegative(ctx, extent, f"pads leave a non-negative output along axis {axis}")
+        spatial.append(extent)
+    return [TensorFact(x.dtype, _requested_or(ctx, optional(inputs, 2), [*dims[:2], *spatial]))]
+
+
+def _requested_or(ctx: ShapeContext, requested: TensorFact | None, inferred: list[Dim]) -> Shape:
+    """The output_shape input's known elements (the spec's output shape), else `inferred`."""
+    wanted = None if requested is None else value_dims(requested)
+    if wanted is None:
+        return Shape(inferred)
+    if len(wanted) != len(inferred):
+        raise ctx.fail(f"output_shape has {len(wanted)} dims, the input {len(inferred)}")
+    chosen = [dim if value is None else value for dim, value in zip(inferred, wanted, strict=True)]
+    return Shape(dims_or_unknown(ctx, chosen, "MaxUnpool output_shape"))

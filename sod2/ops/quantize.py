@@ -25,9 +25,16 @@ from collections.abc import Sequence
 
 import ml_dtypes
 import numpy as np
+import sympy
 
+from sod2.analysis.facts import Facts, TensorFact
+from sod2.analysis.rule_kit import optional
+from sod2.analysis.shape_context import ShapeContext
+from sod2.analysis.symbolic import ceil_div, provably_equal
+from sod2.ir.dims import Dim
 from sod2.ir.dtypes import DType
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.ir.types import Shape
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 from sod2.ops.shape import normalize_axis
 
 _INTEGER_RANGES: dict[DType, tuple[int, int]] = {
@@ -203,3 +210,79 @@ def dynamic_quantize_linear(ctx: KernelContext, inputs: Sequence[Value]) -> list
     zero_point = np.rint(np.clip(np.float32(0) - low / scale, 0, 255))
     quantized = requantize(x / scale, zero_point, np.dtype(np.uint8))
     return [quantized, np.array(scale, dtype=np.float32), np.array(zero_point, dtype=np.uint8)]
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+
+
+def _check_parameter(ctx: ShapeContext, parameter: TensorFact | None, x: Shape, what: str) -> None:
+    """A scale or zero point is one value (per tensor), [x[axis]] (per axis), or x's shape with
+    ceil(x[axis] / block_size) along axis (blocked)."""
+    if parameter is None or parameter.shape.dims is None or x.dims is None:
+        return
+    dims = parameter.shape.dims
+    if not dims or (len(dims) == 1 and provably_equal(dims[0], 1)):
+        return
+    axis, block = int(ctx.attr("axis", 1)), int(ctx.attr("block_size", 0))
+    if block < 0:
+        raise ctx.fail(f"block_size must be positive, got {block}")
+    if not -len(x.dims) <= axis < len(x.dims):  # only a per-tensor parameter fits
+        for dim in dims:
+            ctx.same(dim, 1, f"{what} holds one value (axis {axis} is not one of x's)")
+        return
+    axis = normalize_axis(ctx, axis, len(x.dims))
+    expected = [ceil_div(e, block) if block and i == axis else e for i, e in enumerate(x.dims)]
+    if len(dims) == 1 and (not block or len(x.dims) == 1):
+        _one_or(ctx, dims[0], expected[axis], f"{what} is per tensor or per axis {axis}")
+    elif not block:
+        for dim in dims:
+            ctx.same(dim, 1, f"{what} of rank {len(dims)} holds one value")
+    elif len(dims) != len(x.dims):
+        raise ctx.fail(f"{what} {parameter.shape} must have the rank of x {x} (blocked)")
+    else:
+        for index, (dim, extent) in enumerate(zip(dims, expected, strict=True)):
+            ctx.same(dim, extent, f"{what} dim {index} (blocks of {block} along axis {axis})")
+
+
+def _one_or(ctx: ShapeContext, dim: Dim, extent: Dim, why: str) -> None:
+    """`dim` is 1 or `extent` (`dim` is not provably 1)."""
+    if provably_equal(dim, extent):
+        return
+    if isinstance(dim, int):  # not 1: it must be the extent
+        ctx.same(dim, extent, why)
+        return
+    ctx.assume(sympy.Eq(dim, 1) | sympy.Eq(dim, extent), why)
+
+
+@shape_rule("QuantizeLinear", since=10, op_class=OpClass.ISDOS)
+def quantize_linear_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """QuantizeLinear: x's shape; the zero point's element type, else output_dtype, else uint8."""
+    x, zero_point = inputs[0], optional(inputs, 2)
+    _check_parameter(ctx, optional(inputs, 1), x.shape, "y_scale")
+    _check_parameter(ctx, zero_point, x.shape, "y_zero_point")
+    requested = int(ctx.attr("output_dtype", 0))
+    if zero_point is not None:
+        dtype = zero_point.dtype
+    else:
+        dtype = DType.from_onnx(requested) if requested else DType.UINT8
+    return [TensorFact(dtype, x.shape)]
+
+
+@shape_rule("DequantizeLinear", since=10, op_class=OpClass.ISDOS)
+def dequantize_linear_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """DequantizeLinear: x's shape; element type output_dtype, else the scale's."""
+    x, scale = inputs[0], inputs[1]
+    _check_parameter(ctx, scale, x.shape, "x_scale")
+    _check_parameter(ctx, optional(inputs, 2), x.shape, "x_zero_point")
+    requested = int(ctx.attr("output_dtype", 0))
+    return [TensorFact(DType.from_onnx(requested) if requested else scale.dtype, x.shape)]
+
+
+@shape_rule("DynamicQuantizeLinear", since=11, op_class=OpClass.ISDOS)
+def dynamic_quantize_linear_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """DynamicQuantizeLinear: y uint8 of x's shape, scalar float32 scale, scalar uint8 zero point."""
+    return [
+        TensorFact(DType.UINT8, inputs[0].shape),
+        TensorFact(DType.FLOAT32, Shape([])),
+        TensorFact(DType.UINT8, Shape([])),
+    ]

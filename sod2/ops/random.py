@@ -18,8 +18,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sod2.analysis.facts import Facts, TensorFact
+from sod2.analysis.shape_context import ShapeContext
 from sod2.ir.dtypes import DType
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.ir.types import Shape
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 
 
 def generator(ctx: KernelContext) -> np.random.Generator:
@@ -107,3 +110,44 @@ def multinomial(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
     draws = generator(ctx).random((logits.shape[0], samples)) * cdf[:, -1:]
     classes = (cdf[:, None, :] <= draws[:, :, None]).sum(axis=2)
     return [np.minimum(classes, logits.shape[1] - 1).astype(DType.from_onnx(code).numpy)]
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+#
+# Random values, deterministic shapes: from the `shape` attribute, or from the input (the *Like
+# forms, Bernoulli); Multinomial draws `sample_size` classes per batch row.
+
+
+def _element_type(ctx: ShapeContext, default: DType | None) -> DType | None:
+    code = ctx.attr("dtype", None)
+    return default if code is None else DType.from_onnx(int(code))
+
+
+@shape_rule("RandomNormal", op_class=OpClass.ISDOS)
+@shape_rule("RandomUniform", op_class=OpClass.ISDOS)
+def random_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """RandomNormal, RandomUniform: the `shape` attribute, element type `dtype` (float32)."""
+    dims = [int(d) for d in ctx.attr("shape")]
+    if any(d < 0 for d in dims):
+        raise ctx.fail(f"shape {dims} has a negative dim")
+    return [TensorFact(_element_type(ctx, DType.FLOAT32), Shape(dims))]
+
+
+@shape_rule("RandomNormalLike", op_class=OpClass.ISDOS)
+@shape_rule("RandomUniformLike", op_class=OpClass.ISDOS)
+@shape_rule("Bernoulli", since=15, op_class=OpClass.ISDOS)
+def random_like_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """RandomNormalLike, RandomUniformLike, Bernoulli: the input's shape, element type `dtype`
+    (the input's by default)."""
+    return [TensorFact(_element_type(ctx, inputs[0].dtype), inputs[0].shape)]
+
+
+@shape_rule("Multinomial", since=7, op_class=OpClass.ISDOS)
+def multinomial_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Multinomial: [batch, sample_size] for an input [batch, classes], int32 by default."""
+    dims = inputs[0].shape.dims
+    if dims is not None and len(dims) != 2:
+        raise ctx.fail(f"input must be [batch, classes], got {inputs[0].shape}")
+    batch = ctx.fresh(note="batch of an unknown-rank input") if dims is None else dims[0]
+    samples = int(ctx.attr("sample_size", 1))
+    return [TensorFact(_element_type(ctx, DType.INT32), Shape([batch, samples]))]

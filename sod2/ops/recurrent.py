@@ -23,7 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.analysis.facts import Facts, TensorFact
+from sod2.analysis.rule_kit import Rule, optional
+from sod2.analysis.shape_context import ShapeContext
+from sod2.ir.dims import Dim
+from sod2.ir.types import Shape
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 
 _Function = Callable[[np.ndarray, float, float], np.ndarray]
 Clip = Callable[[np.ndarray], np.ndarray]
@@ -350,3 +355,76 @@ def lstm(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
         [h0, c0],
         lambda d: lstm_step(data.r[d], data.r_bias[d], peepholes[d], functions[d], clip, coupled),
     )
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+
+_DIRECTIONS = {"forward": 1, "reverse": 1, "bidirectional": 2}
+
+
+def _layer_dims(ctx: ShapeContext, inputs: Facts, gates: int) -> tuple[Dim, Dim, int, Dim]:
+    """(T, B, D, H) of a recurrent layer; W [D, G*H, I] and R [D, G*H, H] are checked."""
+    directions = _DIRECTIONS.get(str(ctx.attr("direction", "forward")))
+    if directions is None:
+        raise ctx.fail(
+            f"direction {ctx.attr('direction')!r} is not forward, reverse or bidirectional"
+        )
+    x, w, r = (f.shape.dims for f in inputs[:3])
+    hidden: Dim | None = ctx.attr("hidden_size")
+    if hidden is None:
+        hidden = r[-1] if r is not None and len(r) == 3 else ctx.fresh(note="hidden size")
+    if x is None:
+        steps, batch, features = (ctx.fresh(note="recurrent input of unknown rank") for _ in "TBI")
+    elif len(x) != 3:
+        raise ctx.fail(f"X {inputs[0].shape} must be 3-D")
+    else:
+        steps, batch, features = (x[1], x[0], x[2]) if ctx.attr("layout", 0) else x
+    for name, dims, last in (("W", w, features), ("R", r, hidden)):
+        if dims is None:
+            continue
+        if len(dims) != 3:
+            raise ctx.fail(f"{name} {list(dims)} must be [directions, gates * hidden, {last}]")
+        ctx.same(dims[0], directions, f"{name}'s dim 0 = the number of directions")
+        ctx.same(dims[1], gates * hidden, f"{name}'s dim 1 = {gates} gates * hidden_size")
+        ctx.same(dims[2], last, f"{name}'s dim 2")
+    return steps, batch, directions, hidden
+
+
+def _fits(ctx: ShapeContext, fact: TensorFact | None, dims: list[Dim], what: str) -> None:
+    """An optional input, when given, has `dims`."""
+    if fact is None or fact.shape.dims is None:
+        return
+    if len(fact.shape.dims) != len(dims):
+        raise ctx.fail(f"{what} {fact.shape} must have {len(dims)} dims")
+    for axis, (dim, extent) in enumerate(zip(fact.shape.dims, dims, strict=True)):
+        ctx.same(dim, extent, f"{what}'s dim {axis}")
+
+
+def _recurrent_shapes(gates: int, states: int) -> Rule:
+    """A rule: Y [T, D, B, H] and `states` final states [D, B, H] (batch first if layout=1)."""
+
+    def rule(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+        steps, batch, directions, hidden = _layer_dims(ctx, inputs, gates)
+        if ctx.attr("layout", 0):
+            y, state = [batch, steps, directions, hidden], [batch, directions, hidden]
+        else:
+            y, state = [steps, directions, batch, hidden], [directions, batch, hidden]
+        expected = {
+            3: [directions, 2 * gates * hidden],  # B
+            4: [batch],  # sequence_lens
+            5: state,  # initial_h
+            6: state,  # initial_c
+            7: [directions, 3 * hidden],  # P
+        }
+        for index, dims in expected.items():
+            _fits(ctx, optional(inputs, index), dims, f"input {index}")
+        dtype = inputs[0].dtype
+        return [TensorFact(dtype, Shape(y))] + [TensorFact(dtype, Shape(state))] * states
+
+    rule.__doc__ = _recurrent_shapes.__doc__
+    return rule
+
+
+shape_rule("RNN", since=7, op_class=OpClass.ISDOS)(_recurrent_shapes(gates=1, states=1))
+shape_rule("GRU", since=7, op_class=OpClass.ISDOS)(_recurrent_shapes(gates=3, states=1))
+shape_rule("LSTM", since=7, op_class=OpClass.ISDOS)(_recurrent_shapes(gates=4, states=2))

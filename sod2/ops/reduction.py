@@ -30,8 +30,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sod2.ops.math import FLOAT_DTYPES, optional_input, scalar_int, working_dtype
-from sod2.ops.registry import KernelContext, Value, as_array, register
+from sod2.analysis.facts import Facts, TensorFact, ValueFact
+from sod2.analysis.rule_kit import (
+    VALUE_ADD,
+    VALUE_DIV,
+    VALUE_MAX,
+    VALUE_MIN,
+    VALUE_MUL,
+    Element,
+    ValueOp,
+    int_values,
+    optional,
+    static_length,
+)
+from sod2.analysis.shape_context import ShapeContext
+from sod2.ir.dims import Dim
+from sod2.ir.dtypes import DType
+from sod2.ir.types import Shape
+from sod2.ops.math import FLOAT_DTYPES, optional_input, scalar_int, scalar_value, working_dtype
+from sod2.ops.registry import KernelContext, OpClass, Value, as_array, register, shape_rule
 from sod2.ops.shape import normalize_axis
 
 Axes = tuple[int, ...]
@@ -263,3 +280,178 @@ def cum_sum(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
 def cum_prod(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
     """CumProd: y[i] = prod(x[:i+1]) along `axis` (x[:i] if exclusive; from the end if reverse)."""
     return [_cumulative(ctx, inputs, np.cumprod, 1)]
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+#
+# A reduction keeps the other dims and makes each reduced dim 1 (keepdims=1) or drops it. Where
+# the axes are an input (ISVDOS) RDP follows their value; when it cannot, keepdims=1 still keeps
+# the rank (each dim d becomes d or 1), and keepdims=0 knows the rank only from a static number
+# of axes. Over a 1-D shape tensor ReduceSum, ReduceProd, ReduceMax, ReduceMin and ReduceMean
+# compute the value (ReduceProd of Shape(x) is x's element count), and so do ArgMax, ArgMin,
+# CumSum and CumProd where the elements are known.
+
+
+Fold = Callable[[list[Element], DType | None], Element]
+
+
+def _fold(op: ValueOp, empty: Element = None) -> Fold:
+    """A fold of value elements with `op` (`empty`: the fold of nothing), unknown where the
+    result overflows the element type (the kernels wrap)."""
+
+    def fold(elements: list[Element], dtype: DType | None) -> Element:
+        if not elements:
+            return empty
+        result = elements[0]
+        for element in elements[1:]:
+            result = op(result, element)
+        return _in_range([result], dtype)[0]
+
+    return fold
+
+
+def _mean_value(elements: list[Element], dtype: DType | None) -> Element:
+    """Integer mean: the (wrapping) sum divided by the count, truncated toward zero."""
+    total = _fold(VALUE_ADD)(elements, dtype)
+    return VALUE_DIV(total, len(elements)) if elements else None
+
+
+_VALUE_FOLDS: dict[str, Fold] = {
+    "ReduceSum": _fold(VALUE_ADD, 0),
+    "ReduceProd": _fold(VALUE_MUL, 1),
+    "ReduceMax": _fold(VALUE_MAX),
+    "ReduceMin": _fold(VALUE_MIN),
+    "ReduceMean": _mean_value,
+}
+"""Reductions whose value RDP computes on shape tensors; they are the identity over no axis."""
+
+
+def _in_range(elements: Sequence[Element], dtype: DType | None) -> ValueFact:
+    """`elements`, with the ints that overflow `dtype` made unknown."""
+    if dtype is None or not dtype.is_integer:
+        return tuple(elements)
+    low, high = (-(2 ** (dtype.bits - 1)), 2 ** (dtype.bits - 1) - 1)
+    if not dtype.is_signed:
+        low, high = 0, 2**dtype.bits - 1
+    return tuple(None if isinstance(e, int) and not low <= e <= high else e for e in elements)
+
+
+def _reduce_fact(ctx: ShapeContext, data: TensorFact, axes: list[int] | None) -> TensorFact:
+    """Reduce* over `axes`: each reduced dim becomes 1 (keepdims=1) or is dropped; no axes means
+    every axis, or none at all with noop_with_empty_axes=1."""
+    fold = _VALUE_FOLDS.get(ctx.node.op_type)
+    keep = bool(ctx.attr("keepdims", 1))
+    if not axes and ctx.attr("noop_with_empty_axes", 0):
+        return TensorFact(data.dtype, data.shape, data.value if fold else None)
+    dims = data.shape.dims
+    if dims is None:
+        return TensorFact(data.dtype, Shape.unknown() if axes or keep else Shape.scalar())
+    reduced = range(len(dims)) if not axes else _axis_set(ctx, axes, len(dims))
+    if keep:
+        shape = Shape([1 if i in reduced else d for i, d in enumerate(dims)])
+    else:
+        shape = Shape([d for i, d in enumerate(dims) if i not in reduced])
+    value = None
+    if fold and data.value is not None and len(dims) <= 1 and len(reduced) == len(dims):
+        value = (fold(list(data.value), data.dtype),)
+    return TensorFact(data.dtype, shape, value)
+
+
+def _axis_set(ctx: ShapeContext, axes: list[int], rank: int) -> set[int]:
+    normal = [normalize_axis(ctx, a, rank, what="axes entry") for a in axes]
+    if len(set(normal)) != len(normal):
+        raise ctx.fail(f"axes {axes} repeat an axis")
+    return set(normal)
+
+
+def reduce_attribute_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Reduce* with an `axes` attribute: see `_reduce_fact`."""
+    axes = ctx.attr("axes", None)
+    return [_reduce_fact(ctx, inputs[0], None if axes is None else list(axes))]
+
+
+def reduce_input_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Reduce* with an `axes` input: `_reduce_fact` over its value; when the value is unknown,
+    keepdims=1 turns each dim d into a symbol that is d or 1, keepdims=0 drops len(axes) dims."""
+    data, axes_fact = inputs[0], optional(inputs, 1)
+    count = None if axes_fact is None else static_length(axes_fact)
+    axes = None if axes_fact is None or count == 0 else int_values(axes_fact)
+    if axes_fact is None or count == 0 or axes is not None:
+        return [_reduce_fact(ctx, data, axes)]
+    dims = data.shape.dims
+    if ctx.attr("keepdims", 1) and dims is not None:
+        return [TensorFact(data.dtype, Shape([_maybe_reduced(ctx, d) for d in dims]))]
+    if dims is None or count is None:
+        return [TensorFact(data.dtype, Shape.unknown())]
+    if count > len(dims):
+        raise ctx.fail(f"{count} distinct axes for an input of rank {len(dims)}")
+    return [TensorFact(data.dtype, ctx.unknown_shape(len(dims) - count, "reduced by unknown axes"))]
+
+
+def _maybe_reduced(ctx: ShapeContext, dim: Dim) -> Dim:
+    if dim == 1:
+        return 1
+    return ctx.fresh(upper_bound=dim, possible_values=(dim, 1), note="reduced or kept")
+
+
+for _op in REDUCERS:
+    shape_rule(_op, since=1, op_class=OpClass.ISDOS)(reduce_attribute_shape)
+    shape_rule(_op, since=_AXES_BECOME_INPUT.get(_op, 18), op_class=OpClass.ISVDOS)(
+        reduce_input_shape
+    )
+
+
+def _arg_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """ArgMax / ArgMin: int64 indices; the `axis` dim becomes 1 (keepdims=1) or is dropped."""
+    data = inputs[0]
+    dims = data.shape.dims
+    if dims is None:
+        return [TensorFact(DType.INT64, Shape.unknown())]
+    axis = normalize_axis(ctx, int(ctx.attr("axis", 0)), len(dims))
+    if ctx.attr("keepdims", 1):
+        shape = Shape([1 if i == axis else d for i, d in enumerate(dims)])
+    else:
+        shape = Shape([d for i, d in enumerate(dims) if i != axis])
+    elements = int_values(data) if len(dims) == 1 else None
+    value = None
+    if elements:
+        pick = max if ctx.node.op_type == "ArgMax" else min
+        extreme = pick(elements)
+        positions = [i for i, e in enumerate(elements) if e == extreme]
+        value = (positions[-1] if ctx.attr("select_last_index", 0) else positions[0],)
+    return [TensorFact(DType.INT64, shape, value)]
+
+
+shape_rule("ArgMax", since=1, op_class=OpClass.ISDOS)(_arg_shape)
+shape_rule("ArgMin", since=1, op_class=OpClass.ISDOS)(_arg_shape)
+
+
+def _cumulative_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """CumSum / CumProd: y has x's shape; the running fold of a 1-D shape tensor's value."""
+    data = inputs[0]
+    value = None
+    axis = scalar_value(inputs[1])
+    if data.value is not None and data.shape.rank == 1 and axis in (0, -1):
+        product = ctx.node.op_type == "CumProd"
+        op, identity = (VALUE_MUL, 1) if product else (VALUE_ADD, 0)
+        value = _in_range(_running(list(data.value), op, identity, ctx), data.dtype)
+    return [TensorFact(data.dtype, data.shape, value)]
+
+
+def _running(elements: list[Element], op: ValueOp, identity: int, ctx: ShapeContext) -> list:
+    """y[i] = fold(x[:i+1]) (x[:i] if exclusive; folding from the end if reverse)."""
+    reverse, exclusive = bool(ctx.attr("reverse", 0)), bool(ctx.attr("exclusive", 0))
+    ordered = elements[::-1] if reverse else elements
+    running: list[Element] = []
+    total: Element = identity
+    for element in ordered:
+        if exclusive:
+            running.append(total)
+        total = op(total, element)
+        if not exclusive:
+            running.append(total)
+    return running[::-1] if reverse else running
+
+
+shape_rule("CumSum", since=11, op_class=OpClass.ISDOS)(_cumulative_shape)
+shape_rule("CumProd", since=26, op_class=OpClass.ISDOS)(_cumulative_shape)

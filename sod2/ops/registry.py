@@ -1,11 +1,14 @@
-"""The operator catalogue: one entry per (domain, op type, first opset version).
+"""The operator catalogue: what sod2 knows per (domain, op type, first opset version).
 
-An `OpDef` is the single place where sod2 keeps what it knows about an operator; today that is its
-reference kernel, written on numpy. Entries are versioned like ONNX schemas: an entry registered
-`since=13` serves models importing opset 13 and later, until a newer entry takes over.
+Two tables, filled by the family modules of `sod2.ops`, one family module per group of operators:
+- kernels (`@register`): the op's reference kernel, written on numpy (`OpDef`);
+- shape rules (`@shape_rule`): the op's SoD2 class and its RDP transfer function (`ShapeDef`).
+Entries are versioned like ONNX schemas: an entry registered `since=13` serves models importing
+opset 13 and later, until a newer entry takes over.
 
-`lookup(node, opset)` returns the entry for a node, or raises `UnsupportedOpError` naming the op,
-its domain, the opset and the node: an unknown op is never silently skipped.
+`lookup(...)` and `lookup_shape_rule(...)` return the entry for a node, or raise
+`UnsupportedOpError` naming the op, its domain, the opset and the node: an unknown op is never
+silently skipped.
 
 Kernels receive a `KernelContext` (the node, its attributes, the opset, a way to run subgraphs)
 and the input values in slot order (None for omitted optional inputs), and return the output
@@ -15,15 +18,18 @@ values in slot order. Values are numpy arrays, lists of arrays (sequences) or No
 from __future__ import annotations
 
 import bisect
+import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
 from sod2.errors import Sod2Error, UnsupportedOpError
 
 if TYPE_CHECKING:
+    from sod2.analysis.facts import TensorFact
+    from sod2.analysis.shape_context import ShapeContext
     from sod2.ir.graph import Graph, Node
 
 Value = Any
@@ -31,6 +37,7 @@ Value = Any
 
 Kernel = Callable[["KernelContext", Sequence[Value]], Sequence[Value]]
 GraphRunner = Callable[["Graph", Sequence[Value]], list[Value]]
+ShapeRule = Callable[["ShapeContext", Sequence["TensorFact"]], Sequence["TensorFact"]]
 
 STANDARD = ""
 
@@ -45,6 +52,30 @@ class OpDef:
     kernel: Kernel
     deterministic: bool = True
     """False for ops whose outputs vary between runs (RandomNormal ...): never constant-folded."""
+
+
+class OpClass(enum.Enum):
+    """SoD2's classes of operators, by what determines the output SHAPE."""
+
+    ISDO = "input shape determined output"
+    """Output shape and value come from input shapes alone: Shape, Size."""
+    ISDOS = "input shape determined output shape"
+    """Output shape comes from input shapes; values from input values: Add, Conv, MatMul ..."""
+    ISVDOS = "input shape and value determined output shape"
+    """Output shape also needs some input values (shape tensors): Reshape, Expand, Slice ..."""
+    EDO = "execution determined output"
+    """Output shape known only after running: NonZero, Unique, control flow."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShapeDef:
+    """RDP's knowledge of one version range of one operator: its class and shape rule."""
+
+    op_type: str
+    domain: str
+    since: int
+    op_class: OpClass
+    rule: ShapeRule
 
 
 @dataclass(frozen=True)
@@ -70,11 +101,58 @@ class KernelContext:
         )
 
 
-_CATALOGUE: dict[tuple[str, str], list[OpDef]] = {}
-
-
 def _normal_domain(domain: str) -> str:
     return STANDARD if domain in ("", "ai.onnx") else domain
+
+
+class _Entry(Protocol):
+    op_type: str
+    domain: str
+    since: int
+
+
+EntryT = TypeVar("EntryT", bound=_Entry)
+
+
+class _VersionedTable(Generic[EntryT]):
+    """Entries by (domain, op type), each serving opsets from its `since` to the next entry's."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._entries: dict[tuple[str, str], list[EntryT]] = {}
+
+    def add(self, entry: EntryT) -> None:
+        versions = self._entries.setdefault((entry.domain, entry.op_type), [])
+        if any(v.since == entry.since for v in versions):
+            raise Sod2Error(
+                f"{self.what} of {entry.op_type} since opset {entry.since} is registered twice"
+            )
+        bisect.insort(versions, entry, key=lambda v: v.since)
+
+    def find(self, op_type: str, domain: str, opset: int, node_name: str) -> EntryT:
+        domain = _normal_domain(domain)
+        versions = self._entries.get((domain, op_type))
+        where = f" (node {node_name!r})" if node_name else ""
+        qualified = op_type if domain == STANDARD else f"{domain}::{op_type}"
+        if not versions:
+            raise UnsupportedOpError(
+                f"operator {qualified} (domain {domain or 'ai.onnx'!r}, opset {opset}) has no "
+                f"{self.what} in sod2's catalogue{where}"
+            )
+        index = bisect.bisect_right([v.since for v in versions], opset) - 1
+        if index < 0:
+            raise UnsupportedOpError(
+                f"operator {qualified} at opset {opset}{where}: sod2's {self.what} starts at opset "
+                f"{versions[0].since}"
+            )
+        return versions[index]
+
+    def all(self) -> dict[tuple[str, str], tuple[EntryT, ...]]:
+        return {key: tuple(versions) for key, versions in sorted(self._entries.items())}
+
+
+_KERNELS: _VersionedTable[OpDef] = _VersionedTable("kernel")
+_SHAPE_RULES: _VersionedTable[ShapeDef] = _VersionedTable("shape rule")
 
 
 def register(
@@ -83,11 +161,7 @@ def register(
     """Decorator: register `kernel` as `op_type`'s reference kernel from opset `since` on."""
 
     def decorate(kernel: Kernel) -> Kernel:
-        entry = OpDef(op_type, _normal_domain(domain), since, kernel, deterministic)
-        versions = _CATALOGUE.setdefault((entry.domain, op_type), [])
-        if any(v.since == since for v in versions):
-            raise Sod2Error(f"{op_type} since opset {since} is registered twice")
-        bisect.insort(versions, entry, key=lambda v: v.since)
+        _KERNELS.add(OpDef(op_type, _normal_domain(domain), since, kernel, deterministic))
         return kernel
 
     return decorate
@@ -95,22 +169,7 @@ def register(
 
 def lookup(op_type: str, domain: str, opset: int, *, node_name: str = "") -> OpDef:
     """The catalogue entry for `op_type` in `domain` at `opset`; `UnsupportedOpError` if none."""
-    domain = _normal_domain(domain)
-    versions = _CATALOGUE.get((domain, op_type))
-    where = f" (node {node_name!r})" if node_name else ""
-    qualified = op_type if domain == STANDARD else f"{domain}::{op_type}"
-    if not versions:
-        raise UnsupportedOpError(
-            f"operator {qualified} (domain {domain or 'ai.onnx'!r}, opset {opset}) is not in sod2's "
-            f"catalogue{where}"
-        )
-    index = bisect.bisect_right([v.since for v in versions], opset) - 1
-    if index < 0:
-        raise UnsupportedOpError(
-            f"operator {qualified} at opset {opset}{where}: sod2 supports it from opset "
-            f"{versions[0].since}"
-        )
-    return versions[index]
+    return _KERNELS.find(op_type, domain, opset, node_name)
 
 
 def lookup_node(node: Node, opset: int) -> OpDef:
@@ -119,8 +178,30 @@ def lookup_node(node: Node, opset: int) -> OpDef:
 
 
 def catalogue() -> dict[tuple[str, str], tuple[OpDef, ...]]:
-    """Every registered entry, by (domain, op type)."""
-    return {key: tuple(versions) for key, versions in sorted(_CATALOGUE.items())}
+    """Every registered kernel entry, by (domain, op type)."""
+    return _KERNELS.all()
+
+
+def shape_rule(
+    op_type: str, *, op_class: OpClass, since: int = 1, domain: str = STANDARD
+) -> Callable[[ShapeRule], ShapeRule]:
+    """Decorator: register `rule` as `op_type`'s RDP shape rule from opset `since` on."""
+
+    def decorate(rule: ShapeRule) -> ShapeRule:
+        _SHAPE_RULES.add(ShapeDef(op_type, _normal_domain(domain), since, op_class, rule))
+        return rule
+
+    return decorate
+
+
+def lookup_shape_rule(op_type: str, domain: str, opset: int, *, node_name: str = "") -> ShapeDef:
+    """The shape rule of `op_type` at `opset`; `UnsupportedOpError` if none."""
+    return _SHAPE_RULES.find(op_type, domain, opset, node_name)
+
+
+def shape_rules() -> dict[tuple[str, str], tuple[ShapeDef, ...]]:
+    """Every registered shape rule, by (domain, op type)."""
+    return _SHAPE_RULES.all()
 
 
 def as_array(value: Value, ctx: KernelContext, what: str) -> np.ndarray:

@@ -17,7 +17,23 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sod2.ops.registry import GraphRunner, KernelContext, Value, as_array, register
+from sod2.analysis.facts import Facts, TensorFact
+from sod2.analysis.rule_kit import Element, facts_agree, value_dims
+from sod2.analysis.rule_kit import optional as optional_fact
+from sod2.analysis.shape_context import ShapeContext
+from sod2.analysis.symbolic import ceil_div, provably_equal
+from sod2.ir.dims import Dim, as_dim
+from sod2.ir.dtypes import DType
+from sod2.ir.types import OptionalType, SequenceType, Shape, TensorType, Type
+from sod2.ops.registry import (
+    GraphRunner,
+    KernelContext,
+    OpClass,
+    Value,
+    as_array,
+    register,
+    shape_rule,
+)
 from sod2.ops.shape import normalize_axis
 
 
@@ -193,3 +209,220 @@ def optional_get_element(ctx: KernelContext, inputs: Sequence[Value]) -> list[Va
 def optional_has_element(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
     """OptionalHasElement: true unless the input is missing or an empty optional."""
     return [np.array(_input(inputs, 0) is not None)]
+
+
+# -- shape rules (RDP) -------------------------------------------------------------------------
+#
+# A sequence is not a tensor; RDP describes a sequence-typed value by the fact of its ELEMENTS:
+# their element type, and their shape when every element provably has that shape (else a shape
+# of unknown rank; a fresh symbol would wrongly claim that the elements agree on it). The one
+# thing that is the sequence's own, its length, rides in `value` as `(length,)` when RDP knows it
+# (an int or an expression over input dims); element values are not tracked. Only the rules
+# below read a sequence's value. An optional is described by the fact of the value it holds.
+#
+# Control flow treats the length like any value: Loop drops a length that changes per iteration
+# (the value does not settle), and `join` keeps only a length both branches of an If agree on.
+
+
+def _sequence_fact(dtype: DType | None, shape: Shape, length: Element) -> TensorFact:
+    """The fact of a sequence of `length` elements (None: unknown), each of `shape`."""
+    return TensorFact(dtype, shape, None if length is None else (as_dim(length),))
+
+
+def _length(sequence: TensorFact) -> Element:
+    """The number of elements of a sequence fact, or None."""
+    return sequence.value[0] if sequence.value is not None and len(sequence.value) == 1 else None
+
+
+def _element(fact: TensorFact) -> TensorFact:
+    """What every element of a sequence (or a plain tensor) is known to be: type and shape."""
+    return TensorFact(fact.dtype, fact.shape)
+
+
+def _common_shape(shapes: list[Shape]) -> Shape:
+    """The shape all of `shapes` provably have, else a shape of unknown rank."""
+    first = TensorFact(None, shapes[0])
+    if all(facts_agree(first, TensorFact(None, shape)) for shape in shapes[1:]):
+        return shapes[0]
+    return Shape.unknown()
+
+
+def _described(ctx: ShapeContext, inputs: Facts, index: int) -> TensorFact:
+    """Input `index`'s fact or, where RDP has none (a sequence or optional graph input), what
+    its declared type says: the innermost element type, and a static shape."""
+    fact = inputs[index]
+    if fact is None:
+        return TensorFact(None)
+    if fact.dtype is not None or fact.shape.dims is not None or fact.value is not None:
+        return fact
+    return _fact_of_type(ctx.node.inputs[index].type)  # type: ignore[union-attr]
+
+
+def _fact_of_type(declared: Type | None) -> TensorFact:
+    while isinstance(declared, (SequenceType, OptionalType)):
+        declared = declared.element
+    if not isinstance(declared, TensorType):
+        return TensorFact(None)
+    return TensorFact(
+        declared.dtype, declared.shape if declared.shape.is_static else Shape.unknown()
+    )
+
+
+@shape_rule("SequenceEmpty", since=11, op_class=OpClass.ISDOS)
+def sequence_empty_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """SequenceEmpty: no elements, of element type `dtype` (float32 by default)."""
+    code = ctx.attr("dtype", None)
+    dtype = DType.FLOAT32 if code is None else DType.from_onnx(int(code))
+    return [_sequence_fact(dtype, Shape.unknown(), 0)]
+
+
+@shape_rule("SequenceConstruct", since=11, op_class=OpClass.ISDOS)
+def sequence_construct_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """SequenceConstruct: n elements, the inputs; their common shape when they share one."""
+    facts = [f for f in inputs if f is not None]
+    if not facts:
+        raise ctx.fail("SequenceConstruct needs at least one tensor")
+    return [_sequence_fact(facts[0].dtype, _common_shape([f.shape for f in facts]), len(facts))]
+
+
+@shape_rule("SequenceInsert", since=11, op_class=OpClass.ISDOS)
+def sequence_insert_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """SequenceInsert: n + 1 elements, the tensor's shape shared when all the others have it."""
+    sequence, tensor = _described(ctx, inputs, 0), inputs[1]
+    length = _length(sequence)
+    shapes = [tensor.shape] if length == 0 else [sequence.shape, tensor.shape]
+    grown = None if length is None else length + 1
+    return [_sequence_fact(sequence.dtype or tensor.dtype, _common_shape(shapes), grown)]
+
+
+@shape_rule("SequenceErase", since=11, op_class=OpClass.ISDOS)
+def sequence_erase_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """SequenceErase: n - 1 elements (n >= 1), each as before."""
+    sequence = _described(ctx, inputs, 0)
+    length = _length(sequence)
+    if length == 0:
+        raise ctx.fail("cannot erase from an empty sequence")
+    return [_sequence_fact(sequence.dtype, sequence.shape, None if length is None else length - 1)]
+
+
+@shape_rule("SequenceAt", since=11, op_class=OpClass.ISVDOS)
+def sequence_at_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """SequenceAt: an element, so the type and shape every element has."""
+    return [_element(_described(ctx, inputs, 0))]
+
+
+@shape_rule("SequenceLength", since=11, op_class=OpClass.ISDO)
+def sequence_length_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """SequenceLength: an int64 scalar whose value is n when RDP knows it."""
+    length = _length(_described(ctx, inputs, 0))
+    return [TensorFact(DType.INT64, Shape([]), None if length is None else (length,))]
+
+
+@shape_rule("ConcatFromSequence", since=11, op_class=OpClass.ISDOS)
+def concat_from_sequence_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """ConcatFromSequence of n elements of shape s: s with s[axis] * n, or with n inserted at
+    `axis` (in [-r-1, r]) when `new_axis` is 1."""
+    sequence = _described(ctx, inputs, 0)
+    dims = sequence.shape.dims
+    if dims is None:
+        return [TensorFact(sequence.dtype, Shape.unknown())]
+    stacking = bool(ctx.attr("new_axis", 0))
+    axis = normalize_axis(ctx, ctx.attr("axis"), len(dims) + int(stacking))
+    length = _length(sequence)
+    if length == 0:
+        raise ctx.fail("cannot concatenate an empty sequence")
+    count = ctx.fresh(note="sequence length") if length is None else length
+    result = list(dims)
+    if stacking:
+        result.insert(axis, count)
+    else:
+        result[axis] = as_dim(dims[axis] * count)
+    return [TensorFact(sequence.dtype, Shape(result))]
+
+
+@shape_rule("SplitToSequence", since=11, op_class=OpClass.ISVDOS)
+def split_to_sequence_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """SplitToSequence along `axis` (extent d): d pieces of 1 (squeezed unless keepdims)
+    without `split`; ceil(d / s) pieces of s (the last one smaller) for a scalar s; else one
+    piece per listed size, which add up to d."""
+    data, split = inputs[0], optional_fact(inputs, 1)
+    dims = data.shape.dims
+    if dims is None:
+        return [_sequence_fact(data.dtype, Shape.unknown(), None)]
+    axis = normalize_axis(ctx, ctx.attr("axis", 0), len(dims))
+    extent = dims[axis]
+    if split is None:
+        piece = list(dims)
+        piece[axis : axis + 1] = [1] if ctx.attr("keepdims", 1) else []
+        return [_sequence_fact(data.dtype, Shape(piece), extent)]
+    length, size = _pieces(ctx, split, extent)
+    piece = list(dims)
+    piece[axis] = size
+    shape = Shape.unknown() if size is None else Shape(piece)
+    return [_sequence_fact(data.dtype, shape, length)]
+
+
+def _pieces(ctx: ShapeContext, split: TensorFact, extent: Dim) -> tuple[Element, Element]:
+    """(how many pieces, the size every piece provably has) for a `split` input."""
+    sizes = value_dims(split)
+    if split.shape.rank == 0:
+        size = None if sizes is None else sizes[0]
+        if not isinstance(size, int) or size <= 0:
+            return None, None
+        count = ceil_div(extent, size)
+        uniform = size == 1 or (isinstance(extent, int) and extent % size == 0)
+        return count, size if uniform else None
+    if sizes is None:
+        dims = split.shape.dims
+        return (dims[0] if dims is not None and len(dims) == 1 else None), None
+    if None not in sizes:
+        ctx.same(extent, as_dim(sum(sizes)), "split sizes add up to the dim")  # type: ignore[arg-type]
+    same_size = sizes[0] is not None and all(
+        s is not None and provably_equal(s, sizes[0]) for s in sizes
+    )
+    return len(sizes), sizes[0] if same_size else None
+
+
+@shape_rule("SequenceMap", since=17, op_class=OpClass.ISDOS)
+def sequence_map_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """SequenceMap: out_j = [body(...)_j per element], as long as the input sequence; its
+    elements' facts are the body's outputs when a second analysis of the body gives the same
+    (extents the body computes afresh, such as a NonZero count, differ per element)."""
+    body = ctx.attr("body")
+    arguments = [_element(_described(ctx, inputs, i)) for i in range(len(inputs))]
+    first = ctx.run_subgraph(body, arguments)
+    second = ctx.run_subgraph(body, arguments)
+    length = _length(_described(ctx, inputs, 0))
+    return [
+        _sequence_fact(a.dtype, a.shape if facts_agree(a, b) else Shape.unknown(), length)
+        for a, b in zip(first, second, strict=True)
+    ]
+
+
+@shape_rule("Optional", since=15, op_class=OpClass.ISDOS)
+def optional_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """Optional: the fact of the value held, or of the `type` attribute when empty."""
+    if optional_fact(inputs, 0) is not None:
+        return [_described(ctx, inputs, 0)]
+    return [_fact_of_type(ctx.attr("type", None))]
+
+
+@shape_rule("OptionalGetElement", since=15, op_class=OpClass.ISDOS)
+def optional_get_element_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """OptionalGetElement: the value held."""
+    return [_described(ctx, inputs, 0)]
+
+
+@shape_rule("OptionalHasElement", since=15, op_class=OpClass.ISDOS)
+def optional_has_element_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """OptionalHasElement: a bool scalar, known when the input is omitted, a plain tensor or
+    sequence, or made by an Optional node."""
+    given = ctx.node.inputs[0] if ctx.node.inputs else None
+    known: int | None = None
+    if given is None:
+        known = 0
+    elif isinstance(given.type, (TensorType, SequenceType)):
+        known = 1
+    elif given.producer is not None and given.producer.op_type == "Optional":
+        known = int(bool(given.producer.inputs) and given.producer.inputs[0] is not None)
+    return [TensorFact(DType.BOOL, Shape([]), None if known is None else (known,))]

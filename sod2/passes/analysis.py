@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sod2.ir.graph import Graph
+from sod2.ir.model import Model
 
 Result = TypeVar("Result")
 
@@ -33,7 +34,8 @@ class Analysis(Generic[Result]):
     name: ClassVar[str] = ""
 
     def run(self, graph: Graph, analyses: AnalysisManager) -> Result:
-        """Compute the result for `graph`; may call `analyses.get` for other analyses."""
+        """Compute the result for `graph` (or the `Model` it was asked for); may call
+        `analyses.get` for other analyses."""
         raise NotImplementedError
 
 
@@ -94,8 +96,13 @@ class AnalysisManager:
         self.computed: list[str] = []
         """Names of analyses computed (not served from cache), in order: for tests and tracing."""
 
-    def get(self, analysis: type[Analysis[Result]], graph: Graph) -> Result:
-        """The result of `analysis` on `graph`, computed now or taken from the cache."""
+    def get(self, analysis: type[Analysis[Result]], target: Graph | Model) -> Result:
+        """The result of `analysis` on `target`, computed now or taken from the cache.
+
+        Analyses that need a model's opset imports (RDP) take the `Model`; their results are
+        cached on its graph like any other.
+        """
+        graph = target.graph if isinstance(target, Model) else target
         key = (analysis, graph)
         if self._running:
             self._dependents.setdefault(key, set()).add(self._running[-1])
@@ -110,7 +117,7 @@ class AnalysisManager:
             raise RecursionError(f"analyses depend on each other in a cycle: {chain}")
         self._running.append(key)
         try:
-            result = analysis().run(graph, self)
+            result = analysis().run(target, self)  # type: ignore[arg-type]
         finally:
             self._running.pop()
         entries[analysis] = _Entry(result, graph.version)

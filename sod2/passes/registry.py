@@ -20,6 +20,7 @@ _BUILTIN_MODULES = (
     "sod2.opt.dce",
     "sod2.opt.constant_folding",
     "sod2.opt.toposort",
+    "sod2.opt.infer_shapes",
 )
 
 
