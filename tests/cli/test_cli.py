@@ -106,3 +106,30 @@ def test_the_console_script_is_installed(model_file):
     )
     assert result.returncode == 0, result.stderr
     assert "symbols: N" in result.stdout
+
+
+def test_infer_shapes_writes_every_shape_into_value_info(model_file, tmp_path, capsys):
+    out_path = tmp_path / "shaped.onnx"
+    assert main(["infer-shapes", str(model_file), "-o", str(out_path)]) == 0
+    assert "dims resolved" in capsys.readouterr().out
+    written = onnx.load(str(out_path))
+    onnx.checker.check_model(written)
+    shapes = {
+        v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in written.graph.value_info
+    }
+    assert shapes["r"] == ["N", 2] and shapes["cc"] == [2]
+
+
+def test_inspect_shapes_lists_classes_and_symbols(model_file, capsys):
+    assert main(["inspect", str(model_file), "--shapes"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"Relu\s+ISDOS\s+r: float32\[N, 2\]", out)
+    assert "dims resolved from the input shapes (100.0%)" in out
+
+
+def test_inspect_graph_writes_dot_coloured_by_class(model_file, tmp_path):
+    dot = tmp_path / "graph.dot"
+    assert main(["inspect", str(model_file), "--graph", str(dot)]) == 0
+    text = dot.read_text()
+    assert text.startswith("digraph") and "#d9f2d0" in text and "float32[N, 2]" in text
