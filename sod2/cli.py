@@ -73,10 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_optimize(commands)
     _add_infer_shapes(commands)
     _add_run(commands)
+    _add_plan(commands)
     _add_conformance(commands)
     _add_demo(commands)
     add_zoo_parser(commands)
     return parser
+
+
+def _repeatable(sub: argparse.ArgumentParser, flag: str, metavar: str, help: str) -> None:
+    """An option that may be given several times, collected into a list."""
+    sub.add_argument(flag, action="append", default=[], metavar=metavar, help=help)
 
 
 def _command(
@@ -262,21 +268,9 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         commands, "run", _run, "Run a model; print each output's shape, dtype and checksum."
     )
     sub.add_argument("model", type=Path, help="ONNX model file")
-    sub.add_argument(
-        "--input",
-        action="append",
-        default=[],
-        metavar="NAME=FILE.npy",
-        help="value of an input (repeatable)",
-    )
+    _repeatable(sub, "--input", "NAME=FILE.npy", "value of an input (repeatable)")
     sub.add_argument("--random", action="store_true", help="random values for inputs not given")
-    sub.add_argument(
-        "--bind",
-        action="append",
-        default=[],
-        metavar="SYM=VALUE",
-        help="value of a shape symbol for --random (repeatable)",
-    )
+    _repeatable(sub, "--bind", "SYM=VALUE", "value of a shape symbol for --random (repeatable)")
     sub.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     sub.add_argument("--save-dir", type=Path, default=None, help="save outputs as NAME.npy here")
 
@@ -323,6 +317,94 @@ def _save_output(directory: Path, name: str, value: object) -> None:
 
 
 # -- conformance -----------------------------------------------------------------------------
+
+
+def _add_plan(commands: argparse._SubParsersAction) -> None:
+    sub = _command(
+        commands,
+        "plan",
+        _plan,
+        "Plan a model's memory once (order search, views, in-place, symbolic arena) and show "
+        "the plan at a binding next to greedy-by-size, online best-fit and no reuse.",
+    )
+    sub.add_argument("model", type=Path, help="ONNX model file")
+    _repeatable(
+        sub, "--bind", "SYM=VALUE", "value of a symbol (repeatable; every input symbol is needed)"
+    )
+    _repeatable(
+        sub,
+        "--range",
+        "SYM=LOW:HIGH",
+        "range of an input symbol the plan must be good over (repeatable; zoo models "
+        "come with theirs; default 1:1024)",
+    )
+    sub.add_argument("--json", action="store_true", help="print the figures as JSON")
+    sub.add_argument(
+        "--plot", type=Path, default=None, metavar="FILE", help="draw the plan (.png/.svg)"
+    )
+    sub.add_argument(
+        "--exact", action="store_true", help="also compute the exact optimal order peak"
+    )
+    sub.add_argument("--no-search", action="store_true", help="keep the model's own order (no SEP)")
+    sub.add_argument("--no-inplace", action="store_true", help="no in-place reuse of inputs")
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import json
+
+    from sod2.backend.inputs import parse_bindings
+    from sod2.opt.memory_plan import PlanOptions, plan_memory
+    from sod2.opt.memory_report import figures
+
+    model = load(args.model)
+    ranges = {**_zoo_ranges(args.model), **_parse_ranges(args.range)}
+    options = PlanOptions(
+        ranges=ranges, search_order=not args.no_search, inplace=not args.no_inplace
+    )
+    plan = plan_memory(model, options=options)
+    binding = parse_bindings(args.bind)
+    result = figures(plan, binding, exact=args.exact)
+    if args.plot is not None:
+        from sod2.opt.plan_plot import draw_plan
+
+        draw_plan(plan.top, binding, args.plot)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+        return 0
+    print(f"memory plan of {args.model} at {' '.join(f'{k}={v}' for k, v in binding.items())}")
+    print(
+        f"  {result.storages} storages holding {result.tensors_planned} tensors "
+        f"({result.views} views, {result.inplace} in place, {result.unplanned} unplanned), "
+        f"{result.versions} plan version(s)"
+    )
+    for key, value in result.to_dict().items():
+        if key.endswith("_bytes") and value is not None:
+            print(f"  {key:28s} {value:>14,d}")
+    print(f"  {'instantiate_us':28s} {result.instantiate_us:>14.1f}")
+    if args.plot is not None:
+        print(f"  plot written to {args.plot}")
+    return 0
+
+
+def _parse_ranges(specs: list[str]) -> dict[str, tuple[int, int]]:
+    """Parse `SYM=LOW:HIGH` items."""
+    ranges = {}
+    for spec in specs:
+        name, _, bounds = spec.partition("=")
+        low, _, high = bounds.partition(":")
+        try:
+            ranges[name.strip()] = (int(low), int(high))
+        except ValueError:
+            raise Sod2Error(f"--range {spec!r}: expected SYMBOL=LOW:HIGH, e.g. H=64:1024") from None
+    return ranges
+
+
+def _zoo_ranges(path: Path) -> dict[str, tuple[int, int]]:
+    """The symbol ranges of the zoo model a file is (by its name: NAME.onnx, NAME.paper.onnx)."""
+    from sod2.zoo import REGISTRY
+
+    entry = REGISTRY.get(path.name.split(".")[0])
+    return {} if entry is None else {s.name: (s.low, s.high) for s in entry.symbols}
 
 
 def _add_conformance(commands: argparse._SubParsersAction) -> None:

@@ -784,8 +784,9 @@ def _user_graph(use: Use) -> Graph | None:
     return use.user if isinstance(use.user, Graph) else use.user.graph
 
 
-def _anchor(use: Use, scope: Graph) -> Node | None:
-    """The node of `scope` that contains the use (None: the use is `scope`'s own output)."""
+def anchor_node(use: Use, scope: Graph) -> Node | None:
+    """The node of `scope` that contains `use`: the reading node itself, or the control-flow node
+    whose subgraph reads (None: the use is `scope`'s own output, or outside `scope`)."""
     user: Node | Graph | None = use.user
     while user is not None:
         if isinstance(user, Node):
@@ -804,7 +805,7 @@ def _add_edge(tensor: Tensor, use: Use) -> None:
     owner = tensor.graph
     if tensor.producer is None or owner is None:
         return
-    anchor = _anchor(use, owner)
+    anchor = anchor_node(use, owner)
     if anchor is None:
         return
     dag = owner._dag
@@ -818,7 +819,7 @@ def _remove_edge(tensor: Tensor, use: Use) -> None:
     owner = tensor.graph
     if tensor.producer is None or owner is None:
         return
-    anchor = _anchor(use, owner)
+    anchor = anchor_node(use, owner)
     if anchor is None or not owner._dag.has_edge(tensor.producer, anchor):
         return
     data = owner._dag.edges[tensor.producer, anchor]
@@ -892,7 +893,7 @@ def _check_can_read(use: Use, tensor: Tensor) -> None:
         )
     if tensor.producer is None:
         return
-    anchor = _anchor(use, tensor.graph)
+    anchor = anchor_node(use, tensor.graph)
     dag = tensor.graph._dag
     if anchor is None or anchor not in dag:  # a node being added has no dependents yet
         return

@@ -26,7 +26,7 @@ import numpy as np
 
 from sod2.errors import VerificationError
 from sod2.ir.dtypes import DType
-from sod2.ir.graph import Graph, Node, Tensor, Use, _anchor
+from sod2.ir.graph import Graph, Node, Tensor, Use, anchor_node
 from sod2.ir.model import STANDARD_DOMAINS, Model
 from sod2.ir.types import TensorType
 
@@ -162,7 +162,7 @@ def _check_dependencies(graph: Graph) -> Iterator[str]:
         if tensor.producer is None:
             continue
         for use in tensor._uses:
-            anchor = _anchor(use, graph)
+            anchor = anchor_node(use, graph)
             if anchor is not None:
                 expected[(tensor.producer, anchor)] += 1
     actual = Counter({(u, v): data["links"] for u, v, data in graph._dag.edges(data=True)})

@@ -205,6 +205,33 @@ def onnxruntime_intermediates(
 ) -> dict[str, np.ndarray]:
     """Every top-level tensor's value when onnxruntime runs `model` (graph optimizations off,
     every node output exposed as a model output)."""
+    session, feeds = _exposing_session(model, feeds, result)
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(None, feeds)
+    found = dict(zip(names, values, strict=True))
+    found.update({k: np.asarray(v) for k, v in feeds.items() if isinstance(v, np.ndarray)})
+    return found
+
+
+def onnxruntime_shapes(
+    model: Model, feeds: Mapping[str, Any], result: RDPResult | None = None, *, chunk: int = 64
+) -> dict[str, tuple[int, ...]]:
+    """Every top-level tensor's shape when onnxruntime runs `model`, fetching `chunk` tensors per
+    run so that a large model's intermediates never have to fit in memory all at once."""
+    session, feeds = _exposing_session(model, feeds, result)
+    names = [o.name for o in session.get_outputs()]
+    shapes = {k: np.shape(v) for k, v in feeds.items()}
+    for first in range(0, len(names), chunk):
+        wanted = names[first : first + chunk]
+        for name, value in zip(wanted, session.run(wanted, feeds), strict=True):
+            shapes[name] = np.shape(value)
+    return shapes
+
+
+def _exposing_session(
+    model: Model, feeds: Mapping[str, Any], result: RDPResult | None
+) -> tuple[Any, dict[str, Any]]:
+    """An onnxruntime session of `model` with every node output exposed, and its feeds."""
     import onnx
     import onnxruntime
 
@@ -227,9 +254,5 @@ def onnxruntime_intermediates(
     session = onnxruntime.InferenceSession(
         proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
-    names = [o.name for o in session.get_outputs()]
     inputs = {i.name for i in session.get_inputs()}
-    values = session.run(None, {k: v for k, v in feeds.items() if k in inputs})
-    found = dict(zip(names, values, strict=True))
-    found.update({k: np.asarray(v) for k, v in feeds.items() if isinstance(v, np.ndarray)})
-    return found
+    return session, {k: v for k, v in feeds.items() if k in inputs}

@@ -1,0 +1,400 @@
+"""Liveness: when each tensor's memory is needed, and which tensors can share memory.
+
+Steps are positions in an execution order of one graph's nodes (step `i` runs `order[i]`). A node
+with subgraphs (If, Loop, Scan) is one step: everything its subgraphs read from the enclosing
+graph is read *at that step*, so such a tensor stays alive across the whole control-flow node.
+
+Every tensor of the graph gets a `Role`: a graph input, a constant, a graph output, or an
+intermediate (produced by a node, not returned). Only intermediates are planned into the arena;
+inputs and constants live in the caller's memory, outputs are handed to the caller.
+
+Tensors are grouped into *storages*, the unit of memory planning:
+
+- a view (`sod2.ops.memory.VIEW_OPS`, and a `Slice` whose selected block is contiguous) stores
+  its output inside its input's storage, at a byte offset (0 except for slices). Views do not
+  depend on the order, so they are found once (`find_views`);
+- an elementwise op (`INPLACE_OPS`) writes over an input whose storage dies at that very step,
+  when the output has the same size and element width. This depends on the order, so it is
+  decided when the storages of an order are built (`storages`).
+
+A storage holds its tensors' bytes from the step its first tensor is produced to the step its last
+tensor is last read (inclusive at both ends: a node's inputs are alive while it writes its
+outputs). A storage that contains a graph output is the caller's (role OUTPUT); one rooted at an
+input or constant is external memory (role INPUT / CONSTANT); neither is planned.
+
+Sizes are symbolic bytes from RDP: `prod(dims) * element size`, rounded up to `ALIGNMENT` unless
+provably a multiple already. A tensor whose size RDP could not express (unknown rank, non-tensor
+values such as sequences) is *unplanned*: the runtime allocates it, and the plan lists why.
+
+Invariants: every tensor belongs to at most one storage; a storage's tensors have the same role;
+a view's byte range lies inside its storage; an in-place pair has provably equal sizes.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import sympy
+
+from sod2.analysis.facts import TensorFact
+from sod2.analysis.symbolic import ceil_div, provably_equal
+from sod2.ir.dims import Dim
+from sod2.ir.graph import Graph, Node, Tensor, anchor_node
+from sod2.ops.memory import CONTIGUOUS_VIEW_OPS, INPLACE_OPS, VIEW_OPS
+
+ALIGNMENT = 64
+"""Every storage starts at a multiple of this many bytes (a cache line; what SIMD loads like)."""
+
+
+class Role(enum.Enum):
+    """What a tensor is to its graph, which decides who owns its memory."""
+
+    INPUT = "input"
+    CONSTANT = "constant"
+    OUTPUT = "output"
+    INTERMEDIATE = "intermediate"
+
+
+def role_of(tensor: Tensor) -> Role:
+    """The role of `tensor` in its own graph."""
+    if tensor.is_graph_output:
+        return Role.OUTPUT
+    if tensor.is_graph_input:
+        return Role.INPUT
+    if tensor.is_constant:
+        return Role.CONSTANT
+    return Role.INTERMEDIATE
+
+
+def tensor_bytes(fact: TensorFact | None) -> Dim | None:
+    """The exact number of bytes of a tensor with this fact, or None when unknown."""
+    if fact is None or fact.dtype is None or fact.shape.dims is None:
+        return None
+    count: Dim = math.prod(fact.shape.dims, start=1)
+    bits = fact.dtype.bits
+    if bits % 8 == 0:
+        return _as_dim(count * (bits // 8))
+    return ceil_div(count * bits, 8)
+
+
+def aligned(size: Dim) -> Dim:
+    """`size` rounded up to a multiple of `ALIGNMENT` (unchanged when provably a multiple)."""
+    if isinstance(size, int):
+        return -(-size // ALIGNMENT) * ALIGNMENT
+    terms = sympy.expand(size).as_coefficients_dict()
+    if all(c.is_Integer and c % ALIGNMENT == 0 for c in terms.values()):
+        return size
+    return _as_dim(ceil_div(size, ALIGNMENT) * ALIGNMENT)
+
+
+def _as_dim(value: int | sympy.Expr) -> Dim:
+    if isinstance(value, int):
+        return value
+    value = sympy.expand(value)
+    return int(value) if value.is_Integer else value
+
+
+# -- views ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """`tensor` is stored inside `base`'s bytes, starting `offset` bytes in (`base` is a root:
+    never itself a view)."""
+
+    tensor: Tensor
+    base: Tensor
+    offset: Dim
+    op_type: str
+
+
+def find_views(graph: Graph, facts: Mapping[Tensor, TensorFact]) -> dict[Tensor, View]:
+    """Every output of `graph`'s nodes that can alias its input, resolved to the root storage."""
+    views: dict[Tensor, View] = {}
+    for node in graph.topological_order():
+        if node.op_type not in VIEW_OPS and node.op_type not in CONTIGUOUS_VIEW_OPS:
+            continue
+        source, result = node.inputs[0], node.outputs[0]
+        if source is None or result is None:
+            continue
+        if source.graph is not graph or not _same_width(facts.get(source), facts.get(result)):
+            continue
+        offset: Dim | None = 0
+        if node.op_type in CONTIGUOUS_VIEW_OPS:
+            offset = contiguous_slice_offset(node, facts)
+        if offset is None:
+            continue
+        parent = views.get(source)
+        base = source if parent is None else parent.base
+        total = offset if parent is None else _as_dim(parent.offset + offset)
+        views[result] = View(result, base, total, node.op_type)
+    return views
+
+
+def _same_width(a: TensorFact | None, b: TensorFact | None) -> bool:
+    return (
+        a is not None
+        and b is not None
+        and a.dtype is not None
+        and a.dtype == b.dtype
+        and a.shape.dims is not None
+        and b.shape.dims is not None
+    )
+
+
+def contiguous_slice_offset(node: Node, facts: Mapping[Tensor, TensorFact]) -> Dim | None:
+    """The byte offset of a `Slice` output inside its input when the selected block is one
+    contiguous range of the input's bytes, else None.
+
+    Contiguous when every sliced axis has step 1 and, with `k` the outermost sliced axis, every axis
+    before `k` has extent 1 and every axis after `k` is whole (not sliced). Needs constant
+    starts/axes/steps (values known to RDP) and nonnegative or negative-from-end integer starts.
+    """
+    data = facts.get(node.inputs[0]) if node.inputs[0] is not None else None
+    if data is None or data.shape.dims is None or data.dtype is None:
+        return None
+    dims = data.shape.dims
+    starts = _int_values(node, 1, facts)
+    if starts is None:
+        return None
+    axes = _int_values(node, 3, facts) or list(range(len(starts)))
+    steps = _int_values(node, 4, facts) or [1] * len(starts)
+    if len(axes) != len(starts) or len(steps) != len(starts) or any(s != 1 for s in steps):
+        return None
+    axes = [a + len(dims) if a < 0 else a for a in axes]
+    if len(set(axes)) != len(axes) or not all(0 <= a < len(dims) for a in axes):
+        return None
+    output = facts.get(node.outputs[0]) if node.outputs[0] is not None else None
+    if output is None or output.shape.dims is None:
+        return None
+    sliced = [a for a in axes if not provably_equal(output.shape.dims[a], dims[a])]
+    if not sliced:
+        return 0
+    if len(sliced) > 1 or any(dims[a] != 1 for a in range(sliced[0])):
+        return None
+    axis = sliced[0]
+    start = starts[axes.index(axis)]
+    extent = dims[axis]
+    first = sympy.Max(0, sympy.Min(start, extent)) if start >= 0 else sympy.Max(0, extent + start)
+    inner = math.prod(dims[axis + 1 :], start=1)
+    return _as_dim(first * inner * (data.dtype.bits // 8)) if data.dtype.bits % 8 == 0 else None
+
+
+def _int_values(node: Node, index: int, facts: Mapping[Tensor, TensorFact]) -> list[int] | None:
+    if index >= len(node.inputs) or node.inputs[index] is None:
+        return None
+    fact = facts.get(node.inputs[index])  # type: ignore[arg-type]
+    if fact is None or fact.value is None or not all(isinstance(v, int) for v in fact.value):
+        return None
+    return [int(v) for v in fact.value]  # type: ignore[arg-type]
+
+
+# -- reads and storages -----------------------------------------------------------------------
+
+
+def read_steps(graph: Graph, order: Sequence[Node]) -> dict[Tensor, list[int]]:
+    """For each tensor defined in `graph` or an enclosing scope, the steps of `order` that read it
+    (a read inside a subgraph counts as a read by the control-flow node that holds it)."""
+    step = {node: index for index, node in enumerate(order)}
+    reads: dict[Tensor, list[int]] = {}
+    seen: set[Tensor] = set()
+    for tensor in _defined_or_read(graph):
+        if tensor in seen:
+            continue
+        seen.add(tensor)
+        steps = []
+        for use in tensor.uses:
+            node = anchor_node(use, graph)
+            if node is not None and node in step:
+                steps.append(step[node])
+        reads[tensor] = steps
+    return reads
+
+
+def _defined_or_read(graph: Graph) -> Iterable[Tensor]:
+    yield from graph.tensors()
+    for node in graph.nodes:
+        yield from (t for t in node.inputs if t is not None)
+
+
+@dataclass
+class Storage:
+    """Bytes that one or more tensors occupy, from `start` to `end` (steps, inclusive)."""
+
+    index: int
+    tensors: list[Tensor]
+    size: Dim | None
+    start: int
+    end: int
+    role: Role
+    offsets: dict[Tensor, Dim] = field(default_factory=dict)
+    scratch_of: Node | None = None
+
+    @property
+    def name(self) -> str:
+        """The root tensor's name, or `<node>.scratch` for a control-flow node's workspace."""
+        return f"{self.scratch_of.name}.scratch" if self.scratch_of else self.tensors[0].name
+
+    @property
+    def planned(self) -> bool:
+        """True when the arena must hold it: an intermediate of known size."""
+        return self.role is Role.INTERMEDIATE and self.size is not None
+
+
+@dataclass(frozen=True, slots=True)
+class InPlace:
+    """`node` writes `output` over `input`'s bytes."""
+
+    node: Node
+    input: Tensor
+    output: Tensor
+
+
+@dataclass
+class Liveness:
+    """The storages of one graph under one execution order."""
+
+    graph: Graph
+    order: tuple[Node, ...]
+    storages: list[Storage]
+    storage_of: dict[Tensor, Storage]
+    views: dict[Tensor, View]
+    inplace: list[InPlace]
+    unplanned: dict[Tensor, str]
+    reads: dict[Tensor, list[int]]
+
+    def readers(self, storage: Storage) -> list[int]:
+        """The steps that read any tensor of `storage`, sorted, without repeats."""
+        return sorted({s for t in storage.tensors for s in self.reads.get(t, ())})
+
+    def planned(self) -> list[Storage]:
+        """The storages the arena holds, in index order."""
+        return [s for s in self.storages if s.planned]
+
+
+def liveness(
+    graph: Graph,
+    facts: Mapping[Tensor, TensorFact],
+    order: Sequence[Node] | None = None,
+    *,
+    scratch: Mapping[Node, Dim] | None = None,
+    inplace: bool = True,
+    views: Mapping[Tensor, View] | None = None,
+) -> Liveness:
+    """Group `graph`'s tensors into storages with lifetimes under `order` (default: the graph's
+    topological order). `scratch` gives control-flow nodes a workspace alive at their step only."""
+    order = tuple(graph.topological_order() if order is None else order)
+    if views is None:
+        views = find_views(graph, facts)
+    reads = read_steps(graph, order)
+    returned = {v.base for v in views.values() if v.tensor.is_graph_output}
+    storages: list[Storage] = []
+    storage_of: dict[Tensor, Storage] = {}
+    unplanned: dict[Tensor, str] = {}
+    done: list[InPlace] = []
+
+    def new_storage(tensor: Tensor, start: int) -> Storage:
+        size = tensor_bytes(facts.get(tensor))
+        role = role_of(tensor)
+        if size is None and role is Role.INTERMEDIATE:
+            fact = facts.get(tensor)
+            unplanned[tensor] = "size unknown" if fact is not None else "no shape fact"
+        storage = Storage(
+            len(storages), [tensor], None if size is None else aligned(size), start, start, role
+        )
+        storage.offsets[tensor] = 0
+        storages.append(storage)
+        storage_of[tensor] = storage
+        return storage
+
+    def extend(storage: Storage, tensor: Tensor) -> None:
+        last = max(reads.get(tensor, []), default=storage.start)
+        storage.end = max(storage.end, last)
+        if tensor.is_graph_output:
+            storage.role = Role.OUTPUT
+
+    for tensor in [*graph.inputs, *graph.constants]:
+        extend(new_storage(tensor, -1), tensor)
+    for index, node in enumerate(order):
+        if node in (scratch or {}):
+            storage = Storage(
+                len(storages),
+                [],
+                aligned(scratch[node]),
+                index,
+                index,
+                Role.INTERMEDIATE,
+                scratch_of=node,
+            )  # type: ignore[index]
+            storages.append(storage)
+        for tensor in node.outputs:
+            if tensor is None:
+                continue
+            view = views.get(tensor)
+            if view is not None and view.base in storage_of:
+                storage = storage_of[view.base]
+                storage.tensors.append(tensor)
+                storage.offsets[tensor] = view.offset
+                storage_of[tensor] = storage
+                extend(storage, tensor)
+                continue
+            target = None
+            if inplace and tensor not in returned:
+                target = _inplace_target(node, tensor, index, facts, storage_of)
+            if target is not None:
+                storage = storage_of[target]
+                storage.tensors.append(tensor)
+                storage.offsets[tensor] = 0
+                storage_of[tensor] = storage
+                extend(storage, tensor)
+                done.append(InPlace(node, target, tensor))
+                continue
+            extend(new_storage(tensor, index), tensor)
+    # views found later extend their base: make every storage end at its last member's last read
+    for storage in storages:
+        for tensor in storage.tensors:
+            storage.end = max([storage.end, *reads.get(tensor, ())])
+        if any(t.is_graph_output for t in storage.tensors):
+            storage.role = Role.OUTPUT
+    for tensor in list(unplanned):
+        if storage_of[tensor].role is not Role.INTERMEDIATE:
+            del unplanned[tensor]
+    return Liveness(graph, order, storages, storage_of, dict(views), done, unplanned, reads)
+
+
+def _inplace_target(
+    node: Node,
+    output: Tensor,
+    index: int,
+    facts: Mapping[Tensor, TensorFact],
+    storage_of: Mapping[Tensor, Storage],
+) -> Tensor | None:
+    """An input of `node` whose storage `output` may overwrite, or None. (An output whose view
+    is a graph output is fine: the merged storage then becomes the caller's, so refuse that too.)"""
+    if node.op_type not in INPLACE_OPS or output.is_graph_output:
+        return None
+    size = tensor_bytes(facts.get(output))
+    if size is None:
+        return None
+    for tensor in node.inputs:
+        if tensor is None or tensor.graph is not node.graph:
+            continue
+        storage = storage_of.get(tensor)
+        if storage is None or not storage.planned or storage.end != index:
+            continue
+        if storage.offsets.get(tensor) != 0 or storage.scratch_of is not None:
+            continue
+        mine = tensor_bytes(facts.get(tensor))
+        if (
+            mine is None
+            or not provably_equal(mine, size)
+            or not provably_equal(aligned(mine), storage.size)
+        ):
+            continue
+        if facts[tensor].dtype.bits != facts[output].dtype.bits:  # type: ignore[union-attr]
+            continue
+        return tensor
+    return None

@@ -1,0 +1,40 @@
+"""What each operator allows the memory planner to do with its output: alias or overwrite.
+
+Two tables, read by the liveness analysis (`sod2.analysis.liveness`):
+
+- `VIEW_OPS`: ops whose output is its first input's bytes reinterpreted (same element type, same
+  order of elements, only the shape changes), so the output can *be* the input's memory: no copy,
+  no allocation. `Slice` is a view only when the selected elements are contiguous in the input,
+  which the analysis decides per node from the facts (`contiguous_slice_offset`).
+- `INPLACE_OPS`: elementwise ops whose output may be written over an input of the same size and
+  element width, when that input is not read again after this node: element `i` of the output
+  depends only on element `i` of the inputs, so computing in place never reads an overwritten value.
+
+Ops absent from both tables get memory of their own. Adding an op here is a claim about its
+kernel's semantics; the planned-execution tests check the claim on every zoo model.
+"""
+
+from __future__ import annotations
+
+VIEW_OPS: frozenset[str] = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+"""Outputs that are always a reinterpretation of input 0 (when both are tensors)."""
+
+CONTIGUOUS_VIEW_OPS: frozenset[str] = frozenset({"Slice"})
+"""Outputs that are a view of input 0 when the analysis proves the selected block contiguous."""
+
+INPLACE_OPS: frozenset[str] = frozenset(
+    {
+        # unary arithmetic and math
+        "Abs", "Neg", "Reciprocal", "Sqrt", "Exp", "Log", "Ceil", "Floor", "Round", "Sign",
+        "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Tanh", "Asinh", "Acosh",
+        "Atanh", "Erf", "Not", "IsNaN", "IsInf", "BitwiseNot",
+        # activations
+        "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "HardSigmoid",
+        "HardSwish", "Softplus", "Softsign", "ThresholdedRelu", "Gelu", "Mish", "Shrink", "Clip",
+        # binary and variadic
+        "Add", "Sub", "Mul", "Div", "Pow", "Mod", "Max", "Min", "Sum", "Mean",
+        "And", "Or", "Xor", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitShift",
+        "Where",
+    }
+)  # fmt: skip
+"""Elementwise ops that may overwrite an input which dies at the node (same size, same width)."""

@@ -1,0 +1,128 @@
+"""DMP: the symbolic plan is valid at every binding, tight, and real execution agrees with it."""
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import sod2.zoo
+from sod2 import load
+from sod2.backend.planned import run_planned
+from sod2.backend.reference import run_reference
+from sod2.errors import Sod2Error
+from sod2.opt import placement
+from sod2.opt.memory_plan import PlanError, PlanOptions, plan_memory
+from sod2.opt.memory_report import figures
+from sod2.testing.strategies import SYMBOL_RANGES, bindings, dynamic_graphs
+
+ZOO = sod2.zoo.names()
+
+
+@pytest.fixture(scope="module")
+def plans():
+    """Every shipped zoo model planned once, with its ranges."""
+    found = {}
+    for name in ZOO:
+        entry = sod2.zoo.get(name)
+        model = load(entry.path())
+        ranges = {s.name: (s.low, s.high) for s in entry.symbols}
+        found[name] = (entry, model, plan_memory(model, options=PlanOptions(ranges=ranges)))
+    return found
+
+
+def assert_valid(top, binding):
+    """No two storages alive at one step overlap, and each fits inside the arena."""
+    concrete = top.instantiate(binding)
+    sizes = top.sizes(top.binding_values(binding))
+    start = np.array([s.start for s in top.storages], dtype=np.int64)
+    end = np.array([s.end for s in top.storages], dtype=np.int64)
+    placement.check_placement(start, end, sizes, concrete.offsets, concrete.arena_bytes)
+    return concrete
+
+
+@pytest.mark.parametrize("name", ZOO)
+@settings(max_examples=25)
+@given(data=st.data())
+def test_plan_is_valid_at_random_bindings_over_the_whole_range(plans, name, data):
+    entry, _, plan = plans[name]
+    binding = {s.name: data.draw(st.integers(s.low, s.high), label=s.name) for s in entry.symbols}
+    assert_valid(plan.top, binding)
+    for subplans in plan.top.subplans.values():
+        for subplan in subplans.values():
+            assert_valid(subplan, binding)
+
+
+@pytest.mark.parametrize("name", ZOO)
+@settings(max_examples=3)
+@given(data=st.data())
+def test_planned_execution_matches_the_reference(plans, name, data):
+    entry, model, plan = plans[name]
+    binding = data.draw(bindings(entry))
+    feeds = entry.make_inputs(binding, seed=data.draw(st.integers(0, 99)))
+    expected = run_reference(model, feeds).outputs
+    got = run_planned(model, plan, feeds).outputs
+    for key, value in expected.items():
+        np.testing.assert_allclose(got[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_targets_at_the_first_sweep_point(plans, name):
+    entry, _, plan = plans[name]
+    result = figures(plan, entry.sweep[0].values(), repeat=20)
+    assert result.order_peak_bytes <= result.default_order_peak_bytes
+    assert result.arena_bytes >= result.order_peak_bytes
+    assert result.arena_bytes <= 1.05 * result.greedy_by_size_bytes
+    assert result.arena_bytes <= 1.10 * result.order_peak_bytes
+    assert result.no_reuse_bytes >= result.online_best_fit_bytes >= result.order_peak_bytes
+
+
+@settings(max_examples=15)
+@given(dynamic_graphs(), st.data())
+def test_random_graphs_run_in_their_plan(case, data):
+    ranges = dict(SYMBOL_RANGES, **({"C": (1, 5)} if case.symbolic_channels else {}))
+    plan = plan_memory(case.model, options=PlanOptions(ranges=ranges, time_limit_s=0.5))
+    binding = data.draw(case.bindings())
+    feeds = case.inputs(binding)
+    try:
+        expected = run_reference(case.model, feeds).outputs
+    except Sod2Error:  # a binding the graph cannot run at (a kernel larger than the input)
+        assume(False)
+    got = run_planned(case.model, plan, feeds).outputs
+    for key, value in expected.items():
+        np.testing.assert_allclose(got[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_static_offsets_do_not_depend_on_run_time_symbols(plans):
+    _, _, plan = plans["yolov6"]
+    top = plan.top
+    assert any(top.dynamic), "yolov6 has storages sized by its NonZero count"
+    binding = sod2.zoo.get("yolov6").sweep[0].values()
+    static = top.instantiate_static(binding)
+    bounds = top.binding_values(binding)
+    runtime = [s.name for s in top.runtime_symbols]
+    for fraction in (0.0, 0.3, 1.0):
+        values = {**binding, **{name: int(bounds[name] * fraction) for name in runtime}}
+        full = assert_valid(top, values)
+        assert full.version == static.version
+        keep = ~np.array(top.dynamic)
+        assert (full.offsets[keep] == static.offsets[keep]).all()
+
+
+def test_errors_name_what_is_missing(plans):
+    entry, model, plan = plans["skipnet"]
+    with pytest.raises(PlanError, match="bind the input symbols"):
+        plan.instantiate({})
+    with pytest.raises(PlanError, match="not input symbols"):
+        plan_memory(model, options=PlanOptions(ranges={"Q": (1, 2)}))
+
+
+def test_symbolic_offsets_read_as_expressions(plans):
+    _, _, plan = plans["codebert"]
+    top = plan.top
+    binding = sod2.zoo.get("codebert").sweep[1].values()
+    concrete = top.instantiate(binding)
+    for index in range(0, len(top.storages), max(1, len(top.storages) // 6)):
+        offset = top.offset_expr(index, concrete.version)
+        if not isinstance(offset, int):
+            offset = offset.subs({s: binding[s.name] for s in offset.free_symbols})
+        assert int(offset) == concrete.offsets[index]
