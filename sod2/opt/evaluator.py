@@ -188,9 +188,11 @@ class _Emitter:
             function = "max" if isinstance(expr, sympy.Max) else "min"
             args = [self._emit(arg) for arg in expr.args]
             code = args[0]
-            for arg in args[1:]:  # nested binary calls: what Numba types best
-                code = f"{function}({code}, {arg})"
-            return code
+            for arg in args[1:-1]:  # binary calls, one statement each: what Numba types best,
+                variable = f"t_{next(self.counter)}"  # and no nesting limit on wide Max
+                self.lines.append(f"    {variable} = {function}({code}, {arg})")
+                code = variable
+            return f"{function}({code}, {args[-1]})"
         if isinstance(expr, sympy.Mod):
             return f"{self._emit(expr.args[0])} % {self._emit(expr.args[1])}"
         raise EvaluatorError(f"cannot generate integer code for {expr} ({type(expr).__name__})")

@@ -35,6 +35,7 @@ of its branches').
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -70,8 +71,8 @@ class PlanOptions:
     ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     search_order: bool = True
     inplace: bool = True
-    samples: int = 16
-    versions: int = 4
+    samples: int = 48
+    versions: int = 8
     time_limit_s: float = 2.0
     evaluator: str = "auto"
     seed: int = 0
@@ -81,13 +82,18 @@ def sample_bindings(
     symbols: Sequence[str], ranges: Mapping[str, tuple[int, int]], count: int, seed: int = 0
 ) -> list[dict[str, int]]:
     """`count` bindings spread over the symbols' ranges: every symbol at its low end, at its high
-    end, at the geometric middle, then log-uniform random points (reproducible by `seed`)."""
+    end, at the geometric middle, every corner of the ranges (up to four symbols), then
+    log-uniform random points (reproducible by `seed`)."""
     bounds = {s: ranges.get(s, DEFAULT_RANGE) for s in symbols}
     samples = [
         {s: low for s, (low, _) in bounds.items()},
         {s: high for s, (_, high) in bounds.items()},
         {s: round(math.sqrt(low * high)) for s, (low, high) in bounds.items()},
     ]
+    names = list(bounds)
+    if len(names) <= 4:  # every corner of the range: one symbol large while another is small
+        for corner in itertools.product((0, 1), repeat=len(names)):
+            samples.append({s: bounds[s][side] for s, side in zip(names, corner, strict=True)})
     rng = np.random.default_rng(seed)
     while len(samples) < count:
         samples.append(
