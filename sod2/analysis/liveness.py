@@ -13,7 +13,7 @@ Tensors are grouped into *storages*, the unit of memory planning:
 - a view (`sod2.ops.memory.VIEW_OPS`, and a `Slice` whose selected block is contiguous) stores
   its output inside its input's storage, at a byte offset (0 except for slices). Views do not
   depend on the order, so they are found once (`find_views`);
-- an elementwise op (`INPLACE_OPS`) writes over an input whose storage dies at that very step,
+- an elementwise op (`INPLACE_OPS`, or a fused elementwise group) writes over an input whose storage dies at that very step,
   when the output has the same size and element width. This depends on the order, so it is
   decided when the storages of an order are built (`storages`).
 
@@ -43,7 +43,7 @@ from sod2.analysis.facts import TensorFact
 from sod2.analysis.symbolic import ceil_div, provably_equal
 from sod2.ir.dims import Dim
 from sod2.ir.graph import Graph, Node, Tensor, anchor_node
-from sod2.ops.memory import CONTIGUOUS_VIEW_OPS, INPLACE_OPS, VIEW_OPS
+from sod2.ops.memory import CONTIGUOUS_VIEW_OPS, VIEW_OPS, may_write_in_place
 
 ALIGNMENT = 64
 """Every storage starts at a multiple of this many bytes (a cache line; what SIMD loads like)."""
@@ -374,7 +374,7 @@ def _inplace_target(
 ) -> Tensor | None:
     """An input of `node` whose storage `output` may overwrite, or None. (An output whose view
     is a graph output is fine: the merged storage then becomes the caller's, so refuse that too.)"""
-    if node.op_type not in INPLACE_OPS or output.is_graph_output:
+    if not may_write_in_place(node) or output.is_graph_output:
         return None
     size = tensor_bytes(facts.get(output))
     if size is None:

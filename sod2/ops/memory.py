@@ -16,6 +16,9 @@ kernel's semantics; the planned-execution tests check the claim on every zoo mod
 
 from __future__ import annotations
 
+from sod2.ir.graph import Node
+from sod2.ops.fused import is_fused
+
 VIEW_OPS: frozenset[str] = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 """Outputs that are always a reinterpretation of input 0 (when both are tensors)."""
 
@@ -38,3 +41,12 @@ INPLACE_OPS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 """Elementwise ops that may overwrite an input which dies at the node (same size, same width)."""
+
+
+def may_write_in_place(node: Node) -> bool:
+    """True when `node`'s output may overwrite a same-sized input that dies at it: a standard
+    elementwise op of `INPLACE_OPS`, or a fused elementwise group with one output (its loop nest
+    reads element `i` of every input before writing element `i`)."""
+    if is_fused(node):
+        return node.attr("kind", "") == "elementwise" and len(node.outputs) == 1
+    return node.domain in ("", "ai.onnx") and node.op_type in INPLACE_OPS

@@ -21,6 +21,8 @@ _BUILTIN_MODULES = (
     "sod2.opt.constant_folding",
     "sod2.opt.toposort",
     "sod2.opt.infer_shapes",
+    "sod2.opt.fusion",
+    "sod2.opt.fold_batchnorm",
 )
 
 

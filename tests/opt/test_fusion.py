@@ -1,0 +1,172 @@
+"""Fusion: which groups form, and that the fused model computes what the original did."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sod2.analysis.rdp import propagate
+from sod2.backend.reference import run_reference
+from sod2.ir import verify
+from sod2.ir.dims import symbol
+from sod2.ir.dtypes import DType
+from sod2.ir.graph import Graph
+from sod2.ir.model import Model
+from sod2.ir.onnx_export import to_onnx
+from sod2.ir.onnx_import import from_onnx
+from sod2.ir.types import Shape, TensorType
+from sod2.ops.fused import is_fused
+from sod2.opt.fusion import find_groups, fuse, group_table
+from sod2.testing.strategies import dynamic_graphs
+from sod2.zoo import get, names
+
+
+def everything(node, opset):
+    """A code generator that accepts every node (fusion's structure alone is under test)."""
+    return None
+
+
+def f32(*dims) -> TensorType:
+    return TensorType(DType.FLOAT32, Shape([symbol(d) if isinstance(d, str) else d for d in dims]))
+
+
+def model_of(graph: Graph) -> Model:
+    return Model(graph, opset_imports={"": 21})
+
+
+def groups_of(model: Model) -> list[list[str]]:
+    found = find_groups(model, propagate(model), supports=everything)
+    return [[n.op_type for n in group] for group in found.get(model.graph, [])]
+
+
+def copy(model: Model) -> Model:
+    return from_onnx(to_onnx(model))
+
+
+def test_figure_4_broadcast_fuses_when_rdp_proves_the_dims_of_one():
+    graph = Graph()
+    a = graph.add_input("A", f32("I", 1, 1))
+    b = graph.add_input("B", f32("I", "J", "K"))
+    sig = graph.add_node("Sigmoid", [a]).outputs[0]
+    graph.set_outputs([graph.add_node("Add", [sig, b]).outputs[0]])
+    model = model_of(graph)
+    assert groups_of(model) == [["Sigmoid", "Add"]]
+    groups = fuse(model, supports=everything)
+    assert len(groups) == 1 and groups[0].kind == "elementwise"
+    assert [str(d) for d in groups[0].shape] == ["I", "J", "K"]
+    assert "Sigmoid -> Add" in group_table(groups)
+
+
+def test_unprovable_broadcast_does_not_fuse():
+    graph = Graph()
+    x = graph.add_input("X", f32("N"))
+    y = graph.add_input("Y", f32("M"))
+    relu = graph.add_node("Relu", [x]).outputs[0]
+    graph.set_outputs([graph.add_node("Add", [relu, y]).outputs[0]])
+    assert groups_of(model_of(graph)) == [["Relu"], ["Add"]]
+
+
+def test_a_smaller_tensor_read_outside_the_group_stays_out():
+    graph = Graph()
+    a = graph.add_input("A", f32("I", 1, 1))
+    b = graph.add_input("B", f32("I", "J", "K"))
+    sig = graph.add_node("Sigmoid", [a]).outputs[0]
+    add = graph.add_node("Add", [sig, b]).outputs[0]
+    graph.set_outputs([add, sig])
+    assert groups_of(model_of(graph)) == [["Sigmoid"], ["Add"]]
+
+
+def test_groups_stay_convex():
+    # relu feeds add directly and through a conv: relu+add together would need the conv inside
+    graph = Graph()
+    x = graph.add_input("X", f32("N", 4, "H", "W"))
+    w = graph.add_constant(np.ones((4, 4, 1, 1), np.float32), "w")
+    relu = graph.add_node("Relu", [x]).outputs[0]
+    conv = graph.add_node("Conv", [relu, w]).outputs[0]
+    other = graph.add_node("MaxPool", [conv], attrs={"kernel_shape": [1, 1]}).outputs[0]
+    graph.set_outputs([graph.add_node("Add", [relu, other]).outputs[0]])
+    assert groups_of(model_of(graph)) == [["Relu"], ["Add"]]
+
+
+def test_epilogue_joins_a_matmul_read_only_by_the_group():
+    graph = Graph()
+    x = graph.add_input("X", f32("N", "L", 8))
+    w = graph.add_constant(np.ones((8, 16), np.float32), "w")
+    bias = graph.add_constant(np.ones(16, np.float32), "bias")
+    mm = graph.add_node("MatMul", [x, w]).outputs[0]
+    add = graph.add_node("Add", [mm, bias]).outputs[0]
+    graph.set_outputs([graph.add_node("Relu", [add]).outputs[0]])
+    model = model_of(graph)
+    assert groups_of(model) == [["MatMul", "Add", "Relu"]]
+    (group,) = fuse(model, supports=everything)
+    assert group.kind == "epilogue"
+
+
+def test_a_heavy_op_read_twice_is_no_epilogue():
+    graph = Graph()
+    x = graph.add_input("X", f32("N", 8))
+    w = graph.add_constant(np.ones((8, 8), np.float32), "w")
+    mm = graph.add_node("MatMul", [x, w]).outputs[0]
+    relu = graph.add_node("Relu", [mm]).outputs[0]
+    graph.set_outputs([relu, mm])
+    assert groups_of(model_of(graph)) == [["Relu"]]
+
+
+def test_edo_outputs_are_read_but_never_computed_in_a_group():
+    graph = Graph()
+    x = graph.add_input("X", f32("N"))
+    nz = graph.add_node("NonZero", [x]).outputs[0]
+    cast = graph.add_node("Cast", [nz], attrs={"to": int(DType.FLOAT32.value)}).outputs[0]
+    graph.set_outputs([graph.add_node("Relu", [cast]).outputs[0]])
+    # the NonZero count is only known by running: nothing downstream of it fuses
+    assert groups_of(model_of(graph)) == []
+
+
+def test_codegen_refusal_keeps_a_node_out():
+    graph = Graph()
+    x = graph.add_input("X", f32("N"))
+    relu = graph.add_node("Relu", [x]).outputs[0]
+    graph.set_outputs([graph.add_node("Exp", [relu]).outputs[0]])
+    model = model_of(graph)
+    found = find_groups(
+        model, propagate(model), supports=lambda n, o: "no" if n.op_type == "Exp" else None
+    )
+    assert [[n.op_type for n in g] for g in found[model.graph]] == [["Relu"]]
+
+
+@pytest.mark.parametrize("name", names())
+def test_fused_zoo_models_compute_what_the_originals_do(name):
+    entry = get(name)
+    original = entry.path()
+    from sod2.ir import load
+
+    model = load(original)
+    fused = copy(model)
+    groups = fuse(fused, supports=everything)
+    verify(fused)
+    assert groups, f"{name}: nothing fused"
+    for group in groups:
+        assert len({n.graph for n in group.nodes}) == 1
+    inner = [n for n in fused.graph.walk() if is_fused(n)]
+    assert len(inner) == len(groups)
+    point, feeds = entry.sweep_inputs()[0]
+    want = run_reference(model, feeds).outputs
+    got = run_reference(fused, feeds).outputs
+    for key, value in want.items():
+        np.testing.assert_allclose(got[key], value, rtol=1e-6, atol=1e-7, err_msg=key)
+
+
+@settings(max_examples=25, deadline=None)
+@given(dynamic_graphs(), st.data())
+def test_fusion_keeps_random_graphs_equal(case, data):
+    binding = data.draw(case.bindings())
+    feeds = case.inputs(binding)
+    fused = copy(case.model)
+    fuse(fused, supports=everything)
+    verify(fused)
+    want = run_reference(case.model, feeds).outputs
+    got = run_reference(fused, feeds).outputs
+    for key, value in want.items():
+        np.testing.assert_allclose(got[key], value, rtol=1e-6, atol=1e-6, err_msg=key)
