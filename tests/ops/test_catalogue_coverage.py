@@ -1,7 +1,8 @@
 """Every kernel in the catalogue has at least one differential case against onnxruntime.
 
 Each `tests/ops/test_*.py` module that holds cases exposes them as a `CASES` list whose items start
-with the op type.
+with the op type. sod2's own ops (domain `sod2`, such as `Fused`) have no onnxruntime counterpart;
+they are tested against the reference interpreter beside the pass that makes them.
 """
 
 import importlib
@@ -21,5 +22,5 @@ def _tested_ops() -> set[str]:
 
 
 def test_every_kernel_has_a_differential_case():
-    registered = {op for (_, op) in catalogue()}
+    registered = {op for (domain, op) in catalogue() if domain in ("", "ai.onnx")}
     assert registered - _tested_ops() == set()
