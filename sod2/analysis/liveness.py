@@ -24,7 +24,9 @@ input or constant is external memory (role INPUT / CONSTANT); neither is planned
 
 Sizes are symbolic bytes from RDP: `prod(dims) * element size`, rounded up to `ALIGNMENT` unless
 provably a multiple already. A tensor whose size RDP could not express (unknown rank, non-tensor
-values such as sequences) is *unplanned*: the runtime allocates it, and the plan lists why.
+values such as sequences) is *unplanned*: the runtime allocates it, and the plan lists why. So is
+a tensor that a node puts into a sequence or an optional (SequenceInsert, SequenceConstruct,
+Optional, ...): the container keeps it, or a view of it, beyond the reads liveness can see.
 
 Invariants: every tensor belongs to at most one storage; a storage's tensors have the same role;
 a view's byte range lies inside its storage; an in-place pair has provably equal sizes.
@@ -43,6 +45,7 @@ from sod2.analysis.facts import TensorFact
 from sod2.analysis.symbolic import ceil_div, provably_equal
 from sod2.ir.dims import Dim
 from sod2.ir.graph import Graph, Node, Tensor, anchor_node
+from sod2.ir.types import CONTAINER_TYPES
 from sod2.ops.memory import CONTIGUOUS_VIEW_OPS, VIEW_OPS, may_write_in_place
 
 ALIGNMENT = 64
@@ -359,6 +362,19 @@ def liveness(
             storage.end = max([storage.end, *reads.get(tensor, ())])
         if any(t.is_graph_output for t in storage.tensors):
             storage.role = Role.OUTPUT
+    for node in order:  # a tensor put into a sequence or optional outlives every read we see
+        if not any(t is not None and isinstance(t.type, CONTAINER_TYPES) for t in node.outputs):
+            continue
+        for tensor in node.inputs:
+            storage = storage_of.get(tensor) if tensor is not None else None
+            if (
+                storage is not None
+                and storage.role is Role.INTERMEDIATE
+                and storage.size is not None
+            ):
+                storage.size = None
+                for member in storage.tensors:
+                    unplanned[member] = f"escapes into the {node.op_type} value of {node.name!r}"
     for tensor in list(unplanned):
         if storage_of[tensor].role is not Role.INTERMEDIATE:
             del unplanned[tensor]

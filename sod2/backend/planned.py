@@ -26,6 +26,7 @@ from sod2.backend.reference import Environment, ReferenceInterpreter, RunResult
 from sod2.errors import Sod2Error
 from sod2.ir.graph import Graph, Node
 from sod2.ir.model import Model
+from sod2.ir.types import CONTAINER_TYPES
 from sod2.opt.memory_plan import ConcretePlan, GraphPlan, MemoryPlan
 
 POISON = 0xFF
@@ -37,8 +38,8 @@ def bind_symbols(model: Model, rdp: RDPResult, feeds: Mapping[str, Any]) -> dict
     binding: dict[str, int] = {}
     where: dict[str, str] = {}
     for tensor in model.graph.inputs:
-        if tensor.name not in feeds:
-            continue
+        if tensor.name not in feeds or isinstance(tensor.type, CONTAINER_TYPES):
+            continue  # sequences and optionals bind no symbols of their own
         fact = rdp.facts.get(tensor)
         if fact is None or fact.shape.dims is None:
             continue
@@ -58,6 +59,19 @@ def bind_symbols(model: Model, rdp: RDPResult, feeds: Mapping[str, Any]) -> dict
                 )
             where.setdefault(dim.name, f"input {tensor.name!r} dim {axis}")
     return binding
+
+
+def bindable_symbols(model: Model, rdp: RDPResult) -> set[str]:
+    """The input symbols that `bind_symbols` reads off tensor inputs. Symbols that appear only in
+    the element shapes of sequence or optional inputs are not among them: each element may have
+    its own value."""
+    names: set[str] = set()
+    for tensor in model.graph.inputs:
+        fact = rdp.facts.get(tensor)
+        if isinstance(tensor.type, CONTAINER_TYPES) or fact is None or fact.shape.dims is None:
+            continue
+        names |= {d.name for d in fact.shape.dims if not isinstance(d, int) and d.is_Symbol}
+    return names
 
 
 class PlannedInterpreter(ReferenceInterpreter):

@@ -160,3 +160,7 @@ Type = Union[TensorType, SparseTensorType, SequenceType, OptionalType, MapType] 
 def tensor_type(dtype: DType | None, dims: Sequence[int | sympy.Expr] | None) -> TensorType:
     """Shorthand: `tensor_type(DType.FLOAT32, [N, 3])`."""
     return TensorType(dtype, Shape(dims))
+
+
+CONTAINER_TYPES = (SequenceType, OptionalType)
+"""Types of values that hold tensors rather than being one (for isinstance checks)."""

@@ -1,21 +1,28 @@
 """Generated evaluators: a straight-line program over integer symbols, compiled once, run per input.
 
-A symbolic memory plan is a list of assignments `name = expr`, where `expr` is a sympy expression
-over the model's symbols and earlier names (`o7 = Max(o3 + s3, o5 + s5)`). Evaluating it with sympy
-per input would take milliseconds; here it is turned into Python source once:
+A symbolic memory plan's sizes are a list of assignments `name = expr`, where `expr` is a sympy
+expression over the model's symbols and earlier names (`z7 = 256 * H * N`). Evaluating them with
+sympy per input would take milliseconds; here they are turned into Python source once:
 
     def evaluate(v, out):
-        N = v[0]; H = v[1]
-        t0 = H * N
-        o7 = max(o3 + 256 * t0, o5 + 64 * ((t0 + 1) // 2))
-        out[12] = o7
+        s_0 = v[0]; s_1 = v[1]
+        t_0 = s_1 * s_0
+        t_1 = 64 * ((t_0 + 1) // 2)
+        out[0] = t_0
+        out[1] = t_1
         ...
 
 Every distinct subexpression is computed once (structural sharing by hashing, which is what
-`sympy.cse` would find here, at a fraction of its cost). Integer division is exact: `floor(p/q)`
-becomes `p // q` on integers, never a float. The source runs as plain Python for small programs
-and is compiled with `numba.njit` for large ones, where the interpreter's per-statement cost
-would dominate (an arena of 2,000 buffers then instantiates in microseconds).
+`sympy.cse` would find here, at a fraction of its cost), and so is every distinct output value:
+outputs that share a value (a hundred storages of the same size) read one slot, gathered after the
+call. Integer division is exact: `floor(p/q)` becomes `p // q` on integers, never a float.
+
+Backends: plain Python (about 65 ns a statement, no start-up cost) or `numba.njit` (about a
+microsecond a call, whatever the length, after a compile of seconds). `backend="auto"` compiles
+programs of more than `numba_above` statements. Compiled programs are cached on disk: the source
+is written to `evaluator_cache_dir()` (`$SOD2_CACHE_DIR/evaluators`, default
+`~/.cache/sod2/evaluators`) as a module named by its hash, imported, and jitted with
+`cache=True`, so a second process loads machine code instead of compiling again.
 
 Supported: integers, symbols, +, *, integer powers, floor, ceiling, Max, Min, Mod, and rational
 coefficients whose sum is an integer (combined into one exact division).
@@ -23,14 +30,16 @@ coefficients whose sum is an integer (combined into one exact division).
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sympy
 
+from sod2.cache import cache_dir, digest, import_source
 from sod2.errors import Sod2Error
 
 NUMBA_THRESHOLD = 48
@@ -51,6 +60,7 @@ class Evaluator:
 
     `assignments` are `(name, expr)` in dependency order: an expression may use the symbols and
     the names assigned before it. `outputs` are the names whose values `__call__` returns, in order.
+    `backend` is "python", "numba" or "auto" (Numba above `numba_above` statements).
     """
 
     def __init__(
@@ -60,27 +70,29 @@ class Evaluator:
         outputs: Sequence[str],
         *,
         backend: str = "auto",
+        numba_above: int = NUMBA_THRESHOLD,
     ) -> None:
-        self.symbols = tuple(symbols)
-        self.outputs = tuple(outputs)
-        self._names = [s.name for s in self.symbols]
-        self.source = _Emitter(self.symbols, assignments, self.outputs).source()
-        namespace: dict[str, Any] = {}
-        exec(compile(self.source, f"<sod2 evaluator {_digest(self.source)}>", "exec"), namespace)
-        function = namespace["evaluate"]
-        statements = self.source.count("\n")
-        if backend == "numba" or (backend == "auto" and statements > NUMBA_THRESHOLD):
-            function = _jit(self.source, function)
-            self.backend = "numba"
-        elif backend in ("python", "auto"):
-            self.backend = "python"
-        else:
+        if backend not in ("auto", "python", "numba"):
             raise EvaluatorError(
                 f"unknown evaluator backend {backend!r}: use auto, python or numba"
             )
-        self._function = function
+        self.symbols = tuple(symbols)
+        self.outputs = tuple(outputs)
+        self._names = [s.name for s in self.symbols]
+        emitter = _Emitter(self.symbols, assignments, self.outputs)
+        self.source = emitter.source()
+        self.statements = self.source.count("\n") - 1
+        if backend == "numba" or (backend == "auto" and self.statements > numba_above):
+            self._function = _jit(self.source)
+            self.backend = "numba"
+        else:
+            self._function = _python(self.source)
+            self.backend = "python"
         self._values = np.zeros(max(1, len(self.symbols)), dtype=np.int64)
-        self._out = np.zeros(max(1, len(self.outputs)), dtype=np.int64)
+        self._slots = np.zeros(max(1, emitter.slot_count), dtype=np.int64)
+        gather = np.array(emitter.gather, dtype=np.intp)
+        identity = np.array_equal(gather, np.arange(len(gather)))
+        self._gather = None if identity else gather
 
     def __call__(self, binding: Mapping[str, int]) -> np.ndarray:
         """The outputs at `binding` (every symbol by name), as an int64 array (a fresh copy)."""
@@ -96,26 +108,42 @@ class Evaluator:
 
     def call(self, values: np.ndarray) -> np.ndarray:
         """The outputs for symbol values given as an int64 array in `symbols` order."""
-        out = self._out.copy()
-        self._function(values, out)
-        return out[: len(self.outputs)]
+        slots = self._slots.copy()
+        self._function(values, slots)
+        if self._gather is None:
+            return slots[: len(self.outputs)]
+        return slots[self._gather]
 
 
-def _digest(source: str) -> str:
-    return hashlib.sha1(source.encode()).hexdigest()[:12]
+def evaluator_cache_dir() -> Path:
+    """Where compiled evaluators live: `$SOD2_CACHE_DIR/evaluators`, else
+    `~/.cache/sod2/evaluators`."""
+    return cache_dir("evaluators")
 
 
-_JITTED: dict[str, Any] = {}
+def _python(source: str) -> Callable[..., None]:
+    """`evaluate` from `source`, as a plain Python function."""
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<sod2 evaluator {digest(source)}>", "exec"), namespace)
+    return namespace["evaluate"]
 
 
-def _jit(source: str, function: Any) -> Any:
-    """The Numba-compiled `function` (compiled once per distinct source in this process)."""
-    key = _digest(source)
-    if key not in _JITTED:
-        import numba
+@functools.cache
+def _jit_cached(source: str, directory: Path) -> Callable[..., None]:
+    """The Numba-compiled `evaluate` of `source`, once per process and cache directory."""
+    import numba
 
-        _JITTED[key] = numba.njit(cache=False, nogil=True)(function)
-    return _JITTED[key]
+    try:
+        module = import_source(source, directory, "sod2_evaluator")
+    except OSError:  # no writable cache: compile in memory, for this process only
+        return numba.njit(cache=False, nogil=True)(_python(source))
+    return numba.njit(cache=True, nogil=True)(module.evaluate)
+
+
+def _jit(source: str) -> Callable[..., None]:
+    """The Numba-compiled `evaluate` of `source` (compiled on its first call, or loaded from
+    Numba's on-disk cache beside the source file when an earlier process compiled it)."""
+    return _jit_cached(source, evaluator_cache_dir())
 
 
 class _Emitter:
@@ -144,10 +172,17 @@ class _Emitter:
             variable = self._emit(expr)
             self.assigned[name] = variable
             self.by_name[name] = variable
-        for index, name in enumerate(outputs):
+        slots: dict[str, int] = {}  # one slot per distinct output value
+        self.gather: list[int] = []
+        for name in outputs:
             if name not in self.assigned:
                 raise EvaluatorError(f"output {name!r} is never assigned")
-            self.lines.append(f"    out[{index}] = {self.assigned[name]}")
+            code = self.assigned[name]
+            if code not in slots:
+                slots[code] = len(slots)
+                self.lines.append(f"    out[{slots[code]}] = {code}")
+            self.gather.append(slots[code])
+        self.slot_count = len(slots)
 
     def source(self) -> str:
         return "\n".join([*self.lines, "    return None"]) + "\n"

@@ -11,13 +11,22 @@ the other. That relation is a DAG (the *above-DAG*), and an offset is the longes
 These expressions are valid for *every* binding of the symbols: whatever the sizes, a storage
 starts above everything below it, so storages alive together never overlap. Only the quality of
 the plan depends on the binding. The above-DAG is read off concrete plans: at a few sample
-bindings spread over the symbols' ranges, TFLite's greedy-by-size places the storages; each
-placement orients every conflicting pair (lower offset below); the candidate whose arena stays
-closest to a from-scratch greedy plan at *all* samples wins. Redundant edges (implied by a longer
-path) are dropped, so each offset is a Max of a few terms.
+bindings spread over the symbols' ranges, TFLite's greedy-by-size places the storages, and each
+placement orients every conflicting pair (lower offset below), a *candidate* above-DAG. Redundant
+edges (implied by a longer path) are dropped, so each offset is a Max of a few terms.
 
-Instantiation evaluates those expressions with generated straight-line code
-(`sod2.opt.evaluator`): microseconds, not a re-plan.
+A few candidates are kept as *versions*; each input takes the version with the smallest arena.
+They are chosen on a denser set of *validation* bindings (thousands of random points and the
+ranges' corners), against a from-scratch greedy plan at each: a greedy cover that lowers the
+total excess over `VALIDATION_TARGET` (a margin under the 1.05 target, for bindings between the
+validation points). Where no candidate serves a validation binding well, greedy's placement at
+that binding becomes one more candidate (adaptive sampling). Greedy runs at a validation binding
+only where the versions exceed the target against the order's peak (the bytes alive at one step,
+a lower bound of any placement, computed for every binding at once).
+
+Instantiation computes the sizes with generated straight-line code (`sod2.opt.evaluator`), then
+every version's offsets with one compiled loop over the above-DAGs' edges (`_longest_paths`,
+edges as arrays): microseconds, not a re-plan, and no code generated per version.
 
 Sizes that depend on symbols known only while running (EDO outputs such as a NonZero count, a
 branch's result) make a storage *dynamic*. Dynamic storages are always placed above the static
@@ -25,7 +34,9 @@ ones they conflict with, so static offsets never depend on run-time symbols: `in
 the input symbols alone places every static storage; the dynamic ones are placed once their symbols
 are bound, with the same expressions, without re-planning the rest. Without their value, a
 dynamic symbol takes its proven upper bound (sizes and offsets grow monotonically with it, so the
-placement stays valid for any smaller value).
+placement stays valid for any smaller value). A storage sized by a run-time symbol with no proven
+bound at all (a Loop's trip count read from a tensor, a Range's length) cannot be placed ahead of
+time: it is left out of the plan (`GraphPlan.unplanned`) and allocated when it is produced.
 
 The order is chosen first (SEP, `sod2.opt.ordering`), then the storages of that order are built
 (views, in-place) and placed. Subgraphs (If branches, Loop and Scan bodies) get plans of their own;
@@ -35,10 +46,11 @@ of its branches').
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,12 +63,16 @@ from sod2.errors import Sod2Error
 from sod2.ir.dims import Dim
 from sod2.ir.graph import Graph, Node, Tensor
 from sod2.ir.model import Model
+from sod2.ops.fused import is_fused
 from sod2.opt import placement
 from sod2.opt.evaluator import Evaluator, ref
 from sod2.opt.ordering import OrderResult, ScheduleProblem, plan_order
 
 DEFAULT_RANGE = (1, 1024)
 """The range assumed for an input symbol no range is given for."""
+
+VALIDATION_TARGET = 1.02
+"""The arena / greedy-by-size ratio the versions aim for at every validation binding."""
 
 
 class PlanError(Sod2Error):
@@ -66,13 +82,15 @@ class PlanError(Sod2Error):
 @dataclass(frozen=True)
 class PlanOptions:
     """How to plan: symbol ranges (default `DEFAULT_RANGE`), whether to search the order, apply
-    in-place, how many sample bindings and plan versions at most, the evaluator backend."""
+    in-place, how many sample and validation bindings, how many plan versions at most, the
+    evaluator backend ("auto", "python" or "numba")."""
 
     ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     search_order: bool = True
     inplace: bool = True
     samples: int = 48
-    versions: int = 8
+    validation: int = 4096
+    versions: int = 16
     time_limit_s: float = 2.0
     evaluator: str = "auto"
     seed: int = 0
@@ -106,9 +124,25 @@ def sample_bindings(
     return unique[: max(count, 1)]
 
 
+def validation_bindings(
+    symbols: Sequence[str], ranges: Mapping[str, tuple[int, int]], count: int, seed: int = 0
+) -> list[dict[str, int]]:
+    """About `count` bindings to choose plan versions on: every corner of the ranges (up to ten
+    symbols) and log-uniform random points drawn apart from the samples' (`seed + 1`)."""
+    bounds = {s: ranges.get(s, DEFAULT_RANGE) for s in symbols}
+    names = list(bounds)
+    corners = []
+    if len(names) <= 10:
+        for corner in itertools.product((0, 1), repeat=len(names)):
+            corners.append({s: bounds[s][side] for s, side in zip(names, corner, strict=True)})
+    points = corners + sample_bindings(symbols, ranges, count, seed + 1)
+    return list({tuple(sorted(b.items())): b for b in points}.values())
+
+
 @dataclass
 class GraphPlan:
-    """The plan of one graph: order, storages, the above-DAG, and its evaluators."""
+    """The plan of one graph: order, storages, the above-DAGs (versions), and the evaluators of
+    sizes (`sizes`: every storage; `static_sizes`: the static ones, from the input symbols alone)."""
 
     graph: Graph
     liveness: Liveness
@@ -120,14 +154,24 @@ class GraphPlan:
     subplans: dict[Node, dict[str, GraphPlan]]
     input_symbols: tuple[sympy.Symbol, ...]
     runtime_symbols: tuple[sympy.Symbol, ...]
-    evaluator: Evaluator
-    static_evaluator: Evaluator
+    dags: AboveDags
     sizes: Evaluator
+    static_sizes: Evaluator
     plan_seconds: float
     bounds: Evaluator
     addresses: dict[Tensor, tuple[int, Dim]] = field(default_factory=dict)
+    unplanned: list[Storage] = field(default_factory=list)
+    """Storages sized by a run-time symbol without a known bound: allocated when produced."""
 
     # -- symbolic view -----------------------------------------------------------------------
+
+    def placeable(self, storages: Sequence[Storage]) -> list[Storage]:
+        """Those of `storages` (of this graph, in any order) whose size this plan can evaluate:
+        none of the unbounded run-time symbols that put a storage in `unplanned`."""
+        if not self.unplanned:
+            return list(storages)
+        known = {s.name for s in self.input_symbols} | set(self.bounds.outputs)
+        return [s for s in storages if all(f.name in known for f in _free(s.size))]
 
     @property
     def order(self) -> tuple[Node, ...]:
@@ -180,26 +224,104 @@ class GraphPlan:
 
     def instantiate(self, binding: Mapping[str, int]) -> ConcretePlan:
         """Offsets and arena size at `binding` (input symbols; run-time ones optional)."""
-        rows = self.evaluator(self.binding_values(binding)).reshape(len(self.versions), -1)
-        k = _pick_version(rows)
-        return ConcretePlan(self, rows[k, :-2], int(rows[k, -2]), k)
+        offsets, tops = self.dags.place(self.sizes(self.binding_values(binding)))
+        k = _pick_version(tops)
+        return ConcretePlan(self, offsets[k], int(tops[k, 0]), k)
 
     def instantiate_static(self, binding: Mapping[str, int]) -> ConcretePlan:
         """The static storages placed from the input symbols alone (dynamic ones read -1,
         `arena_bytes` covers the static ones); `instantiate` later picks the same version and
         the same static offsets once run-time symbols are known."""
         values = {k: int(v) for k, v in binding.items()}
-        rows = self.static_evaluator(values).reshape(len(self.versions), -1)
-        k = _pick_version(rows)
-        return ConcretePlan(self, rows[k, :-2], int(rows[k, -2]), k)
+        offsets, tops = self.dags.place(self.static_sizes(values), static_only=True)
+        k = _pick_version(tops)
+        return ConcretePlan(self, offsets[k], int(tops[k, 1]), k)
 
 
-def _pick_version(rows: np.ndarray) -> int:
+def _pick_version(tops: np.ndarray) -> int:
     """The version with the smallest static arena (a choice the input symbols alone decide),
-    then the smallest arena."""
-    if len(rows) == 1:
+    then the smallest arena (`tops[k]` is version `k`'s (arena, static arena))."""
+    if len(tops) == 1:
         return 0
-    return int(np.lexsort((rows[:, -2], rows[:, -1]))[0])
+    return int(np.lexsort((tops[:, 0], tops[:, 1]))[0])
+
+
+class AboveDags:
+    """The versions' above-DAGs as arrays, placed by one compiled loop (`_longest_paths`).
+
+    For version `k`, `order[k]` lists the storages below-first, and the storages directly below
+    storage `b` are `below[indptr[k * count + b] : indptr[k * count + b + 1]]`.
+    """
+
+    def __init__(
+        self, versions: Sequence[Sequence[tuple[int, ...]]], dynamic: Sequence[bool], backend: str
+    ) -> None:
+        count = len(dynamic)
+        orders = [_topological(below) for below in versions]
+        self.order = np.array(orders, dtype=np.int64).reshape(len(versions), count)
+        edges = [a for below in versions for parents in below for a in parents]
+        degrees = [len(parents) for below in versions for parents in below]
+        self.indptr = np.concatenate(([0], np.cumsum(degrees, dtype=np.int64)))
+        self.below = np.array(edges, dtype=np.int64)
+        self.dynamic = np.array(dynamic, dtype=np.bool_)
+        self._kernel = _longest_paths if backend == "python" else _compiled_longest_paths()
+
+    def place(
+        self, size: np.ndarray, *, static_only: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every version's offsets (rows) for storage sizes `size`, and its (arena, static arena);
+        `static_only`: dynamic storages are skipped and read -1."""
+        versions, count = self.order.shape
+        offsets = np.empty((versions, count), dtype=np.int64)
+        tops = np.empty((versions, 2), dtype=np.int64)
+        self._kernel(
+            size, self.order, self.indptr, self.below, self.dynamic, static_only, offsets, tops
+        )
+        return offsets, tops
+
+
+def _longest_paths(
+    size: np.ndarray,
+    order: np.ndarray,
+    indptr: np.ndarray,
+    below: np.ndarray,
+    dynamic: np.ndarray,
+    static_only: bool,
+    offsets: np.ndarray,
+    tops: np.ndarray,
+) -> None:
+    """offset(b) = max(0, offset(a) + size(a) for a directly below b), for every version, in
+    its below-first order; tops[k] = (max of offset + size, the same over static storages).
+    Plain loops over integer arrays: what Numba compiles once for every plan."""
+    versions, count = offsets.shape
+    for k in range(versions):
+        arena = 0
+        static = 0
+        for i in range(count):
+            b = order[k, i]
+            if static_only and dynamic[b]:
+                offsets[k, b] = -1
+                continue
+            at = 0
+            row = k * count + b
+            for e in range(indptr[row], indptr[row + 1]):
+                a = below[e]
+                at = max(at, offsets[k, a] + size[a])
+            offsets[k, b] = at
+            arena = max(arena, at + size[b])
+            if not dynamic[b]:
+                static = max(static, at + size[b])
+        tops[k, 0] = arena
+        tops[k, 1] = static
+
+
+@functools.cache
+def _compiled_longest_paths() -> Callable[..., None]:
+    """`_longest_paths` compiled by Numba (once per machine: `cache=True` keeps the machine code
+    on disk)."""
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_longest_paths)
 
 
 @dataclass
@@ -314,20 +436,27 @@ def plan_memory(
     for name, (low, high) in options.ranges.items():
         if not 0 <= low <= high:
             raise PlanError(f"symbol {name}: empty range [{low}, {high}]")
-    samples = sample_bindings(
-        [s.name for s in inputs], options.ranges, options.samples, options.seed
-    )
-    builder = _Builder(rdp, options, samples)
+    names = [s.name for s in inputs]
+    samples = sample_bindings(names, options.ranges, options.samples, options.seed)
+    validation = validation_bindings(names, options.ranges, options.validation, options.seed)
+    builder = _Builder(rdp, options, samples, validation)
     return MemoryPlan(model, rdp, options, builder.plan(model.graph), samples)
 
 
 class _Builder:
-    def __init__(self, rdp: RDPResult, options: PlanOptions, samples: list[dict[str, int]]) -> None:
+    def __init__(
+        self,
+        rdp: RDPResult,
+        options: PlanOptions,
+        samples: list[dict[str, int]],
+        validation: list[dict[str, int]],
+    ) -> None:
         self.rdp = rdp
         self.facts: Mapping[Tensor, TensorFact] = rdp.facts
         self.options = options
         self.inputs = tuple(sorted(rdp.input_symbols(), key=lambda s: s.name))
         self.samples = samples
+        self.validation = validation
         self.input_names = {s.name for s in self.inputs}
 
     def plan(self, graph: Graph) -> GraphPlan:
@@ -335,7 +464,7 @@ class _Builder:
         subplans: dict[Node, dict[str, GraphPlan]] = {}
         scratch: dict[Node, Dim] = {}
         for node in graph.topological_order():
-            if node.subgraphs:
+            if node.subgraphs and not is_fused(node):  # a fused body is never materialized
                 subplans[node] = {name: self.plan(sub) for name, sub in node.subgraphs}
                 arenas = [p.arena_expr() for p in subplans[node].values()]
                 arenas = [a for a in arenas if a != 0]
@@ -362,7 +491,7 @@ class _Builder:
                 views=views,
             )
         )
-        storages = lv.planned()
+        storages, unplanned = self._plannable(lv.planned())
         symbols = self._symbols(storages)
         runtime = tuple(s for s in symbols if s.name not in self.input_names)
         dynamic = [bool(_free(s.size) & set(runtime)) for s in storages]
@@ -373,8 +502,7 @@ class _Builder:
         for index, storage in enumerate(storages):
             for tensor in storage.tensors:
                 addresses[tensor] = (index, storage.offsets[tensor])
-        assignments, outputs = _program(storages, versions, dynamic)
-        static_assign, static_out = _program(storages, versions, dynamic, static_only=True)
+        backend = self.options.evaluator
         plan = GraphPlan(
             graph=graph,
             liveness=lv,
@@ -386,19 +514,29 @@ class _Builder:
             subplans=subplans,
             input_symbols=self.inputs,
             runtime_symbols=runtime,
-            evaluator=Evaluator(all_symbols, assignments, outputs, backend=self.options.evaluator),
-            static_evaluator=Evaluator(
-                self.inputs, static_assign, static_out, backend=self.options.evaluator
-            ),
-            sizes=size_evaluator(storages, all_symbols),
+            dags=AboveDags(versions, dynamic, backend),
+            sizes=size_evaluator(storages, all_symbols, backend=backend),
+            static_sizes=size_evaluator(storages, self.inputs, backend=backend, skip=dynamic),
             plan_seconds=0.0,
             bounds=Evaluator(
                 self.inputs, *bound_program(runtime, self.rdp.symbols), backend="python"
             ),
             addresses=addresses,
+            unplanned=unplanned,
         )
         plan.plan_seconds = time.perf_counter() - began
         return plan
+
+    def _plannable(self, storages: Sequence[Storage]) -> tuple[list[Storage], list[Storage]]:
+        """`storages` split into those the plan can place and those sized by a run-time symbol
+        with no known bound (left to be allocated when produced)."""
+        runtime = [s for s in self._symbols(storages) if s.name not in self.input_names]
+        bounded = set(bound_program(runtime, self.rdp.symbols)[1])
+        unbounded = {s for s in runtime if s.name not in bounded}
+        if not unbounded:
+            return list(storages), []
+        placed = [s for s in storages if not (_free(s.size) & unbounded)]
+        return placed, [s for s in storages if _free(s.size) & unbounded]
 
     def _symbols(self, storages: Sequence[Storage]) -> list[sympy.Symbol]:
         found: set[sympy.Symbol] = set()
@@ -406,15 +544,17 @@ class _Builder:
             found |= _free(storage.size)
         return sorted(found, key=lambda s: s.name)
 
-    def _sample_sizes(self, storages: Sequence[Storage]) -> np.ndarray:
-        """Bytes of each storage (rows) at each sample binding (columns); run-time symbols at
-        their upper bounds."""
+    def _sample_sizes(
+        self, storages: Sequence[Storage], bindings: Sequence[Mapping[str, int]] | None = None
+    ) -> np.ndarray:
+        """Bytes of each storage (rows) at each binding (columns; default: the samples);
+        run-time symbols at their upper bounds."""
         symbols = self._symbols(storages)
         runtime = [s for s in symbols if s.name not in self.input_names]
         sizes = size_evaluator(storages, (*self.inputs, *runtime))
         bounds = Evaluator(self.inputs, *bound_program(runtime, self.rdp.symbols), backend="python")
         columns = []
-        for sample in self.samples:
+        for sample in self.samples if bindings is None else bindings:
             values = dict(sample)
             values.update(zip(bounds.outputs, bounds(sample).tolist(), strict=True))
             missing = [s.name for s in runtime if s.name not in values]
@@ -433,7 +573,8 @@ class _Builder:
         views: Mapping[Tensor, object],
     ) -> tuple[OrderResult, tuple[Node, ...]]:
         lv = liveness(graph, self.facts, default, scratch=scratch, inplace=False, views=views)  # type: ignore[arg-type]
-        problem = schedule_problem(lv, self._sample_sizes(lv.planned()))
+        storages, _ = self._plannable(lv.planned())
+        problem = schedule_problem(lv, self._sample_sizes(storages), storages)
         result = plan_order(problem, time_limit_s=self.options.time_limit_s)
         return result, tuple(default[i] for i in result.order)
 
@@ -442,37 +583,108 @@ class _Builder:
     def _above_dag(
         self, lv: Liveness, storages: Sequence[Storage], sizes: np.ndarray, dynamic: Sequence[bool]
     ) -> list[list[tuple[int, ...]]]:
-        """Above-DAGs (versions) whose best offsets stay closest to greedy-by-size at every sample:
-        one candidate per sample (greedy's placement there, oriented), a few kept."""
-        count = len(storages)
-        if count == 0:
+        """Above-DAGs (versions) whose best arena stays close to greedy-by-size at every
+        validation binding (module docstring); `sizes` are the storages' at the samples."""
+        if not storages:
             return [[]]
-        start = np.array([s.start for s in storages], dtype=np.int64)
-        end = np.array([s.end for s in storages], dtype=np.int64)
-        is_dynamic = np.array(dynamic, dtype=bool)
-        greedy = np.array(
-            [
-                placement.arena_size(placement.greedy_by_size(start, end, sizes[:, k]), sizes[:, k])
-                for k in range(sizes.shape[1])
-            ]
+        budget = max(256, VALIDATION_SIZES // len(storages))  # a huge graph: fewer bindings
+        validation = self._sample_sizes(storages, self.validation[:budget])
+        search = _VersionSearch(
+            np.array([s.start for s in storages], dtype=np.int64),
+            np.array([s.end for s in storages], dtype=np.int64),
+            np.array(dynamic, dtype=bool),
+            np.concatenate([sizes, validation], axis=1),
         )
-        candidates = []
         for k in range(sizes.shape[1]):
-            offsets = _greedy_static_first(start, end, sizes[:, k], is_dynamic)
-            candidates.append(_orient(start, end, sizes[:, k], offsets, is_dynamic))
-        ratios = np.array([_arenas(c, sizes) / np.maximum(greedy, 1) for c in candidates])
-        return [candidates[k] for k in _choose_versions(ratios, self.options.versions)]
+            search.add_candidate(k)
+        return search.run(self.options.versions, rounds=2 * self.options.versions)
+
+
+VALIDATION_SIZES = 1 << 22
+"""At most about this many storage sizes (storages x validation bindings) are compared."""
+
+
+class _VersionSearch:
+    """Candidates and the choice of versions over bindings (the columns of `sizes`).
+
+    `reference[k]` is greedy-by-size's arena at binding `k` where `exact[k]`, else the order's
+    peak there (a lower bound of greedy's): ratios against it never understate."""
+
+    def __init__(
+        self, start: np.ndarray, end: np.ndarray, dynamic: np.ndarray, sizes: np.ndarray
+    ) -> None:
+        self.start, self.end, self.dynamic, self.sizes = start, end, dynamic, sizes
+        steps = int(end.max()) + 1
+        self.reference = placement.live_bytes(start, end, sizes, steps).max(axis=0)
+        self.exact = np.zeros(sizes.shape[1], dtype=bool)
+        self.candidates: list[list[tuple[int, ...]]] = []
+        self.arenas: list[np.ndarray] = []
+        self.sources: set[int] = set()
+
+    def add_candidate(self, k: int) -> None:
+        """Greedy's placement at binding `k`, oriented, as one more candidate."""
+        size = self.sizes[:, k]
+        offsets = _greedy_static_first(self.start, self.end, size, self.dynamic)
+        self.candidates.append(_orient(self.start, self.end, size, offsets, self.dynamic))
+        self.arenas.append(_arenas(self.candidates[-1], self.sizes))
+        self.sources.add(k)
+        self._tighten([k])
+
+    def run(self, limit: int, rounds: int) -> list[list[tuple[int, ...]]]:
+        """The chosen versions, after up to `rounds` candidates added where they serve worst."""
+        ratios, chosen = self._choose(limit)
+        for _ in range(rounds):
+            target = _next_source(ratios, chosen, self.sources)
+            if target is None:
+                break
+            self.add_candidate(target)
+            ratios, chosen = self._choose(limit)
+        return [self.candidates[k] for k in chosen]
+
+    def _choose(self, limit: int) -> tuple[np.ndarray, list[int]]:
+        """The candidates' ratios and the chosen versions, once no ratio above the target rests
+        on the peak bound alone."""
+        while True:
+            ratios = np.array(self.arenas) / np.maximum(self.reference, 1)
+            chosen = _choose_versions(ratios, limit)
+            loose = (ratios[chosen].min(axis=0) > VALIDATION_TARGET) & ~self.exact
+            if not loose.any():
+                return ratios, chosen
+            self._tighten(np.flatnonzero(loose).tolist())
+
+    def _tighten(self, bindings: Sequence[int]) -> None:
+        """Greedy-by-size's arena as the reference at `bindings`."""
+        for k in bindings:
+            if not self.exact[k]:
+                size = self.sizes[:, k]
+                greedy = placement.greedy_by_size(self.start, self.end, size)
+                self.reference[k] = placement.arena_size(greedy, size)
+                self.exact[k] = True
+
+
+def _next_source(ratios: np.ndarray, chosen: Sequence[int], sources: set[int]) -> int | None:
+    """The binding a new candidate should come from: the worst served by any candidate, else
+    the worst served by the chosen versions, above the target and not a source yet."""
+    for served in (ratios.min(axis=0), ratios[list(chosen)].min(axis=0)):
+        for k in np.argsort(-served, kind="stable").tolist():
+            if served[k] <= VALIDATION_TARGET:
+                break
+            if k not in sources:
+                return k
+    return None
 
 
 def _choose_versions(ratios: np.ndarray, limit: int) -> list[int]:
-    """Up to `limit` candidates (rows) whose best at every sample (column) is closest to 1: the
-    best single candidate first, then whichever lowers the worst sample most (greedy cover)."""
+    """Up to `limit` candidates (rows) whose best at every binding (column) is closest to 1: the
+    candidate with the lowest worst ratio first, then whichever lowers the total excess over
+    `VALIDATION_TARGET` most (greedy cover), while one does."""
     chosen = [int(np.argmin(ratios.max(axis=1)))]
     best = ratios[chosen[0]]
-    while len(chosen) < limit and best.max() > 1.005:
+    while len(chosen) < limit and best.max() > VALIDATION_TARGET:
         combined = np.minimum(ratios, best)
-        k = int(np.argmin(combined.max(axis=1)))
-        if combined[k].max() >= best.max() - 1e-9:
+        excess = np.maximum(combined - VALIDATION_TARGET, 0).sum(axis=1)
+        k = int(np.argmin(excess))
+        if excess[k] >= np.maximum(best - VALIDATION_TARGET, 0).sum() - 1e-12:
             break
         chosen.append(k)
         best = combined[k]
@@ -554,52 +766,30 @@ def _topological(below: Sequence[tuple[int, ...]]) -> list[int]:
     return order
 
 
-def _program(
-    storages: Sequence[Storage],
-    versions: Sequence[Sequence[tuple[int, ...]]],
-    dynamic: Sequence[bool],
-    *,
-    static_only: bool = False,
-) -> tuple[list[tuple[str, Dim]], list[str]]:
-    """Evaluator assignments and outputs: per version, every storage's offset (longest path in
-    the above-DAG), the arena, and the static storages' arena (`static_only`: dynamic storages
-    read -1 and the arena is the static one)."""
-    count = len(storages)
-    keep = [not (static_only and dynamic[b]) for b in range(count)]
-    assignments: list[tuple[str, Dim]] = [("missing", -1)]
-    assignments += [(f"z{b}", storages[b].size) for b in range(count) if keep[b]]  # type: ignore[misc]
-    outputs: list[str] = []
-    static = [b for b in range(count) if not dynamic[b]]
-    for k, below in enumerate(versions):
-        for b in _topological(below):
-            if keep[b]:
-                terms = [ref(f"v{k}o{a}") + ref(f"z{a}") for a in below[b]]
-                assignments.append((f"v{k}o{b}", _max(terms)))
-        static_below = [tuple(a for a in below[b] if not dynamic[a]) for b in range(count)]
-        tops = [ref(f"v{k}o{b}") + ref(f"z{b}") for b in _sinks(static_below) if b in static]
-        assignments.append((f"v{k}static", _max(tops)))
-        tops = [ref(f"v{k}o{b}") + ref(f"z{b}") for b in _sinks(below)]
-        assignments.append((f"v{k}arena", f"v{k}static" if static_only else _max(tops)))
-        outputs += [f"v{k}o{b}" if keep[b] else "missing" for b in range(count)]
-        outputs += [f"v{k}arena", f"v{k}static"]
-    return assignments, outputs
+PYTHON_SIZE_STATEMENTS = 1000
+"""Size programs up to this many statements run as plain Python under the "auto" backend: about
+65 µs at most, no compile; a longer one is compiled with Numba (and cached on disk)."""
 
 
 def size_evaluator(
-    storages: Sequence[Storage], symbols: Sequence[sympy.Symbol] | None = None
+    storages: Sequence[Storage],
+    symbols: Sequence[sympy.Symbol] | None = None,
+    *,
+    backend: str = "python",
+    skip: Sequence[bool] | None = None,
 ) -> Evaluator:
-    """An evaluator of every storage's size (for reports and samples; plain Python); `symbols`
-    defaults to those the sizes use."""
+    """An evaluator of every storage's size in bytes; `symbols` defaults to those the sizes use;
+    storages marked in `skip` read 0 (the dynamic ones, when only input symbols are bound)."""
     if symbols is None:
         found = set().union(*(_free(s.size) for s in storages)) if storages else set()
         symbols = sorted(found, key=lambda s: s.name)
-    names = [f"z{i}" for i in range(len(storages))]
+    keep = [not (skip and skip[i]) for i in range(len(storages))]
+    assignments: list[tuple[str, Dim]] = [("zero", 0)]
+    assignments += [(f"z{i}", s.size) for i, s in enumerate(storages) if keep[i]]  # type: ignore[misc]
+    names = [f"z{i}" if keep[i] else "zero" for i in range(len(storages))]
     return Evaluator(
-        symbols,
-        [(n, s.size) for n, s in zip(names, storages, strict=True)],
-        names,
-        backend="python",
-    )  # type: ignore[misc]
+        symbols, assignments, names, backend=backend, numba_above=PYTHON_SIZE_STATEMENTS
+    )  # type: ignore[arg-type]
 
 
 def _max(terms: Sequence[Dim]) -> Dim:
@@ -620,14 +810,17 @@ def _free(size: Dim | None) -> set[sympy.Symbol]:
     return set() if size is None or isinstance(size, int) else size.free_symbols  # type: ignore[return-value]
 
 
-def schedule_problem(lv: Liveness, samples: np.ndarray) -> ScheduleProblem:
-    """The order-search problem of `lv`'s graph: its nodes in `lv.order`, its planned storages as
-    buffers (allocated at their first step, freed after their last reader)."""
+def schedule_problem(
+    lv: Liveness, samples: np.ndarray, storages: Sequence[Storage] | None = None
+) -> ScheduleProblem:
+    """The order-search problem of `lv`'s graph: its nodes in `lv.order`, its planned storages
+    (or `storages`, a subset of them) as buffers (allocated at their first step, freed after their
+    last reader)."""
     step = {node: index for index, node in enumerate(lv.order)}
     preds = tuple(
         tuple(sorted({step[p] for p in lv.graph.predecessors(node)})) for node in lv.order
     )
-    storages = lv.planned()
+    storages = lv.planned() if storages is None else storages
     return ScheduleProblem(
         names=tuple(node.name for node in lv.order),
         preds=preds,

@@ -81,7 +81,7 @@ def figures(
         tensors_planned=sum(len(s.tensors) for s in top.storages),
         views=len(top.liveness.views),
         inplace=len(top.liveness.inplace),
-        unplanned=len(top.liveness.unplanned),
+        unplanned=len(top.liveness.unplanned) + sum(len(s.tensors) for s in top.unplanned),
         versions=len(top.versions),
         order_peak_bytes=peak,
         default_order_peak_bytes=default_peak,
@@ -110,7 +110,7 @@ def instantiate_microseconds(
 
 
 def _arrays(lv: Liveness, plan: GraphPlan, values: Mapping[str, int]) -> tuple[np.ndarray, ...]:
-    storages = lv.planned()
+    storages = plan.storages if lv is plan.liveness else plan.placeable(lv.planned())
     start = np.array([s.start for s in storages], dtype=np.int64)
     end = np.array([s.end for s in storages], dtype=np.int64)
     size = plan.sizes(values) if lv is plan.liveness else size_evaluator(storages)(values)
@@ -125,8 +125,9 @@ def _sep_figures(
     default = tuple(graph.topological_order())
     scratch = {s.scratch_of: s.size for s in top.storages if s.scratch_of is not None}
     lv = liveness(graph, plan.rdp.facts, default, scratch=scratch, inplace=False)  # type: ignore[arg-type]
-    sizes = size_evaluator(lv.planned())(values).reshape(-1, 1)
-    problem = schedule_problem(lv, sizes)
+    storages = top.placeable(lv.planned())
+    sizes = size_evaluator(storages)(values).reshape(-1, 1)
+    problem = schedule_problem(lv, sizes, storages)
     position = {node: i for i, node in enumerate(default)}
     chosen = tuple(position[node] for node in top.order)
     return (

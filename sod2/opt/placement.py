@@ -25,11 +25,12 @@ from sod2.errors import Sod2Error
 
 
 def live_bytes(start: np.ndarray, end: np.ndarray, size: np.ndarray, steps: int) -> np.ndarray:
-    """Bytes alive at each of `steps` steps (a buffer counts from `start` to `end` inclusive)."""
-    delta = np.zeros(steps + 1, dtype=np.int64)
+    """Bytes alive at each of `steps` steps (a buffer counts from `start` to `end` inclusive).
+    `size` may have a column per binding (`size[b, k]`); then so has the result (`[step, k]`)."""
+    delta = np.zeros((steps + 1, *size.shape[1:]), dtype=np.int64)
     np.add.at(delta, np.clip(start, 0, steps), size)
     np.add.at(delta, np.clip(end + 1, 0, steps), -size)
-    return np.cumsum(delta)[:steps]
+    return np.cumsum(delta, axis=0)[:steps]
 
 
 def conflicts(start: np.ndarray, end: np.ndarray, b: int) -> np.ndarray:

@@ -1,4 +1,10 @@
-"""Generated evaluators compute exactly what sympy computes, in integers, with either backend."""
+"""Generated evaluators compute exactly what sympy computes, in integers, with either backend;
+compiled ones are cached on disk and loaded by the next process."""
+
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 import sympy
@@ -6,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sod2.analysis.symbolic import ceil_div, floor_div
+from sod2.cache import CACHE_ENV
 from sod2.ir import symbol
-from sod2.opt.evaluator import Evaluator, EvaluatorError, ref
+from sod2.opt.evaluator import Evaluator, EvaluatorError, evaluator_cache_dir, ref
 
 H, W = symbol("H"), symbol("W")
 
@@ -37,6 +44,13 @@ def test_python_code_agrees_with_sympy(expr, h, w):
     assert evaluator({"H": h, "W": w}).tolist() == [expected]
 
 
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    """Compiled evaluators go to a fresh directory, never the home directory."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    return tmp_path
+
+
 def test_numba_and_python_agree_and_names_chain():
     program = [
         ("a", 64 * floor_div(H + 1, 2) * W),
@@ -57,3 +71,47 @@ def test_errors_name_the_symbol():
     evaluator = Evaluator([H, W], [("e", H + W)], ["e"])
     with pytest.raises(EvaluatorError, match="no value for symbol W"):
         evaluator({"H": 3})
+    with pytest.raises(EvaluatorError, match="unknown evaluator backend 'llvm'"):
+        Evaluator([H], [("e", H)], ["e"], backend="llvm")
+
+
+def test_outputs_sharing_a_value_read_one_slot():
+    program = [("a", H * W), ("b", H * W), ("c", 7), ("d", H + 1)]
+    evaluator = Evaluator([H, W], program, ["a", "c", "b", "d", "a", "c"], backend="python")
+    assert evaluator.source.count("out[") == 3
+    assert evaluator({"H": 3, "W": 5}).tolist() == [15, 7, 15, 4, 15, 7]
+
+
+def test_compiled_source_lands_in_the_cache_directory(cache_dir):
+    evaluator = Evaluator([H, W], [("e", sympy.Max(H, W))], ["e"], backend="numba")
+    assert evaluator({"H": 3, "W": 5}).tolist() == [5]
+    assert evaluator_cache_dir() == cache_dir / "evaluators"
+    modules = list((cache_dir / "evaluators").glob("sod2_evaluator_*.py"))
+    assert [m.read_text() for m in modules] == [evaluator.source]
+    assert list((cache_dir / "evaluators" / "__pycache__").glob("*.nbi"))
+
+
+SECOND_PROCESS = """
+import json, sympy
+from sod2.ir import symbol
+from sod2.opt.evaluator import Evaluator
+H, W = symbol("H"), symbol("W")
+evaluator = Evaluator([H, W], [("e", sympy.Max(H * W, W + 3))], ["e"], backend="numba")
+value = evaluator({"H": 2, "W": 9}).tolist()
+stats = evaluator._function.stats
+print(json.dumps([value, sum(stats.cache_hits.values()), sum(stats.cache_misses.values())]))
+"""
+
+
+def test_a_second_process_loads_the_compiled_evaluator(cache_dir):
+    env = {**os.environ, CACHE_ENV: str(cache_dir)}
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", SECOND_PROCESS], env=env, capture_output=True, check=True
+            ).stdout
+        )
+        for _ in range(2)
+    ]
+    assert runs[0] == [[18], 0, 1]  # compiled
+    assert runs[1] == [[18], 1, 0]  # loaded from disk

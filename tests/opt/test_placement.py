@@ -38,6 +38,14 @@ def test_live_bytes_counts_both_ends():
     assert placement.live_bytes(start, end, size, 3).tolist() == [10, 15, 5]
 
 
+def test_live_bytes_of_many_bindings_are_columns():
+    start, end = np.array([0, 1]), np.array([1, 2])
+    sizes = np.array([[10, 1], [5, 7]])
+    live = placement.live_bytes(start, end, sizes, 3)
+    assert live[:, 0].tolist() == [10, 15, 5]
+    assert live[:, 1].tolist() == [1, 8, 7]
+
+
 def test_greedy_reuses_the_gap_of_a_dead_buffer():
     # a [0,0] 100 bytes, b [1,1] 60 bytes, c [0,1] 10 bytes: b fits where a was
     start, end, size = np.array([0, 1, 0]), np.array([0, 1, 1]), np.array([100, 60, 10])
