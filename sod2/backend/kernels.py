@@ -1,0 +1,1504 @@
+"""Fast kernels: the ops that dominate the zoo's run time, written straight into their outputs.
+
+The catalogue's reference kernels (`sod2/ops/`) allocate their results, and the compiled runtime
+would copy each one into its arena view. A kernel here is handed the outputs instead (C-contiguous
+views of the exact shape and element type that RDP fixed) and writes into them:
+
+- Conv: per image and group, one of four strategies, picked per shape (`ConvKernel.strategy_for`):
+  a 1x1 convolution is a plain matrix product over the image (`pointwise`); a depthwise-like
+  convolution (few input channels per group) is a Numba loop nest (`direct`); any other is an
+  im2col into a scratch buffer kept by the kernel, filled by Numba a block of output rows at a time,
+  then one sgemm per block through `np.matmul(..., out=)` (`im2col`), with the bias folded into the
+  product as a row of ones; `windows`, numpy's strided view of every patch (what the reference
+  does), stays available for comparison;
+- MatMul and Gemm: `np.matmul(..., out=)`, a batch of rows against one matrix as one sgemm;
+- Softmax, LogSoftmax, LayerNormalization, InstanceNormalization, BatchNormalization, MaxPool,
+  AveragePool and Resize: Numba loop nests over rows or image planes (one pass per statistic, no
+  temporaries), `prange`-parallel above `PARALLEL_MIN` elements; the exponential is a polynomial
+  with an exact power of two, which vectorizes;
+- reductions, GlobalAveragePool and the data movement ops (Transpose, Concat, Gather, Slice,
+  Expand, Pad): numpy with `out=` or one `copyto` from a view, no intermediate array.
+
+A heavy kernel (Conv, MatMul, Gemm) takes an *epilogue*, `epilogue(lo, hi)`, called when rows
+`[lo, hi)` of the output's first axis are final, so that a fused elementwise group runs over them
+while they are still in cache; the other kernels call it once, at the end. Every kernel calls it
+over the whole first axis exactly once in all.
+
+`fast_kernel(node, opset)` reads the attributes once, at compile time, and returns None where it
+has nothing better than the reference (another op, element type or attribute). Invariants: results
+equal the reference kernel's within float32 rounding; inputs a kernel does not take at run time (an
+element type the graph did not declare, a layout it has no loop for) are computed by the reference
+kernel and copied, whose checks name the node when an input is wrong; outputs that do not fit the
+inputs are a `Sod2Error` naming the node. A kernel object keeps scratch memory and is not to be
+called from two threads at once. Importing this module sets OMP_WAIT_POLICY=PASSIVE unless it is
+set (see the comment there): Numba's OpenMP threads must not spin while BLAS works.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import types
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numba
+import numpy as np
+from numba import prange
+
+from sod2.errors import Sod2Error
+from sod2.ir.dtypes import DType
+from sod2.ir.graph import Node
+from sod2.ops.conv import AUTO_PADS, WindowGeometry, sliding_windows, window_geometry
+from sod2.ops.image import AxisResize, source_coordinates
+from sod2.ops.pooling import pool_geometry
+from sod2.ops.registry import KernelContext, lookup_node
+from sod2.ops.shape import normalize_axis
+
+# OpenMP threads that spin after a parallel loop steal the cores BLAS's threads need (and BLAS's
+# spinning threads steal them back): Conv's im2col alternates the two, and ran up to 10x slower.
+# Passive waiting makes idle threads sleep at once. It must be set before Numba loads its OpenMP
+# pool (its first parallel loop); a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+Epilogue = Callable[[int, int], None]
+"""Called by a heavy kernel after rows [lo, hi) of its output's first axis are final, so that the
+runtime can apply a fused elementwise epilogue to them while they are hot in cache."""
+
+
+class FastKernel(Protocol):
+    """A kernel writing into preallocated outputs (None for an omitted optional output)."""
+
+    def __call__(
+        self,
+        inputs: Sequence[np.ndarray | None],
+        outputs: Sequence[np.ndarray],
+        epilogue: Epilogue | None = None,
+    ) -> None: ...
+
+
+PARALLEL_MIN = 1 << 15
+"""Loop nests over at least this many elements run on every core (`prange`); smaller ones run
+serially, where starting the threads would cost more than it saves."""
+
+IM2COL_BLOCK_BYTES = 1 << 22
+"""The im2col scratch holds about this many bytes of patches (a block of output rows); each block
+is one sgemm. Big enough for BLAS to run at full speed, small enough to stay in the cache."""
+
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+"""Reassociation lets LLVM vectorize sums; NaN and infinity keep their IEEE meaning."""
+
+_F32 = np.dtype(np.float32)
+
+
+class _Unfit(Exception):
+    """The kernel has no loop for these inputs: the reference kernel computes them instead."""
+
+
+Body = Callable[[Sequence[Any], Sequence[Any], "Epilogue | None"], None]
+
+
+class _Kernel:
+    """A kernel body plus what it needs when the body declines: the node and its reference."""
+
+    __slots__ = ("body", "node", "opset")
+
+    def __init__(self, node: Node, opset: int, body: Body) -> None:
+        self.node = node
+        self.opset = opset
+        self.body = body
+
+    def __call__(
+        self,
+        inputs: Sequence[np.ndarray | None],
+        outputs: Sequence[np.ndarray],
+        epilogue: Epilogue | None = None,
+    ) -> None:
+        called = [False]
+
+        def tracked(lo: int, hi: int) -> None:
+            called[0] = True
+            epilogue(lo, hi)  # type: ignore[misc]
+
+        try:
+            self.body(inputs, outputs, None if epilogue is None else tracked)
+        except _Unfit:
+            self.run_reference(inputs, outputs, epilogue)
+        except (ValueError, TypeError, IndexError) as error:
+            if called[0]:  # rows were already handed on: the failure is not the kernel's input
+                raise self.fail(str(error)) from error
+            self.run_reference(inputs, outputs, epilogue)
+
+    def run_reference(
+        self,
+        inputs: Sequence[np.ndarray | None],
+        outputs: Sequence[np.ndarray],
+        epilogue: Epilogue | None,
+    ) -> None:
+        """The catalogue kernel's results, copied into `outputs`."""
+        reference = lookup_node(self.node, self.opset).kernel
+        results = reference(KernelContext(self.node, self.opset), list(inputs))
+        for index, (out, result) in enumerate(zip(outputs, results, strict=False)):
+            if out is None:
+                continue
+            result = np.asarray(result)
+            if result.shape != out.shape:
+                raise self.fail(
+                    f"output {index} has shape {list(result.shape)}, but its buffer is "
+                    f"{list(out.shape)}: the inputs do not give the shape planned for them"
+                )
+            np.copyto(out, result)
+        _finish(epilogue, outputs[0])
+
+    def fail(self, message: str) -> Sod2Error:
+        return Sod2Error(f"node {self.node.name!r} ({self.node.op_type}): {message}")
+
+
+def _finish(epilogue: Epilogue | None, out: np.ndarray) -> None:
+    """The epilogue over the whole first axis (one row for a scalar)."""
+    if epilogue is not None:
+        epilogue(0, out.shape[0] if out.ndim else 1)
+
+
+def _float32(*arrays: Any) -> None:
+    """Decline (reference) unless every array is a float32 ndarray."""
+    for array in arrays:
+        if not isinstance(array, np.ndarray) or array.dtype != _F32:
+            raise _Unfit
+
+
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
+
+
+def _jit(function: Callable[..., Any]) -> tuple[Any, Any]:
+    """A serial and a `prange`-parallel compilation of one loop nest, each compiled on first use
+    and cached on disk. Numba names a cache file after the function, not its compile flags, so
+    the parallel one compiles a twin of the function with a name of its own."""
+    serial = numba.njit(cache=True, fastmath=_FASTMATH)(function)
+    twin = types.FunctionType(
+        function.__code__,
+        function.__globals__,
+        function.__name__ + "_parallel",
+        function.__defaults__,
+        function.__closure__,
+    )
+    twin.__qualname__ = function.__qualname__ + "_parallel"
+    parallel = numba.njit(cache=True, fastmath=_FASTMATH, parallel=True)(twin)
+    return serial, parallel
+
+
+def _pick(versions: tuple[Any, Any], elements: int) -> Any:
+    return versions[1] if elements >= PARALLEL_MIN else versions[0]
+
+
+# -- MatMul and Gemm -----------------------------------------------------------------------------
+
+MATMUL_BLOCK_BYTES = 1 << 23
+"""With an epilogue, a product whose output exceeds this is computed in blocks of first-axis rows
+of about this size, each handed to the epilogue while it is in cache."""
+
+
+def _row_blocks(rows: int, row_bytes: int, blocked: bool) -> list[tuple[int, int]]:
+    """[lo, hi) blocks of `rows` rows of about MATMUL_BLOCK_BYTES each (one block if not blocked)."""
+    if not blocked or rows <= 1 or rows * row_bytes <= MATMUL_BLOCK_BYTES:
+        return [(0, rows)]
+    step = max(1, MATMUL_BLOCK_BYTES // max(row_bytes, 1))
+    return [(lo, min(rows, lo + step)) for lo in range(0, rows, step)]
+
+
+def _matmul_floats(*arrays: Any) -> None:
+    kind = arrays[-1].dtype
+    for array in arrays:
+        if not isinstance(array, np.ndarray) or array.dtype != kind or kind not in _MATMUL_TYPES:
+            raise _Unfit
+
+
+_MATMUL_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _matmul(node: Node, opset: int) -> Body | None:
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        a, b, out = inputs[0], inputs[1], outputs[0]
+        _matmul_floats(a, b, out)
+        if a.ndim == 0 or b.ndim == 0:
+            raise _Unfit
+        if a.ndim >= 2 and b.ndim == 2 and a.flags.c_contiguous:
+            _rows_times_matrix(a, b, out, epilogue)
+            return
+        np.matmul(a, b, out=out)
+        _finish(epilogue, out)
+
+    return body
+
+
+def _rows_times_matrix(
+    a: np.ndarray, b: np.ndarray, out: np.ndarray, epilogue: Epilogue | None
+) -> None:
+    """(..., M, K) @ (K, N) as one (prod(...) * M, K) @ (K, N) sgemm, in first-axis blocks."""
+    if out.shape != a.shape[:-1] + b.shape[-1:] or a.shape[-1] != b.shape[0]:
+        raise _Unfit
+    flat_a = a.reshape(-1, a.shape[-1])
+    flat_out = out.reshape(-1, out.shape[-1])
+    first = out.shape[0]
+    per_row = flat_out.shape[0] // first if first else 0
+    for lo, hi in _row_blocks(first, per_row * out.strides[-2], epilogue is not None):
+        np.matmul(flat_a[lo * per_row : hi * per_row], b, out=flat_out[lo * per_row : hi * per_row])
+        if epilogue is not None:
+            epilogue(lo, hi)
+
+
+def _gemm(node: Node, opset: int) -> Body | None:
+    alpha = float(node.attr("alpha", 1.0))
+    beta = float(node.attr("beta", 1.0))
+    trans_a = bool(node.attr("transA", 0))
+    trans_b = bool(node.attr("transB", 0))
+
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        a, b, out = inputs[0], inputs[1], outputs[0]
+        c = inputs[2] if len(inputs) > 2 else None
+        _matmul_floats(a, b, out)
+        if a.ndim != 2 or b.ndim != 2:
+            raise _Unfit
+        left, right = (a.T if trans_a else a), (b.T if trans_b else b)
+        if out.shape != (left.shape[0], right.shape[1]) or left.shape[1] != right.shape[0]:
+            raise _Unfit
+        addend = None
+        if c is not None and beta != 0.0:
+            _matmul_floats(c, out)
+            if np.broadcast_shapes(c.shape, out.shape) != out.shape:
+                raise _Unfit
+            addend = c if beta == 1.0 else c * out.dtype.type(beta)
+        rows_of_c = addend is not None and addend.ndim == 2 and addend.shape[0] == out.shape[0] > 1
+        for lo, hi in _row_blocks(out.shape[0], out.strides[0], epilogue is not None):
+            block = out[lo:hi]
+            np.matmul(left[lo:hi], right, out=block)
+            if alpha != 1.0:
+                block *= out.dtype.type(alpha)
+            if addend is not None:
+                block += addend[lo:hi] if rows_of_c else addend
+            if epilogue is not None:
+                epilogue(lo, hi)
+
+    return body
+
+
+# -- Conv ----------------------------------------------------------------------------------------
+
+
+def _im2col_rows(x, scratch, c0, channels, r0, r1, kernel, strides, dilations, pads, out_w):  # type: ignore[no-untyped-def]
+    """scratch[k, (oh - r0) * out_w + ow] = X[c0 + c, oh * sh + i * dh - ph, ow * sw + j * dw - pw]
+    for k = (c, i, j) and output rows oh in [r0, r1), 0 where the window lies in the padding."""
+    height, width = x.shape[1], x.shape[2]
+    kh, kw = kernel
+    sh, sw = strides
+    dh, dw = dilations
+    ph, pw = pads
+    for k in prange(channels * kh * kw):
+        c = c0 + k // (kh * kw)
+        i = (k // kw) % kh
+        j = k % kw
+        shift = j * dw - pw
+        # ow in [lo, hi) reads inside the row: 0 <= ow * sw + shift < width
+        lo = min(out_w, max(0, (-shift + sw - 1) // sw))
+        hi = min(out_w, max(lo, (width - shift + sw - 1) // sw))
+        for oh in range(r0, r1):
+            # slices indexed from 0 up: no wraparound checks, so the copies vectorize
+            target = scratch[k, (oh - r0) * out_w : (oh - r0 + 1) * out_w]
+            ih = oh * sh + i * dh - ph
+            if ih < 0 or ih >= height:
+                target[:] = 0.0
+                continue
+            target[:lo] = 0.0
+            target[hi:] = 0.0
+            inside = target[lo:hi]
+            if sw == 1:
+                source = x[c, ih, lo + shift : hi + shift]
+                for t in range(hi - lo):
+                    inside[t] = source[t]
+            else:
+                row = x[c, ih]
+                for t in range(hi - lo):
+                    inside[t] = row[(lo + t) * sw + shift]
+
+
+_IM2COL = _jit(_im2col_rows)
+
+
+def _direct_conv(x, w, bias, out, group, strides, dilations, pads):  # type: ignore[no-untyped-def]
+    """Y[n, m] = B[m] + sum_{c, i, j} W[m, c, i, j] X[n, g(m) * C/g + c, shifted by (i, j)],
+    one output plane per task, row by row (the row stays in L1 while every tap adds to it);
+    each tap is a vectorizable sweep over the part of the row that reads inside the input."""
+    batch, filters, out_h, out_w = out.shape
+    height, width = x.shape[2], x.shape[3]
+    per_group_in, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    per_group_out = filters // group
+    sh, sw = strides
+    dh, dw = dilations
+    ph, pw = pads
+    for task in prange(batch * filters):
+        n = task // filters
+        m = task % filters
+        first = (m // per_group_out) * per_group_in
+        for oh in range(out_h):
+            row = out[n, m, oh]
+            row[:] = bias[m]
+            for i in range(kh):
+                ih = oh * sh + i * dh - ph
+                if ih < 0 or ih >= height:
+                    continue
+                for j in range(kw):
+                    left = j * dw - pw  # iw = ow * sw + left must lie in [0, width)
+                    lo = min(out_w, max(0, (-left + sw - 1) // sw))
+                    hi = min(out_w, max(lo, (width - left + sw - 1) // sw))
+                    target = row[lo:hi]  # indices from 0 up: no wraparound checks, vectorizable
+                    for c in range(per_group_in):
+                        weight = w[m, c, i, j]
+                        source = x[n, first + c, ih]
+                        if sw == 1:
+                            source = source[lo + left : hi + left]
+                            for t in range(hi - lo):
+                                target[t] += weight * source[t]
+                        else:
+                            for t in range(hi - lo):
+                                target[t] += weight * source[(lo + t) * sw + left]
+
+
+_DIRECT = _jit(_direct_conv)
+
+CONV_STRATEGIES = ("pointwise", "im2col", "direct", "windows")
+"""Ways ConvKernel computes a convolution (see the module docstring)."""
+
+DIRECT_MAX_TAPS = 16
+"""A grouped convolution with at most this many taps per output value (C/group * kernel size)
+runs as the direct loop nest: an im2col would copy every pixel that many times for a tiny sgemm."""
+
+
+class ConvKernel:
+    """Conv (1-D and 2-D, float32) into a preallocated output; see the module docstring.
+
+    `strategy` forces one of CONV_STRATEGIES for every shape (benchmarks compare them); None picks
+    per shape. The im2col scratch buffer and the bias-augmented weights' buffer persist between
+    calls (not their contents).
+    """
+
+    def __init__(self, node: Node, opset: int, strategy: str | None = None) -> None:
+        if strategy is not None and strategy not in CONV_STRATEGIES:
+            raise Sod2Error(f"Conv strategy {strategy!r} is not one of {CONV_STRATEGIES}")
+        self.context = KernelContext(node, opset)
+        self.group = int(node.attr("group", 1))
+        self.kernel_shape = node.attr("kernel_shape", None)
+        self.strategy = strategy
+        self._geometries: dict[tuple[tuple[int, ...], tuple[int, ...]], WindowGeometry] = {}
+        self._scratch = np.empty(0, dtype=np.float32)
+        self._augmented = np.empty((0, 0, 0), dtype=np.float32)
+
+    # -- running -------------------------------------------------------------------------------
+
+    def __call__(
+        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None = None
+    ) -> None:
+        x, w, out = inputs[0], inputs[1], outputs[0]
+        bias = inputs[2] if len(inputs) > 2 else None
+        _float32(x, w, out, *(() if bias is None else (bias,)))
+        if x.ndim not in (3, 4) or w.ndim != x.ndim or out.ndim != x.ndim:
+            raise _Unfit
+        batch, channels, filters = x.shape[0], x.shape[1], w.shape[0]
+        if channels != w.shape[1] * self.group or filters % self.group:
+            raise _Unfit
+        if bias is not None and bias.shape != (filters,):
+            raise _Unfit
+        if self.kernel_shape is not None and tuple(self.kernel_shape) != w.shape[2:]:
+            raise _Unfit
+        geometry = self._geometry(x.shape[2:], w.shape[2:])
+        out_spatial = geometry.output_shape(x.shape[2:])
+        if min(out_spatial) < 1:
+            raise _Unfit  # the kernel does not fit the padded input: the reference says so
+        if out.shape != (batch, filters, *out_spatial):
+            raise Sod2Error(
+                f"node {self.context.node.name!r} (Conv): output buffer {list(out.shape)} does "
+                f"not fit X {list(x.shape)} and W {list(w.shape)} (expected "
+                f"{[batch, filters, *out_spatial]})"
+            )
+        if x.ndim == 3:  # 1-D: a 2-D convolution over a height of 1
+            x, w, out, geometry = x[:, :, None], w[:, :, None], out[:, :, None], _lift(geometry)
+        x, w = _contiguous(x), _contiguous(w)
+        run = getattr(self, "_" + self._choose(x.shape, w.shape, geometry))
+        run(x, w, bias, out, geometry, epilogue)
+
+    def strategy_for(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> str:
+        """The strategy `__call__` uses for these input shapes (see `_choose`)."""
+        geometry = self._geometry(tuple(x_shape[2:]), tuple(w_shape[2:]))
+        if len(x_shape) == 3:
+            x_shape, w_shape = (*x_shape[:2], 1, x_shape[2]), (*w_shape[:2], 1, w_shape[2])
+            geometry = _lift(geometry)
+        return self._choose(tuple(x_shape), tuple(w_shape), geometry)
+
+    def _choose(
+        self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], geometry: WindowGeometry
+    ) -> str:
+        """pointwise for a 1x1 unit-stride unpadded kernel, direct for a grouped convolution with
+        few taps per output value, else im2col (unless a strategy was forced)."""
+        if self.strategy is not None:
+            return self.strategy
+        taps = w_shape[1] * w_shape[2] * w_shape[3]
+        unpadded = not any(geometry.pads_begin + geometry.pads_end)
+        if taps == w_shape[1] and geometry.strides == (1, 1) and unpadded:
+            return "pointwise"
+        if self.group > 1 and taps <= DIRECT_MAX_TAPS:
+            return "direct"
+        return "im2col"
+
+    def _geometry(self, spatial: tuple[int, ...], kernel: tuple[int, ...]) -> WindowGeometry:
+        key = (spatial, kernel)
+        geometry = self._geometries.get(key)
+        if geometry is None:
+            geometry = self._geometries[key] = window_geometry(self.context, spatial, kernel)
+        return geometry
+
+    def _pointwise(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        bias: np.ndarray | None,
+        out: np.ndarray,
+        geometry: WindowGeometry,
+        epilogue: Epilogue | None,
+    ) -> None:
+        """A 1x1 kernel: Y[n, g] = W[g] @ X[n, g] over the flattened image, no im2col."""
+        batch, channels = x.shape[:2]
+        filters, group = w.shape[0], self.group
+        positions = x.shape[2] * x.shape[3]
+        images = x.reshape(batch, group, channels // group, positions)
+        weights = w.reshape(group, filters // group, channels // group)
+        targets = out.reshape(batch, group, filters // group, positions)
+        for n in range(batch):
+            np.matmul(weights, images[n], out=targets[n])
+            if bias is not None:
+                np.add(out[n], bias.reshape(filters, 1, 1), out=out[n])
+            if epilogue is not None:
+                epilogue(n, n + 1)
+        if epilogue is not None and batch == 0:
+            epilogue(0, 0)
+
+    def _weights_with_bias(self, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        """W as (group, M/group, C/group * K [+ 1]): the bias as one more column, multiplied by a
+        row of ones in the patches. Copied at every call (a weight computed by the graph may come
+        back in the same buffer with new values), into a buffer kept between calls."""
+        group = self.group
+        taps = w.shape[1] * w.shape[2] * w.shape[3]
+        flat = w.reshape(group, w.shape[0] // group, taps)
+        if bias is None:
+            return flat
+        shape = (group, w.shape[0] // group, taps + 1)
+        if self._augmented.shape != shape:
+            self._augmented = np.empty(shape, dtype=np.float32)
+        self._augmented[:, :, :taps] = flat
+        self._augmented[:, :, taps] = bias.reshape(group, -1)
+        return self._augmented
+
+    def _patches(self, rows: int, columns: int) -> np.ndarray:
+        """A (rows, columns) view of the scratch buffer, grown as needed."""
+        if self._scratch.size < rows * columns:
+            self._scratch = np.empty(rows * columns, dtype=np.float32)
+        return self._scratch[: rows * columns].reshape(rows, columns)
+
+    def _im2col(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        bias: np.ndarray | None,
+        out: np.ndarray,
+        geometry: WindowGeometry,
+        epilogue: Epilogue | None,
+    ) -> None:
+        """Per image, group and block of output rows: patches into the scratch, one sgemm."""
+        batch, channels = x.shape[:2]
+        group = self.group
+        per_group_in, per_group_out = channels // group, w.shape[0] // group
+        out_h, out_w = out.shape[2:]
+        weights = self._weights_with_bias(w, bias)
+        taps = per_group_in * w.shape[2] * w.shape[3]
+        depth = weights.shape[2]  # taps, plus the row of ones for the bias
+        block = max(1, min(out_h, IM2COL_BLOCK_BYTES // (4 * depth * out_w)))
+        columns = self._patches(depth, block * out_w)
+        if bias is not None:
+            columns[taps].fill(1.0)
+        args = (w.shape[2:], geometry.strides, geometry.dilations, geometry.pads_begin)
+        targets = out.reshape(batch, group, per_group_out, out_h * out_w)
+        for n in range(batch):
+            for g in range(group):
+                for r0 in range(0, out_h, block):
+                    r1 = min(out_h, r0 + block)
+                    count = (r1 - r0) * out_w
+                    im2col = _pick(_IM2COL, taps * count)
+                    im2col(x[n], columns, g * per_group_in, per_group_in, r0, r1, *args, out_w)
+                    target = targets[n, g, :, r0 * out_w : r1 * out_w]
+                    np.matmul(weights[g], columns[:, :count], out=target)
+            if epilogue is not None:
+                epilogue(n, n + 1)
+        if epilogue is not None and batch == 0:
+            epilogue(0, 0)
+
+    def _direct(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        bias: np.ndarray | None,
+        out: np.ndarray,
+        geometry: WindowGeometry,
+        epilogue: Epilogue | None,
+    ) -> None:
+        """The Numba loop nest over output planes (all images at once)."""
+        zeros = np.zeros(w.shape[0], dtype=np.float32) if bias is None else bias
+        direct = _pick(_DIRECT, out.size * w.shape[1] * w.shape[2] * w.shape[3])
+        direct(
+            x,
+            w,
+            _contiguous(zeros),
+            out,
+            self.group,
+            geometry.strides,
+            geometry.dilations,
+            geometry.pads_begin,
+        )
+        _finish(epilogue, out)
+
+    def _windows(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        bias: np.ndarray | None,
+        out: np.ndarray,
+        geometry: WindowGeometry,
+        epilogue: Epilogue | None,
+    ) -> None:
+        """numpy's strided view of every window reshaped into columns (the reference's way)."""
+        batch, channels = x.shape[:2]
+        group = self.group
+        widths = [(0, 0), (0, 0), *zip(geometry.pads_begin, geometry.pads_end, strict=True)]
+        padded = np.pad(x, widths) if any(geometry.pads_begin + geometry.pads_end) else x
+        windows = sliding_windows(padded, geometry)
+        taps = (channels // group) * w.shape[2] * w.shape[3]
+        positions = out.shape[2] * out.shape[3]
+        weights = w.reshape(group, w.shape[0] // group, taps)
+        for n in range(batch):  # (C, oh, ow, i, j) -> (group, C/group * i * j, oh * ow)
+            columns = windows[n].transpose(0, 3, 4, 1, 2).reshape(group, taps, positions)
+            np.matmul(weights, columns, out=out[n].reshape(group, -1, positions))
+            if bias is not None:
+                np.add(out[n], bias.reshape(-1, 1, 1), out=out[n])
+            if epilogue is not None:
+                epilogue(n, n + 1)
+        if epilogue is not None and batch == 0:
+            epilogue(0, 0)
+
+
+def _lift(geometry: WindowGeometry) -> WindowGeometry:
+    """A 1-D geometry as the 2-D one over a height of 1."""
+    return WindowGeometry(
+        (1, *geometry.kernel),
+        (1, *geometry.strides),
+        (1, *geometry.dilations),
+        (0, *geometry.pads_begin),
+        (0, *geometry.pads_end),
+    )
+
+
+def _conv(node: Node, opset: int) -> Body | None:
+    if int(node.attr("group", 1)) < 1:
+        return None
+    auto_pad = str(node.attr("auto_pad", "NOTSET")) or "NOTSET"
+    if auto_pad not in AUTO_PADS:
+        return None
+    return ConvKernel(node, opset)
+
+
+# -- Softmax and LogSoftmax --------------------------------------------------------------------
+
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HIGH = np.float32(0.693145751953125)  # ln 2 split in two, so that n * high is exact
+_LN2_LOW = np.float32(1.4286068203094173e-06)
+_EXP_FLOOR = np.float32(-87.33654)  # exp of anything lower is below float32's smallest normal
+_ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
+_HALF = np.float32(0.5)
+_EXP_TERMS = tuple(np.float32(1.0 / math.factorial(k)) for k in range(2, 8))
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _exp_polynomial(r):  # type: ignore[no-untyped-def]
+    """e^r for |r| <= ln(2) / 2: Taylor to degree 7 (relative error below 2e-8)."""
+    t2, t3, t4, t5, t6, t7 = _EXP_TERMS
+    return _ONE + r * (_ONE + r * (t2 + r * (t3 + r * (t4 + r * (t5 + r * (t6 + r * t7))))))
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _exp_row(values, shift, out):  # type: ignore[no-untyped-def]
+    """out[i] = e^(values[i] - shift) for a row whose values are <= shift; returns their sum.
+
+    e^v = 2^n e^r with n = round(v / ln 2): 2^n is written as float32 bits into `out` (exact,
+    and vectorizable, unlike a call to expf), then multiplied by e^r. Below _EXP_FLOOR the result
+    is 0 (expf would give a subnormal); `out` must not overlap `values`; a NaN stays NaN.
+    """
+    bits = out.view(np.int32)
+    total = np.float32(0.0)
+    for i in range(values.size):
+        exponent = values[i] - shift
+        v = _EXP_FLOOR if exponent < _EXP_FLOOR else exponent
+        n = np.floor(v * _LOG2E + _HALF)
+        bits[i] = (np.int32(n) + 127) << 23
+        e = out[i] * _exp_polynomial(v - n * _LN2_HIGH - n * _LN2_LOW)
+        e = _ZERO if exponent < _EXP_FLOOR else e
+        out[i] = e
+        total += e
+    return total
+
+
+@numba.njit(cache=True, fastmath={"nnan", "nsz", "reassoc"})
+def _row_max(row):  # type: ignore[no-untyped-def]
+    """The largest value of a row, vectorized (assuming no NaN: a row with a NaN gets some value
+    here, and a NaN sum of exponentials afterwards, so its softmax is NaN as it should be)."""
+    peak = row[0]
+    for i in range(row.size):
+        peak = max(peak, row[i])
+    return peak
+
+
+def _softmax_rows(x, out, log):  # type: ignore[no-untyped-def]
+    """Softmax (or LogSoftmax) of every row of x (R, D) into out: e^(x - max) / sum."""
+    for r in prange(x.shape[0]):
+        row, target = x[r], out[r]
+        peak = _row_max(row)
+        if not np.isfinite(peak):  # NaN or infinite rows: the textbook formula and its NaNs
+            total = np.float32(0.0)
+            for i in range(row.size):
+                target[i] = np.exp(row[i] - peak)
+                total += target[i]
+        else:
+            total = _exp_row(row, peak, target)
+        if log:
+            offset = peak + np.log(total)
+            for i in range(row.size):
+                target[i] = row[i] - offset
+        else:
+            scale = _ONE / total
+            for i in range(row.size):
+                target[i] *= scale
+
+
+_SOFTMAX = _jit(_softmax_rows)
+
+
+def _softmax(node: Node, opset: int) -> Body | None:
+    log = node.op_type == "LogSoftmax"
+    axis_attr = int(node.attr("axis", -1 if opset >= 13 else 1))
+    context = KernelContext(node, opset)
+
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        x, out = inputs[0], outputs[0]
+        _float32(x, out)
+        if x.ndim == 0 or x.shape != out.shape:
+            raise _Unfit
+        axis = normalize_axis(context, axis_attr, x.ndim)
+        if opset < 13:  # coerced to 2-D: [prod(dims before axis), prod(dims from axis)]
+            rows = math.prod(x.shape[:axis])
+        elif axis == x.ndim - 1:
+            rows = math.prod(x.shape[:-1])
+        else:
+            _softmax_numpy(x, out, axis, log)
+            _finish(epilogue, out)
+            return
+        if x.size and not np.may_share_memory(x, out):
+            matrix = _contiguous(x).reshape(rows, -1)
+            _pick(_SOFTMAX, x.size)(matrix, out.reshape(rows, -1), log)
+        elif x.size:
+            _softmax_numpy(x.reshape(rows, -1), out.reshape(rows, -1), 1, log)
+        _finish(epilogue, out)
+
+    return body
+
+
+def _softmax_numpy(x: np.ndarray, out: np.ndarray, axis: int, log: bool) -> None:
+    """Softmax along an inner axis, in place in `out` (no loop nest for strided rows)."""
+    with np.errstate(all="ignore"):  # NaN and infinite rows give NaN, as in the reference
+        peak = x.max(axis=axis, keepdims=True)
+        np.subtract(x, peak, out=out)
+        if log:
+            out -= np.log(np.exp(out).sum(axis=axis, keepdims=True))
+        else:
+            np.exp(out, out=out)
+            out /= out.sum(axis=axis, keepdims=True)
+
+
+# -- normalizations ------------------------------------------------------------------------------
+
+
+_SUM_BLOCK = 256
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _moments(row):  # type: ignore[no-untyped-def]
+    """mean(row) and the population variance mean((row - mean)^2): float32 sums over blocks of
+    _SUM_BLOCK values (vectorized), added up in float64 (accurate for rows of any length)."""
+    total = 0.0
+    for start in range(0, row.size, _SUM_BLOCK):
+        block = row[start : start + _SUM_BLOCK]
+        partial = np.float32(0.0)
+        for t in range(block.size):
+            partial += block[t]
+        total += partial
+    mean = np.float32(total / row.size)
+    squares = 0.0
+    for start in range(0, row.size, _SUM_BLOCK):
+        block = row[start : start + _SUM_BLOCK]
+        partial = np.float32(0.0)
+        for t in range(block.size):
+            deviation = block[t] - mean
+            partial += deviation * deviation
+        squares += partial
+    return mean, squares / row.size
+
+
+def _layer_norm_rows(x, scale, bias, epsilon, out, means, inv_stds):  # type: ignore[no-untyped-def]
+    """y = (x - mean) / sqrt(var + eps) * scale + bias per row of x (R, D)."""
+    for r in prange(x.shape[0]):
+        row, target = x[r], out[r]
+        mean, variance = _moments(row)
+        inv_std = np.float32(1.0 / np.sqrt(variance + epsilon))
+        for i in range(row.size):
+            target[i] = (row[i] - mean) * inv_std * scale[i] + bias[i]
+        means[r] = mean
+        inv_stds[r] = inv_std
+
+
+_LAYER_NORM = _jit(_layer_norm_rows)
+
+
+def _layer_norm(node: Node, opset: int) -> Body | None:
+    axis_attr = int(node.attr("axis", -1))
+    if int(node.attr("stash_type", DType.FLOAT32.onnx)) != DType.FLOAT32.onnx:
+        return None
+    epsilon = float(node.attr("epsilon", 1e-5))
+    context = KernelContext(node, opset)
+
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        x, scale, out = inputs[0], inputs[1], outputs[0]
+        bias = inputs[2] if len(inputs) > 2 else None
+        _float32(x, scale, out, *(() if bias is None else (bias,)))
+        if x.ndim == 0 or x.shape != out.shape:
+            raise _Unfit
+        axis = normalize_axis(context, axis_attr, x.ndim)
+        rows = math.prod(x.shape[:axis])
+        width = math.prod(x.shape[axis:])
+        normalized = x.shape[axis:]
+        scale_row = _parameter_row(scale, normalized, width)
+        bias_row = (
+            np.zeros(width, np.float32) if bias is None else _parameter_row(bias, normalized, width)
+        )
+        stats = [_statistics(outputs, index, x.shape, axis, rows) for index in (1, 2)]
+        if x.size:
+            _pick(_LAYER_NORM, x.size)(
+                _contiguous(x).reshape(rows, width),
+                scale_row,
+                bias_row,
+                epsilon,
+                out.reshape(rows, width),
+                *stats,
+            )
+        _finish(epilogue, out)
+
+    return body
+
+
+def _parameter_row(param: np.ndarray, normalized: tuple[int, ...], width: int) -> np.ndarray:
+    """A Scale or B input over the normalized dims, flattened to one row of `width` values."""
+    while param.ndim > len(normalized) and param.shape[0] == 1:
+        param = param[0]
+    if param.shape == normalized:
+        return _contiguous(param).reshape(width)
+    try:
+        return np.ascontiguousarray(np.broadcast_to(param, normalized)).reshape(width)
+    except ValueError:
+        raise _Unfit from None  # the reference names the parameter that does not broadcast
+
+
+def _statistics(
+    outputs: Sequence[Any], index: int, shape: tuple[int, ...], axis: int, rows: int
+) -> np.ndarray:
+    """The flat Mean / InvStdDev output (dims from `axis` on are 1), or scratch when omitted."""
+    target = outputs[index] if len(outputs) > index else None
+    if target is None:
+        return np.empty(rows, dtype=np.float32)
+    if target.dtype != _F32 or target.shape != shape[:axis] + (1,) * (len(shape) - axis):
+        raise _Unfit
+    return target.reshape(rows)
+
+
+def _instance_norm_rows(x, scale, bias, epsilon, out):  # type: ignore[no-untyped-def]
+    """y = (x - mean) / sqrt(var + eps) * scale[c] + bias[c] per row (n, c) of x (N * C, S)."""
+    channels = scale.size
+    for r in prange(x.shape[0]):
+        row, target = x[r], out[r]
+        mean, variance = _moments(row)
+        gain = np.float32(scale[r % channels] / np.sqrt(variance + epsilon))
+        offset = bias[r % channels]
+        for i in range(row.size):  # (x - mean) first: x * gain - mean * gain would cancel
+            target[i] = (row[i] - mean) * gain + offset
+
+
+_INSTANCE_NORM = _jit(_instance_norm_rows)
+
+
+def _instance_norm(node: Node, opset: int) -> Body | None:
+    epsilon = float(node.attr("epsilon", 1e-5))
+
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        x, scale, bias, out = inputs[0], inputs[1], inputs[2], outputs[0]
+        _float32(x, scale, bias, out)
+        if x.ndim < 3 or x.shape != out.shape:
+            raise _Unfit
+        if scale.shape != x.shape[1:2] or bias.shape != x.shape[1:2]:
+            raise _Unfit
+        rows = x.shape[0] * x.shape[1]
+        if x.size:
+            _pick(_INSTANCE_NORM, x.size)(
+                _contiguous(x).reshape(rows, -1),
+                _contiguous(scale),
+                _contiguous(bias),
+                epsilon,
+                out.reshape(rows, -1),
+            )
+        _finish(epilogue, out)
+
+    return body
+
+
+def _affine_rows(x, mean, gain, bias, out):  # type: ignore[no-untyped-def]
+    """y = (x - mean[c]) * gain[c] + bias[c] per row (n, c) of x (N * C, S)."""
+    channels = gain.size
+    for r in prange(x.shape[0]):
+        m, g, b = mean[r % channels], gain[r % channels], bias[r % channels]
+        row, target = x[r], out[r]
+        for i in range(row.size):
+            target[i] = (row[i] - m) * g + b
+
+
+_AFFINE = _jit(_affine_rows)
+
+
+def _batch_norm(node: Node, opset: int) -> Body | None:
+    if any(t is not None for t in node.outputs[1:]) or node.attr("training_mode", 0):
+        return None
+    if opset < 7 and node.attr("is_test", 1) == 0:
+        return None
+    epsilon = float(node.attr("epsilon", 1e-5))
+
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        x, out = inputs[0], outputs[0]
+        params = inputs[1:5]
+        _float32(x, out, *params)
+        if x.ndim < 2 or x.shape != out.shape or any(p.shape != x.shape[1:2] for p in params):
+            raise _Unfit
+        scale, bias, mean, variance = params
+        with np.errstate(all="ignore"):
+            gain = scale / np.sqrt(variance + np.float32(epsilon))
+        rows = x.shape[0] * x.shape[1]
+        if x.size:
+            _pick(_AFFINE, x.size)(
+                _contiguous(x).reshape(rows, -1),
+                _contiguous(mean),
+                gain,
+                _contiguous(bias),
+                out.reshape(rows, -1),
+            )
+        _finish(epilogue, out)
+
+    return body
+
+
+# -- pooling -------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _fold(target, source, stride, average):  # type: ignore[no-untyped-def]
+    """target[t] += source[t * stride] (average), else target[t] = max(target[t], that), a NaN
+    winning. Branches outside the loops, constant strides 1 and 2, and np.maximum keep every
+    loop vectorized."""
+    if average:
+        if stride == 1:
+            for t in range(target.size):
+                target[t] += source[t]
+        elif stride == 2:
+            for t in range(target.size):
+                target[t] += source[2 * t]
+        else:
+            for t in range(target.size):
+                target[t] += source[stride * t]
+    elif stride == 1:
+        for t in range(target.size):
+            target[t] = np.maximum(target[t], source[t])
+    elif stride == 2:
+        for t in range(target.size):
+            target[t] = np.maximum(target[t], source[2 * t])
+    else:
+        for t in range(target.size):
+            target[t] = np.maximum(target[t], source[stride * t])
+
+
+def _pool_planes(x, out, kernel, strides, dilations, pads, average, divisors):  # type: ignore[no-untyped-def]
+    """MaxPool (average False) or AveragePool of every (n, c) plane of x (P, H, W) into out.
+
+    Row by row: every window tap (i, j) folds a strided sweep of an input row into the output
+    row, over the outputs whose tap lies inside the input (a tap outside never counts: MaxPool's
+    -inf padding); an average then divides by `divisors[oh, ow]`. A NaN wins a max."""
+    height, width = x.shape[1], x.shape[2]
+    out_h, out_w = out.shape[1], out.shape[2]
+    kh, kw = kernel
+    sh, sw = strides
+    dh, dw = dilations
+    ph, pw = pads
+    for p in prange(x.shape[0]):
+        plane = x[p]
+        for oh in range(out_h):
+            row = out[p, oh]
+            row[:] = 0.0 if average else -np.inf
+            for i in range(kh):
+                ih = oh * sh + i * dh - ph
+                if ih < 0 or ih >= height:
+                    continue
+                source = plane[ih]
+                for j in range(kw):
+                    left = j * dw - pw  # iw = ow * sw + left must lie in [0, width)
+                    lo = min(out_w, max(0, (-left + sw - 1) // sw))
+                    hi = min(out_w, max(lo, (width - left + sw - 1) // sw))
+                    _fold(row[lo:hi], source[lo * sw + left :], sw, average)
+            if average:
+                divisor = divisors[oh]
+                for t in range(out_w):
+                    row[t] /= divisor[t]
+
+
+_POOL = _jit(_pool_planes)
+
+
+_NO_DIVISORS = np.ones((1, 1), dtype=np.float32)
+
+
+def _pool_divisors(
+    geometry: WindowGeometry,
+    spatial: tuple[int, ...],
+    out_spatial: tuple[int, ...],
+    include_pad: bool,
+) -> np.ndarray:
+    """AveragePool's divisor per output pixel: the taps of its window inside the input (or
+    inside input and explicit pads), the product of the counts along each axis."""
+    counts = []
+    for size, out, k, s, d, begin, end in zip(
+        spatial,
+        out_spatial,
+        geometry.kernel,
+        geometry.strides,
+        geometry.dilations,
+        geometry.pads_begin,
+        geometry.pads_end,
+        strict=True,
+    ):
+        low, high = (-begin, size + end) if include_pad else (0, size)
+        taps = np.arange(out)[:, None] * s + np.arange(k)[None, :] * d - begin
+        counts.append(((taps >= low) & (taps < high)).sum(axis=1))
+    return np.outer(counts[0], counts[1]).astype(np.float32)
+
+
+def _pool(node: Node, opset: int) -> Body | None:
+    average = node.op_type == "AveragePool"
+    if not average and len(node.outputs) > 1 and node.outputs[1] is not None:
+        return None  # Indices
+    if str(node.attr("auto_pad", "NOTSET")) not in AUTO_PADS:
+        return None
+    include_pad = bool(node.attr("count_include_pad", 0))
+    context = KernelContext(node, opset)
+    geometries: dict[tuple[int, ...], tuple[WindowGeometry, tuple[int, ...]]] = {}
+    divisors_of = functools.lru_cache(maxsize=16)(_pool_divisors)
+
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        x, out = inputs[0], outputs[0]
+        _float32(x, out)
+        if x.ndim != 4 or out.ndim != 4:
+            raise _Unfit
+        known = geometries.get(x.shape)
+        if known is None:
+            known = geometries[x.shape] = pool_geometry(context, x)
+        geometry, out_spatial = known
+        if out.shape != x.shape[:2] + out_spatial:
+            raise _Unfit
+        divisors = _NO_DIVISORS
+        if average:
+            divisors = divisors_of(geometry, x.shape[2:], out_spatial, include_pad)
+        if out.size:
+            _pick(_POOL, out.size * math.prod(geometry.kernel))(
+                _contiguous(x).reshape(-1, *x.shape[2:]),
+                out.reshape(-1, *out_spatial),
+                geometry.kernel,
+                geometry.strides,
+                geometry.dilations,
+                geometry.pads_begin,
+                average,
+                divisors,
+            )
+        _finish(epilogue, out)
+
+    return body
+
+
+def _global_average_pool(node: Node, opset: int) -> Body | None:
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        x, out = inputs[0], outputs[0]
+        _float32(x, out)
+        if x.ndim < 3 or out.shape != x.shape[:2] + (1,) * (x.ndim - 2) or x.size == 0:
+            raise _Unfit
+        planes = x.shape[:2]
+        np.mean(_contiguous(x).reshape(*planes, -1), axis=2, out=out.reshape(planes))
+        _finish(epilogue, out)
+
+    return body
+
+
+# -- reductions ----------------------------------------------------------------------------------
+
+_REDUCTIONS: dict[str, Callable[..., Any]] = {
+    "ReduceSum": np.sum,
+    "ReduceMean": np.mean,
+    "ReduceMax": np.max,
+}
+_AXES_BECOME_INPUT = {"ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18}
+
+
+def _row_sums(x, out, scale):  # type: ignore[no-untyped-def]
+    """out[r] = sum(x[r]) * scale for every row of x (R, D), in float32 blocks added in float64."""
+    for r in prange(x.shape[0]):
+        row = x[r]
+        total = 0.0
+        for start in range(0, row.size, _SUM_BLOCK):
+            block = row[start : start + _SUM_BLOCK]
+            partial = np.float32(0.0)
+            for t in range(block.size):
+                partial += block[t]
+            total += partial
+        out[r] = total * scale
+
+
+_ROW_SUMS = _jit(_row_sums)
+
+
+def _reduce(node: Node, opset: int) -> Body | None:
+    fold = _REDUCTIONS[node.op_type]
+    keepdims = bool(node.attr("keepdims", 1))
+    noop = bool(node.attr("noop_with_empty_axes", 0))
+    from_input = opset >= _AXES_BECOME_INPUT[node.op_type]
+    attribute = None if from_input else node.attr("axes", None)
+    context = KernelContext(node, opset)
+
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        x, out = inputs[0], outputs[0]
+        _float32(x, out)
+        axes = _reduce_axes(inputs, attribute, from_input)
+        if not axes:
+            axes = [] if noop else list(range(x.ndim))
+        normal = tuple(normalize_axis(context, a, x.ndim, what="axes entry") for a in axes)
+        if len(set(normal)) != len(normal) or any(x.shape[a] == 0 for a in normal):
+            raise _Unfit  # repeated axes, empty reductions: the reference's rules
+        trailing = sorted(normal) == list(range(x.ndim - len(normal), x.ndim))
+        if not normal:
+            np.copyto(out, x)
+        elif trailing and fold is not np.max and out.size == math.prod(x.shape[: -len(normal)]):
+            # the trailing axes of a contiguous array: one row per output element
+            width = math.prod(x.shape[-len(normal) :])
+            scale = 1.0 / width if fold is np.mean else 1.0
+            matrix = _contiguous(x).reshape(out.size, width)
+            _pick(_ROW_SUMS, x.size)(matrix, out.reshape(out.size), scale)
+        else:
+            fold(x, axis=normal, keepdims=keepdims, out=out)
+        _finish(epilogue, out)
+
+    return body
+
+
+def _reduce_axes(inputs: Sequence[Any], attribute: Any, from_input: bool) -> list[int]:
+    if not from_input:
+        return [] if attribute is None else [int(a) for a in attribute]
+    value = inputs[1] if len(inputs) > 1 else None
+    if value is None:
+        return []
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "iu" or value.ndim > 1:
+        raise _Unfit
+    return [int(a) for a in value.reshape(-1)]
+
+
+# -- Resize --------------------------------------------------------------------------------------
+
+
+def _resize_nearest_planes(x, out, rows, cols):  # type: ignore[no-untyped-def]
+    """out[p, y, x] = x[p, rows[y], cols[x]]."""
+    for p in prange(x.shape[0]):
+        plane, target = x[p], out[p]
+        for y in range(rows.size):
+            if y > 0 and rows[y] == rows[y - 1]:  # upsampling: the row above, copied
+                target[y, :] = target[y - 1, :]
+                continue
+            source, line = plane[rows[y]], target[y]
+            for i in range(cols.size):
+                line[i] = source[cols[i]]
+
+
+def _resize_linear_planes(x, out, rows, row_weights, cols, col_weights):  # type: ignore[no-untyped-def]
+    """Bilinear: out[p, y, x] = sum_{a, b} wr[y, a] wc[x, b] x[p, rows[y, a], cols[x, b]]."""
+    for p in prange(x.shape[0]):
+        plane, target = x[p], out[p]
+        for y in range(rows.shape[0]):
+            top, bottom = plane[rows[y, 0]], plane[rows[y, 1]]
+            w_top, w_bottom = row_weights[y, 0], row_weights[y, 1]
+            for i in range(cols.shape[0]):
+                left, right = cols[i, 0], cols[i, 1]
+                upper = top[left] * col_weights[i, 0] + top[right] * col_weights[i, 1]
+                lower = bottom[left] * col_weights[i, 0] + bottom[right] * col_weights[i, 1]
+                target[y, i] = upper * w_top + lower * w_bottom
+
+
+_RESIZE_NEAREST = _jit(_resize_nearest_planes)
+_RESIZE_LINEAR = _jit(_resize_linear_planes)
+
+_NEAREST_ROUNDING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "round_prefer_floor": lambda x: np.ceil(x - 0.5),
+    "round_prefer_ceil": lambda x: np.floor(x + 0.5),
+    "floor": np.floor,
+    "ceil": np.ceil,
+}
+_RESIZE_COORDINATES = (
+    "half_pixel",
+    "half_pixel_symmetric",
+    "pytorch_half_pixel",
+    "align_corners",
+    "asymmetric",
+)
+
+
+class _ResizeTaps:
+    """Per output index of one axis: the source pixels and their weights (cached per shape)."""
+
+    def __init__(self, plan: AxisResize, mode: str, coordinates: str, nearest: str) -> None:
+        coords = source_coordinates(plan, coordinates)
+        last = plan.in_size - 1
+        if mode == "nearest":
+            rounded = _NEAREST_ROUNDING[nearest](coords)
+            self.indices = np.clip(rounded, 0, last).astype(np.int64)
+            self.weights = np.ones(0, dtype=np.float32)
+            return
+        floors = np.floor(coords)
+        left = np.where(coords == floors, coords - 1, floors)  # ties go to the left pixel
+        taps = left[:, None] + np.arange(2)
+        self.weights = np.clip(1 - np.abs(taps - coords[:, None]), 0, 1).astype(np.float32)
+        self.indices = np.clip(taps, 0, last).astype(np.int64)
+
+
+def _resize(node: Node, opset: int) -> Body | None:
+    mode = str(node.attr("mode", "nearest"))
+    coordinates = str(node.attr("coordinate_transformation_mode", "half_pixel"))
+    nearest = str(node.attr("nearest_mode", "round_prefer_floor"))
+    if opset < 11 or mode not in ("nearest", "linear") or coordinates not in _RESIZE_COORDINATES:
+        return None
+    if mode == "nearest" and nearest not in _NEAREST_ROUNDING:
+        return None
+    if node.attr("antialias", 0) or node.attr("exclude_outside", 0) or node.attr("axes", None):
+        return None
+    if str(node.attr("keep_aspect_ratio_policy", "stretch")) != "stretch":
+        return None
+    plans: dict[tuple[Any, ...], tuple[_ResizeTaps, _ResizeTaps]] = {}
+
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        x, out = inputs[0], outputs[0]
+        _float32(x, out)
+        if x.ndim != 4 or out.ndim != 4 or out.shape[:2] != x.shape[:2] or 0 in x.shape:
+            raise _Unfit
+        scales = _resize_scales(inputs, x.shape, out.shape)
+        key = (x.shape[2:], out.shape[2:], scales)
+        taps = plans.get(key)
+        if taps is None:
+            taps = plans[key] = tuple(  # type: ignore[assignment]
+                _ResizeTaps(
+                    _axis_plan(axis, x.shape, out.shape, scales), mode, coordinates, nearest
+                )
+                for axis in (2, 3)
+            )
+        rows, cols = taps  # type: ignore[misc]
+        planes = x.shape[0] * x.shape[1]
+        source = _contiguous(x).reshape(planes, *x.shape[2:])
+        target = out.reshape(planes, *out.shape[2:])
+        if mode == "nearest":
+            _pick(_RESIZE_NEAREST, out.size)(source, target, rows.indices, cols.indices)
+        else:
+            _pick(_RESIZE_LINEAR, out.size)(
+                source, target, rows.indices, rows.weights, cols.indices, cols.weights
+            )
+        _finish(epilogue, out)
+
+    return body
+
+
+def _resize_scales(
+    inputs: Sequence[Any], in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> tuple[float, float] | None:
+    """The scales of H and W when the scales input is given (None: sizes, scale = out / in);
+    declines unless N and C keep their size and the output size follows from the inputs."""
+    scales = inputs[2] if len(inputs) > 2 else None
+    sizes = inputs[3] if len(inputs) > 3 else None
+    given_scales = scales is not None and np.asarray(scales).size > 0
+    given_sizes = sizes is not None and np.asarray(sizes).size > 0
+    if given_scales == given_sizes:
+        raise _Unfit
+    if given_sizes:
+        wanted = tuple(int(v) for v in np.asarray(sizes).reshape(-1))
+        if wanted != out_shape:
+            raise _Unfit
+        return None
+    values = tuple(float(v) for v in np.asarray(scales, dtype=np.float64).reshape(-1))
+    if len(values) != 4 or values[:2] != (1.0, 1.0) or min(values) <= 0:
+        raise _Unfit
+    if tuple(math.floor(s * v) for s, v in zip(in_shape, values, strict=True)) != out_shape:
+        raise _Unfit
+    return values[2], values[3]
+
+
+def _axis_plan(
+    axis: int,
+    in_shape: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    scales: tuple[float, float] | None,
+) -> AxisResize:
+    if scales is None:
+        ratio = out_shape[axis] / in_shape[axis]
+        return AxisResize(axis, in_shape[axis], out_shape[axis], ratio, exact_length=True)
+    return AxisResize(axis, in_shape[axis], out_shape[axis], scales[axis - 2])
+
+
+# -- data movement -------------------------------------------------------------------------------
+
+
+def _arrays(*values: Any) -> None:
+    for value in values:
+        if not isinstance(value, np.ndarray) or value.dtype.kind in "OUSV":
+            raise _Unfit
+
+
+def _transpose(node: Node, opset: int) -> Body | None:
+    perm_attr = node.attr("perm", None)
+
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        x, out = inputs[0], outputs[0]
+        _arrays(x, out)
+        perm = tuple(reversed(range(x.ndim))) if perm_attr is None else tuple(perm_attr)
+        if sorted(perm) != list(range(x.ndim)) or x.dtype != out.dtype:
+            raise _Unfit
+        np.copyto(out, x.transpose(perm))
+        _finish(epilogue, out)
+
+    return body
+
+
+def _concat(node: Node, opset: int) -> Body | None:
+    axis_attr = int(node.attr("axis", 0))
+
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        out = outputs[0]
+        _arrays(out, *inputs)
+        if any(a.dtype != out.dtype or a.ndim != out.ndim for a in inputs) or out.ndim == 0:
+            raise _Unfit
+        axis = axis_attr + out.ndim if axis_attr < 0 else axis_attr
+        np.concatenate(list(inputs), axis=axis, out=out)
+        _finish(epilogue, out)
+
+    return body
+
+
+def _gather(node: Node, opset: int) -> Body | None:
+    axis_attr = int(node.attr("axis", 0))
+
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        data, indices, out = inputs[0], inputs[1], outputs[0]
+        _arrays(data, indices, out)
+        if data.ndim == 0 or indices.dtype.kind not in "iu" or data.dtype != out.dtype:
+            raise _Unfit
+        axis = axis_attr + data.ndim if axis_attr < 0 else axis_attr
+        extent = data.shape[axis] if 0 <= axis < data.ndim else 0
+        if indices.size and (indices.min() < -extent or indices.max() >= extent):
+            raise _Unfit  # the reference names the index out of range
+        np.take(data, indices, axis=axis, out=out, mode="wrap")
+        _finish(epilogue, out)
+
+    return body
+
+
+def _slice(node: Node, opset: int) -> Body | None:
+    attributes = None
+    if opset < 10:
+        attributes = (node.attr("starts", None), node.attr("ends", None), node.attr("axes", None))
+        if attributes[0] is None or attributes[1] is None:
+            return None
+
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        data, out = inputs[0], outputs[0]
+        _arrays(data, out)
+        if attributes is not None:
+            starts, ends, axes, steps = [*attributes, None]
+        else:
+            starts, ends, axes, steps = (
+                _int_list(inputs[i]) if len(inputs) > i and inputs[i] is not None else None
+                for i in range(1, 5)
+            )
+        if starts is None or ends is None:
+            raise _Unfit
+        axes = list(range(len(starts))) if axes is None else axes
+        steps = [1] * len(starts) if steps is None else steps
+        if not len(starts) == len(ends) == len(axes) == len(steps) or 0 in steps:
+            raise _Unfit
+        index = [slice(None)] * data.ndim
+        for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+            if not -data.ndim <= axis < data.ndim:
+                raise _Unfit
+            index[axis] = slice(int(start), int(end), int(step))
+        np.copyto(out, data[tuple(index)])
+        _finish(epilogue, out)
+
+    return body
+
+
+def _int_list(value: Any) -> list[int]:
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "iu":
+        raise _Unfit
+    return [int(v) for v in value.reshape(-1)]
+
+
+def _expand(node: Node, opset: int) -> Body | None:
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        data, out = inputs[0], outputs[0]
+        _arrays(data, out)
+        dims = tuple(_int_list(inputs[1]))
+        if np.broadcast_shapes(data.shape, dims) != out.shape or data.dtype != out.dtype:
+            raise _Unfit
+        np.copyto(out, np.broadcast_to(data, out.shape))
+        _finish(epilogue, out)
+
+    return body
+
+
+def _pad(node: Node, opset: int) -> Body | None:
+    if str(node.attr("mode", "constant")) != "constant" or opset < 11:
+        return None
+
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        data, out = inputs[0], outputs[0]
+        _arrays(data, out)
+        rank = data.ndim
+        pads = _int_list(inputs[1])
+        given_axes = inputs[3] if len(inputs) > 3 and opset >= 18 else None
+        axes = list(range(rank)) if given_axes is None else _int_list(given_axes)
+        axes = [a + rank if a < 0 else a for a in axes]
+        if len(pads) != 2 * len(axes) or min(pads, default=0) < 0 or len(set(axes)) != len(axes):
+            raise _Unfit  # negative pads crop: the reference does that
+        begins, ends = [0] * rank, [0] * rank
+        for position, axis in enumerate(axes):
+            begins[axis], ends[axis] = pads[position], pads[len(axes) + position]
+        shape = tuple(b + d + e for b, d, e in zip(begins, data.shape, ends, strict=True))
+        if out.shape != shape or out.dtype != data.dtype:
+            raise _Unfit
+        fill = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
+        value = 0 if fill is None else np.asarray(fill).reshape(-1)[0]
+        _fill_border(out, begins, data.shape, value)
+        out[tuple(slice(b, b + d) for b, d in zip(begins, data.shape, strict=True))] = data
+        _finish(epilogue, out)
+
+    return body
+
+
+def _fill_border(out: np.ndarray, begins: list[int], inner: tuple[int, ...], value: Any) -> None:
+    """Write `value` everywhere outside the box at `begins` of size `inner`, each element once:
+    along axis i, the slabs before and after the box, within the box on the axes before i."""
+    for axis in range(out.ndim):
+        lead = tuple(slice(b, b + d) for b, d in zip(begins[:axis], inner[:axis], strict=True))
+        out[(*lead, slice(0, begins[axis]))] = value
+        out[(*lead, slice(begins[axis] + inner[axis], None))] = value
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+_FLOAT32_ONLY = frozenset(
+    {
+        "Conv",
+        "Softmax",
+        "LogSoftmax",
+        "LayerNormalization",
+        "InstanceNormalization",
+        "BatchNormalization",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "ReduceSum",
+        "ReduceMean",
+        "ReduceMax",
+        "Resize",
+    }
+)
+"""Ops whose loops are written for float32: another declared input type gets no fast kernel."""
+
+_BUILDERS: dict[str, Callable[[Node, int], Body | None]] = {
+    "Conv": _conv,
+    "MatMul": _matmul,
+    "Gemm": _gemm,
+    "Softmax": _softmax,
+    "LogSoftmax": _softmax,
+    "LayerNormalization": _layer_norm,
+    "InstanceNormalization": _instance_norm,
+    "BatchNormalization": _batch_norm,
+    "MaxPool": _pool,
+    "AveragePool": _pool,
+    "GlobalAveragePool": _global_average_pool,
+    "ReduceSum": _reduce,
+    "ReduceMean": _reduce,
+    "ReduceMax": _reduce,
+    "Resize": _resize,
+    "Transpose": _transpose,
+    "Concat": _concat,
+    "Gather": _gather,
+    "Slice": _slice,
+    "Expand": _expand,
+    "Pad": _pad,
+}
+
+
+def _declared_type_fits(node: Node) -> bool:
+    """False when the first input's declared element type is one the op's loops do not take."""
+    declared = node.inputs[0].dtype if node.inputs and node.inputs[0] is not None else None
+    if declared is None:
+        return True  # unknown until run time, where the kernel checks
+    if node.op_type in _FLOAT32_ONLY:
+        return declared == DType.FLOAT32
+    if node.op_type in ("MatMul", "Gemm"):
+        return declared in (DType.FLOAT32, DType.FLOAT64)
+    return declared not in (DType.STRING,)
+
+
+def fast_kernel(node: Node, opset: int) -> FastKernel | None:
+    """A kernel for `node` (attributes read once here, at compile time), or None when this module
+    has none for its op/attributes/dtypes (the runtime then uses the reference kernel)."""
+    if node.domain not in ("", "ai.onnx") or node.subgraphs:
+        return None
+    builder = _BUILDERS.get(node.op_type)
+    if builder is None or not _declared_type_fits(node):
+        return None
+    body = builder(node, opset)
+    return None if body is None else _Kernel(node, opset, body)
+
+
+def supported_ops() -> list[str]:
+    """The op types `fast_kernel` may cover."""
+    return sorted(_BUILDERS)

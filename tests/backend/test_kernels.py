@@ -1,0 +1,544 @@
+"""Fast kernels against the reference kernels of the same nodes, on random shapes and attributes:
+outputs written in place equal the reference's, the epilogue covers the first axis exactly once,
+unsupported types and attributes get no kernel, and inputs a kernel has no loop for are computed
+by the reference kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sod2.backend import kernels
+from sod2.backend.kernels import CONV_STRATEGIES, ConvKernel, fast_kernel, supported_ops
+from sod2.errors import Sod2Error
+from sod2.ir.dtypes import DType
+from sod2.ir.graph import Graph, Node
+from sod2.ir.types import Shape, TensorType
+from sod2.ops.registry import KernelContext, lookup_node
+
+OPSET = 21
+SMALL = settings(max_examples=20, deadline=None)
+
+
+def node_of(
+    op: str,
+    inputs: int,
+    *,
+    absent: tuple[int, ...] = (),
+    outputs: int | list[str | None] = 1,
+    dtype: DType | None = DType.FLOAT32,
+    **attrs: object,
+) -> Node:
+    """A single-node graph: `inputs` inputs (those in `absent` omitted), first one of `dtype`."""
+    graph = Graph()
+    tensors = []
+    for i in range(inputs):
+        kind = (
+            None if dtype is None else TensorType(dtype if i == 0 else DType.FLOAT32, Shape(None))
+        )
+        tensors.append(None if i in absent else graph.add_input(f"x{i}", kind))
+    return graph.add_node(op, tensors, outputs=outputs, attrs=attrs)
+
+
+def reference(node: Node, arrays: list, opset: int = OPSET) -> list[np.ndarray]:
+    return list(lookup_node(node, opset).kernel(KernelContext(node, opset), arrays))
+
+
+def run_fast(kernel, wants: list, arrays: list) -> tuple[list[np.ndarray], list[int]]:
+    """Run `kernel` into NaN-filled outputs shaped like `wants`; count epilogue rows."""
+    outs = [
+        np.full(w.shape, np.nan, w.dtype) if w.dtype.kind == "f" else np.zeros_like(w)
+        for w in wants
+    ]
+    rows = outs[0].shape[0] if outs[0].ndim else 1
+    covered = np.zeros(rows, dtype=np.int64)
+
+    def epilogue(lo: int, hi: int) -> None:
+        assert 0 <= lo <= hi <= rows
+        covered[lo:hi] += 1
+
+    kernel(arrays, outs, epilogue)
+    return outs, covered.tolist()
+
+
+def check(node: Node, arrays: list, opset: int = OPSET, kernel=None) -> None:
+    """The fast kernel's outputs equal the reference's; the epilogue covers each row once."""
+    wants = reference(node, arrays, opset)
+    kernel = kernel or fast_kernel(node, opset)
+    assert kernel is not None
+    outs, covered = run_fast(kernel, wants, arrays)
+    for got, want in zip(outs, wants, strict=True):
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert covered == [1] * len(covered)
+
+
+def rand(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
+    return np.asarray(rng.standard_normal(shape) * scale, dtype=np.float32)
+
+
+@pytest.fixture(autouse=True)
+def no_fallback(monkeypatch):
+    """A fast kernel that hands its inputs to the reference fails the test, unless the test asks
+    for `allow_reference`: otherwise a kernel that always declined would pass every check."""
+    original = kernels._Kernel.run_reference
+
+    def refuse(self, inputs, outputs, epilogue):
+        raise AssertionError(f"{self.node.op_type} fell back to the reference kernel")
+
+    monkeypatch.setattr(kernels._Kernel, "run_reference", refuse)
+    return original
+
+
+@pytest.fixture
+def allow_reference(monkeypatch, no_fallback):
+    monkeypatch.setattr(kernels._Kernel, "run_reference", no_fallback)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """im2col and matrix products in blocks of a few rows, even for tiny inputs."""
+    monkeypatch.setattr(kernels, "IM2COL_BLOCK_BYTES", 1 << 10)
+    monkeypatch.setattr(kernels, "MATMUL_BLOCK_BYTES", 1 << 8)
+
+
+# -- Conv ----------------------------------------------------------------------------------------
+
+
+@SMALL
+@given(
+    batch=st.integers(1, 2),
+    groups=st.sampled_from([1, 2, 3]),
+    per_group_in=st.integers(1, 3),
+    per_group_out=st.integers(1, 3),
+    kernel=st.sampled_from([(1, 1), (3, 3), (2, 3), (1, 4)]),
+    stride=st.sampled_from([(1, 1), (2, 2), (1, 3)]),
+    dilation=st.sampled_from([(1, 1), (2, 1)]),
+    padding=st.sampled_from(["none", "pads", "SAME_UPPER", "SAME_LOWER", "VALID"]),
+    bias=st.booleans(),
+    size=st.tuples(st.integers(5, 9), st.integers(5, 9)),
+    seed=st.integers(0, 2**16),
+)
+def test_conv2d_every_strategy_matches_reference(
+    batch, groups, per_group_in, per_group_out, kernel, stride, dilation, padding, bias, size, seed
+):
+    rng = np.random.default_rng(seed)
+    x = rand(rng, batch, groups * per_group_in, *size)
+    w = rand(rng, groups * per_group_out, per_group_in, *kernel)
+    attrs = {"group": groups, "strides": list(stride), "dilations": list(dilation)}
+    if padding == "pads":
+        attrs["pads"] = [1, 0, 2, 1]
+    elif padding != "none":
+        attrs["auto_pad"] = padding
+    arrays = [x, w] + ([rand(rng, groups * per_group_out)] if bias else [])
+    node = node_of("Conv", len(arrays), **attrs)
+    check(node, arrays)
+    unpadded_1x1 = kernel == (1, 1) and stride == (1, 1) and padding != "pads"
+    for strategy in CONV_STRATEGIES:
+        if strategy != "pointwise" or unpadded_1x1:  # pointwise: for those only
+            check(node, arrays, kernel=ConvKernel(node, OPSET, strategy=strategy))
+
+
+def test_conv_im2col_in_blocks_of_rows_with_bias(small_blocks):
+    rng = np.random.default_rng(0)
+    arrays = [rand(rng, 2, 4, 11, 7), rand(rng, 5, 4, 3, 3), rand(rng, 5)]
+    node = node_of("Conv", 3, pads=[1, 1, 1, 1])
+    kernel = ConvKernel(node, OPSET, strategy="im2col")
+    check(node, arrays, kernel=kernel)
+    arrays[1] *= -2  # the same weight buffer with new values: the kernel must not keep old ones
+    arrays[2] += 1
+    check(node, arrays, kernel=kernel)
+
+
+def test_conv_strategy_must_be_known():
+    with pytest.raises(Sod2Error, match="winograd"):
+        ConvKernel(node_of("Conv", 2), OPSET, strategy="winograd")
+
+
+def test_conv1d_and_the_strategy_chosen_per_shape():
+    rng = np.random.default_rng(1)
+    check(node_of("Conv", 2, pads=[2, 1], strides=[2]), [rand(rng, 2, 4, 9), rand(rng, 3, 4, 3)])
+    depthwise = node_of("Conv", 3, group=4, pads=[1, 1, 1, 1])
+    check(depthwise, [rand(rng, 1, 4, 6, 6), rand(rng, 8, 1, 3, 3), rand(rng, 8)])
+    kernel = ConvKernel(depthwise, OPSET)
+    assert kernel.strategy_for((1, 4, 6, 6), (8, 1, 3, 3)) == "direct"
+    pointwise = ConvKernel(node_of("Conv", 2), OPSET)
+    assert pointwise.strategy_for((1, 8, 5, 5), (6, 8, 1, 1)) == "pointwise"
+    assert pointwise.strategy_for((1, 8, 5, 5), (6, 8, 3, 3)) == "im2col"
+    assert pointwise.strategy_for((1, 8, 5), (6, 8, 1)) == "pointwise"
+
+
+def test_conv_output_buffer_of_the_wrong_shape_names_the_node():
+    rng = np.random.default_rng(2)
+    kernel = fast_kernel(node_of("Conv", 2), OPSET)
+    with pytest.raises(Sod2Error, match="Conv"):
+        kernel([rand(rng, 1, 2, 5, 5), rand(rng, 3, 2, 3, 3)], [np.empty((1, 3, 5, 5), np.float32)])
+
+
+def test_conv_parallel_loop_nests(monkeypatch):
+    monkeypatch.setattr(kernels, "PARALLEL_MIN", 0)
+    rng = np.random.default_rng(3)
+    check(node_of("Conv", 2, pads=[1, 1, 1, 1]), [rand(rng, 1, 3, 6, 6), rand(rng, 4, 3, 3, 3)])
+    depthwise = node_of("Conv", 2, group=3, strides=[2, 2])
+    check(depthwise, [rand(rng, 2, 3, 7, 7), rand(rng, 3, 1, 3, 3)])
+
+
+# -- MatMul and Gemm -----------------------------------------------------------------------------
+
+batch_dims = st.lists(st.sampled_from([1, 2, 3]), min_size=0, max_size=2)
+
+
+@SMALL
+@given(
+    batch_a=batch_dims,
+    batch_b=batch_dims,
+    m=st.integers(1, 6),
+    k=st.integers(1, 6),
+    n=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_matmul_with_batch_broadcasting(batch_a, batch_b, m, k, n, seed):
+    rng = np.random.default_rng(seed)
+    # make the batch dims broadcast (aligned from the right): where both are > 1 they agree
+    aligned_a = ([1] * len(batch_b) + batch_a)[-len(batch_b) :] if batch_b else []
+    batch_b = [b if b == 1 or a in (1, b) else a for a, b in zip(aligned_a, batch_b, strict=True)]
+    node = node_of("MatMul", 2)
+    check(node, [rand(rng, *batch_a, m, k), rand(rng, *batch_b, k, n)])
+    check(node, [rand(rng, k), rand(rng, *batch_b, k, n)])
+    check(node, [rand(rng, *batch_a, m, k), rand(rng, k)])
+
+
+def test_matmul_of_rows_in_blocks_hands_each_block_on(small_blocks):
+    rng = np.random.default_rng(4)
+    node = node_of("MatMul", 2)
+    check(node, [rand(rng, 5, 3, 8), rand(rng, 8, 6)])
+    check(node, [rand(rng, 7, 8), rand(rng, 8, 6)])
+    check(node, [rand(rng, 4, 7, 8).transpose(0, 2, 1), rand(rng, 7, 6)])  # not contiguous
+
+
+@pytest.mark.parametrize("trans_a", [0, 1])
+@pytest.mark.parametrize("trans_b", [0, 1])
+@pytest.mark.parametrize("c_shape", [None, (), (5,), (1, 5), (6, 1), (6, 5)])
+@pytest.mark.parametrize("alpha, beta", [(1.0, 1.0), (0.5, 2.0), (1.0, 0.0)])
+def test_gemm(trans_a, trans_b, c_shape, alpha, beta, small_blocks):
+    rng = np.random.default_rng(5)
+    a = rand(rng, *((4, 6) if trans_a else (6, 4)))
+    b = rand(rng, *((5, 4) if trans_b else (4, 5)))
+    arrays = [a, b] + ([rand(rng, *c_shape)] if c_shape is not None else [])
+    attrs = {"transA": trans_a, "transB": trans_b, "alpha": alpha, "beta": beta}
+    check(node_of("Gemm", len(arrays), **attrs), arrays)
+
+
+def test_matmul_of_shapes_that_do_not_fit_names_the_node(allow_reference):
+    kernel = fast_kernel(node_of("MatMul", 2), OPSET)
+    with pytest.raises(Sod2Error, match="MatMul"):
+        kernel(
+            [np.ones((2, 3), np.float32), np.ones((4, 5), np.float32)],
+            [np.empty((2, 5), np.float32)],
+        )
+
+
+# -- Softmax and LogSoftmax ----------------------------------------------------------------------
+
+
+@SMALL
+@given(
+    op=st.sampled_from(["Softmax", "LogSoftmax"]),
+    opset=st.sampled_from([11, 13]),
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+    axis_seed=st.integers(0, 7),
+    masked=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_softmax_both_axis_semantics(op, opset, shape, axis_seed, masked, seed):
+    rng = np.random.default_rng(seed)
+    axis = axis_seed % (2 * len(shape)) - len(shape)
+    x = rand(rng, *shape, scale=20.0)
+    if masked:  # attention masks: -inf beside finite values in a row
+        x[..., 0] = -np.inf
+        x[..., -1] = 5.0
+    check(node_of(op, 1, axis=axis), [x], opset)
+
+
+def test_softmax_of_long_rows_and_extreme_values(monkeypatch):
+    rng = np.random.default_rng(6)
+    node = node_of("Softmax", 1)
+    check(node, [rand(rng, 3, 1000, scale=50.0)])
+    extremes = [[1e30, -1e30, 0.0], [np.inf, 1.0, 2.0], [1.0, np.nan, 2.0], [-np.inf] * 3]
+    check(node, [np.array(extremes, np.float32)])
+    check(node_of("LogSoftmax", 1), [np.array(extremes, np.float32)])
+    monkeypatch.setattr(kernels, "PARALLEL_MIN", 0)
+    check(node_of("LogSoftmax", 1), [rand(rng, 4, 33, scale=10.0)])
+
+
+# -- normalizations ------------------------------------------------------------------------------
+
+
+@SMALL
+@given(
+    shape=st.lists(st.integers(1, 6), min_size=1, max_size=4),
+    axis_seed=st.integers(0, 7),
+    bias=st.booleans(),
+    statistics=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_layer_normalization(shape, axis_seed, bias, statistics, seed):
+    rng = np.random.default_rng(seed)
+    axis = axis_seed % (2 * len(shape)) - len(shape)
+    normalized = shape[axis:]
+    arrays = [rand(rng, *shape, scale=3.0) + 2, rand(rng, *normalized)]
+    arrays += [rand(rng, *normalized)] if bias else []
+    outputs = 3 if statistics else 1
+    check(node_of("LayerNormalization", len(arrays), outputs=outputs, axis=axis), arrays, 17)
+
+
+def test_layer_normalization_broadcast_parameters_and_parallel(monkeypatch):
+    monkeypatch.setattr(kernels, "PARALLEL_MIN", 0)
+    rng = np.random.default_rng(7)
+    node = node_of("LayerNormalization", 3, axis=-2)
+    check(node, [rand(rng, 2, 3, 4), rand(rng, 1, 1, 4), rand(rng, 3, 1)], 17)
+
+
+@SMALL
+@given(
+    shape=st.lists(st.integers(1, 6), min_size=3, max_size=4),
+    seed=st.integers(0, 2**16),
+)
+def test_instance_and_batch_normalization(shape, seed):
+    rng = np.random.default_rng(seed)
+    x = rand(rng, *shape, scale=2.0) + 1
+    channels = shape[1]
+    check(node_of("InstanceNormalization", 3), [x, rand(rng, channels), rand(rng, channels)])
+    variance = np.abs(rand(rng, channels)) + 0.1
+    params = [rand(rng, channels), rand(rng, channels), rand(rng, channels), variance]
+    check(node_of("BatchNormalization", 5, epsilon=1e-3), [x, *params], 15)
+
+
+def test_normalizations_parallel(monkeypatch):
+    monkeypatch.setattr(kernels, "PARALLEL_MIN", 0)
+    rng = np.random.default_rng(8)
+    x = rand(rng, 2, 3, 5, 4)
+    check(node_of("InstanceNormalization", 3), [x, rand(rng, 3), rand(rng, 3)])
+    params = [rand(rng, 3), rand(rng, 3), rand(rng, 3), np.ones(3, np.float32)]
+    check(node_of("BatchNormalization", 5), [x, *params], 15)
+
+
+# -- pooling and reductions ----------------------------------------------------------------------
+
+
+@SMALL
+@given(
+    op=st.sampled_from(["MaxPool", "AveragePool"]),
+    kernel=st.sampled_from([(2, 2), (3, 3), (3, 2)]),
+    stride=st.sampled_from([(1, 1), (2, 2), (3, 2)]),
+    padding=st.sampled_from(["none", "pads", "SAME_UPPER", "SAME_LOWER"]),
+    ceil_mode=st.integers(0, 1),
+    include_pad=st.integers(0, 1),
+    dilated=st.booleans(),
+    size=st.tuples(st.integers(5, 9), st.integers(4, 9)),
+    seed=st.integers(0, 2**16),
+)
+def test_pooling(op, kernel, stride, padding, ceil_mode, include_pad, dilated, size, seed):
+    rng = np.random.default_rng(seed)
+    attrs = {"kernel_shape": list(kernel), "strides": list(stride), "ceil_mode": ceil_mode}
+    if padding == "pads":
+        attrs["pads"] = [1, 0, 1, 1]
+    elif padding != "none":
+        attrs["auto_pad"] = padding
+    if op == "AveragePool":
+        attrs["count_include_pad"] = include_pad
+    elif dilated:
+        attrs["dilations"] = [2, 1]
+    check(node_of(op, 1, **attrs), [rand(rng, 2, 3, *size)], 19)
+
+
+def test_pooling_parallel_and_global_average(monkeypatch):
+    monkeypatch.setattr(kernels, "PARALLEL_MIN", 0)
+    rng = np.random.default_rng(9)
+    x = rand(rng, 2, 3, 7, 6)
+    check(node_of("MaxPool", 1, kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]), [x])
+    check(
+        node_of("AveragePool", 1, kernel_shape=[2, 2], count_include_pad=1, pads=[1, 1, 0, 0]), [x]
+    )
+    check(node_of("GlobalAveragePool", 1), [x])
+
+
+@SMALL
+@given(
+    op=st.sampled_from(["ReduceSum", "ReduceMean", "ReduceMax"]),
+    opset=st.sampled_from([11, 13, 18]),
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=4),
+    axes_seed=st.lists(st.integers(0, 7), max_size=3, unique=True),
+    keepdims=st.integers(0, 1),
+    noop=st.integers(0, 1),
+    seed=st.integers(0, 2**16),
+)
+def test_reductions(op, opset, shape, axes_seed, keepdims, noop, seed):
+    rng = np.random.default_rng(seed)
+    rank = len(shape)
+    axes = sorted({a % (2 * rank) - rank for a in axes_seed}, key=lambda a: a % rank)
+    axes = list({a % rank: a for a in axes}.values())
+    x = rand(rng, *shape)
+    as_input = opset >= (13 if op == "ReduceSum" else 18)
+    attrs = {"keepdims": keepdims}
+    if as_input:
+        attrs["noop_with_empty_axes"] = noop
+        node = node_of(op, 2, **attrs)
+        check(node, [x, np.array(axes, np.int64)], opset)
+    else:
+        if axes:
+            attrs["axes"] = axes
+        check(node_of(op, 1, **attrs), [x], opset)
+
+
+# -- Resize --------------------------------------------------------------------------------------
+
+RESIZE_MODES = [
+    ("nearest", "asymmetric", "floor"),
+    ("nearest", "half_pixel", "round_prefer_floor"),
+    ("nearest", "align_corners", "round_prefer_ceil"),
+    ("linear", "half_pixel", None),
+    ("linear", "pytorch_half_pixel", None),
+    ("linear", "align_corners", None),
+    ("linear", "asymmetric", None),
+]
+
+
+@SMALL
+@given(
+    mode=st.sampled_from(RESIZE_MODES),
+    by_sizes=st.booleans(),
+    size=st.tuples(st.integers(1, 7), st.integers(1, 7)),
+    factors=st.tuples(st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0]), st.sampled_from([0.6, 1.0, 2.0])),
+    seed=st.integers(0, 2**16),
+)
+def test_resize_nearest_and_linear(mode, by_sizes, size, factors, seed):
+    rng = np.random.default_rng(seed)
+    name, coordinates, nearest = mode
+    attrs = {"mode": name, "coordinate_transformation_mode": coordinates}
+    if nearest:
+        attrs["nearest_mode"] = nearest
+    x = rand(rng, 2, 3, *size)
+    if by_sizes:
+        sizes = np.array(
+            [2, 3, *(max(1, round(s * f)) for s, f in zip(size, factors, strict=True))], np.int64
+        )
+        node = node_of("Resize", 4, absent=(1, 2), **attrs)
+        check(node, [x, None, None, sizes], 19)
+    else:
+        scales = np.array([1, 1, *factors], np.float32)
+        if 0 in [int(s * f) for s, f in zip(size, factors, strict=True)]:
+            return
+        check(node_of("Resize", 3, absent=(1,), **attrs), [x, None, scales], 19)
+
+
+def test_resize_parallel(monkeypatch):
+    monkeypatch.setattr(kernels, "PARALLEL_MIN", 0)
+    rng = np.random.default_rng(10)
+    scales = np.array([1, 1, 2, 2], np.float32)
+    for mode in ("nearest", "linear"):
+        check(
+            node_of("Resize", 3, absent=(1,), mode=mode), [rand(rng, 1, 2, 3, 4), None, scales], 19
+        )
+
+
+# -- data movement -------------------------------------------------------------------------------
+
+
+def test_transpose_concat_gather_expand():
+    rng = np.random.default_rng(11)
+    x = rand(rng, 2, 3, 4)
+    check(node_of("Transpose", 1, perm=[2, 0, 1]), [x])
+    check(node_of("Transpose", 1), [x])
+    check(
+        node_of("Concat", 3, axis=-2), [rand(rng, 2, 1, 3), rand(rng, 2, 0, 3), rand(rng, 2, 4, 3)]
+    )
+    check(node_of("Concat", 2, axis=0, dtype=DType.INT64), [np.arange(3), np.arange(2)])
+    check(node_of("Gather", 2, axis=1), [x, np.array([[0, -1], [2, 1]], np.int64)])
+    check(node_of("Gather", 2, axis=-1), [x, np.array(-2, np.int64)])
+    check(node_of("Gather", 2, dtype=DType.INT64), [np.arange(5), np.array([4, 0], np.int32)])
+    check(node_of("Expand", 2), [rand(rng, 3, 1), np.array([2, 1, 4], np.int64)])
+
+
+@pytest.mark.parametrize(
+    "starts, ends, axes, steps",
+    [
+        ([1], [3], None, None),
+        ([0, -1], [2, -5], [2, -1], [1, -2]),
+        ([-100], [100], [1], [2]),
+        ([3], [0], [2], [-1]),
+    ],
+)
+def test_slice_by_inputs(starts, ends, axes, steps):
+    rng = np.random.default_rng(12)
+    arrays = [rand(rng, 3, 4, 5), np.array(starts), np.array(ends)]
+    arrays += [None if axes is None else np.array(axes)]
+    arrays += [None if steps is None else np.array(steps)]
+    absent = tuple(i for i, a in enumerate(arrays) if a is None)
+    check(node_of("Slice", 5, absent=absent), arrays, 13)
+
+
+def test_slice_by_attributes_before_opset_10():
+    rng = np.random.default_rng(13)
+    check(node_of("Slice", 1, starts=[1, 0], ends=[3, -1], axes=[0, 2]), [rand(rng, 4, 2, 5)], 9)
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_pad_constant(opset):
+    rng = np.random.default_rng(14)
+    x = rand(rng, 2, 3, 4)
+    check(node_of("Pad", 2), [x, np.array([0, 1, 2, 1, 0, 3], np.int64)], opset)
+    check(
+        node_of("Pad", 3),
+        [x, np.array([1, 0, 0, 0, 2, 2], np.int64), np.array(7.5, np.float32)],
+        opset,
+    )
+    if opset >= 18:
+        node = node_of("Pad", 4, absent=(2,))
+        check(node, [x, np.array([1, 2], np.int64), None, np.array([-1], np.int64)], opset)
+
+
+# -- what gets no kernel, and what the reference computes ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "op, inputs, dtype, attrs",
+    [
+        ("Relu", 1, DType.FLOAT32, {}),
+        ("Conv", 2, DType.FLOAT64, {}),
+        ("Conv", 2, DType.FLOAT16, {}),
+        ("Softmax", 1, DType.INT32, {}),
+        ("MatMul", 2, DType.INT64, {}),
+        ("LayerNormalization", 2, DType.FLOAT32, {"stash_type": 11}),
+        ("Resize", 3, DType.FLOAT32, {"mode": "cubic"}),
+        ("Resize", 3, DType.FLOAT32, {"mode": "linear", "antialias": 1}),
+        ("Resize", 3, DType.FLOAT32, {"coordinate_transformation_mode": "tf_crop_and_resize"}),
+        ("Pad", 2, DType.FLOAT32, {"mode": "reflect"}),
+        ("BatchNormalization", 5, DType.FLOAT32, {"training_mode": 1}),
+        ("Transpose", 1, DType.STRING, {}),
+    ],
+)
+def test_unsupported_types_and_attributes_get_no_kernel(op, inputs, dtype, attrs):
+    assert fast_kernel(node_of(op, inputs, dtype=dtype, **attrs), OPSET) is None
+
+
+def test_max_pool_with_indices_gets_no_kernel():
+    node = node_of("MaxPool", 1, outputs=2, kernel_shape=[2, 2])
+    assert fast_kernel(node, OPSET) is None
+    assert {"Conv", "MatMul", "Softmax", "Resize"} <= set(supported_ops())
+
+
+def test_undeclared_types_are_computed_by_the_reference(allow_reference):
+    node = node_of("Softmax", 1, dtype=None)
+    check(node, [np.linspace(-3, 3, 12).reshape(3, 4)])  # float64: no loop nest for it
+    conv = node_of("Conv", 2, dtype=None)
+    check(conv, [np.ones((1, 2, 4, 4)), np.ones((3, 2, 3, 3))])
+
+
+def test_errors_of_the_reference_name_the_node(allow_reference):
+    node = node_of("Gather", 2)
+    kernel = fast_kernel(node, OPSET)
+    with pytest.raises(Sod2Error, match=node.name):
+        kernel([np.ones((3, 2), np.float32), np.array([3])], [np.empty((1, 2), np.float32)])
