@@ -5,6 +5,7 @@
     sod2 passes                               registered passes and their options
     sod2 optimize MODEL -o OUT --pipeline P   run a pipeline and write the result
     sod2 run MODEL [--input N=F.npy] [--random --bind SYM=V]   run a model, print its outputs
+    sod2 bench MODEL [--peers ort,torch,tvm] [--json]   latency, compile time, memory vs peers
     sod2 conformance [--json] [--write PATH]  ONNX node test cases through the interpreter
     sod2 zoo list | build NAME | path NAME    the dynamic model zoo
     sod2 demo                                 a tour on a model shipped with sod2
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_optimize(commands)
     _add_infer_shapes(commands)
     _add_run(commands)
+    _add_bench(commands)
     _add_plan(commands)
     _add_conformance(commands)
     _add_demo(commands)
@@ -117,6 +119,9 @@ def _add_inspect(commands: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="draw the graph coloured by SoD2 class (.dot, or .svg/.png with Graphviz)",
     )
+    sub.add_argument(
+        "--fusion", action="store_true", help="the groups fusion forms (after RDP), one per line"
+    )
     sub.add_argument("--no-check", action="store_true", help="skip onnx.checker on load")
 
 
@@ -137,6 +142,11 @@ def _inspect(args: argparse.Namespace) -> int:
             print(resolution_summary(model, result))
         if args.graph:
             _draw(model, result, args.graph)
+    if args.fusion:
+        from sod2.opt.fusion import fuse, group_table
+
+        print()
+        print(group_table(fuse(model)))
     return 0
 
 
@@ -273,19 +283,48 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     _repeatable(sub, "--bind", "SYM=VALUE", "value of a shape symbol for --random (repeatable)")
     sub.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     sub.add_argument("--save-dir", type=Path, default=None, help="save outputs as NAME.npy here")
+    sub.add_argument(
+        "--reference",
+        action="store_true",
+        help="run with the reference interpreter instead of the compiled runtime",
+    )
+    sub.add_argument("--repeat", type=int, default=1, help="run this many times, print timings")
 
 
 def _run(args: argparse.Namespace) -> int:
+    import time
+
     from sod2.backend.inputs import load_input_files, parse_bindings, random_inputs
-    from sod2.backend.reference import run_reference
+    from sod2.backend.reference import ReferenceInterpreter
+    from sod2.backend.runtime import compile_model
 
     model = load(args.model)
     feeds = load_input_files(args.input)
     if args.random:
         missing = {t.name for t in model.graph.inputs} - set(feeds)
         feeds |= random_inputs(model, parse_bindings(args.bind), seed=args.seed, only=missing)
-    result = run_reference(model, feeds)
-    for name, value in result.outputs.items():
+    if args.reference:
+        interpreter = ReferenceInterpreter(model)
+
+        def execute() -> dict:
+            return interpreter.run(feeds).outputs
+    else:
+        compiled = compile_model(args.model)
+        print(compiled.describe(), file=sys.stderr)
+        execute = lambda: compiled.run(feeds)  # noqa: E731
+    times = []
+    for _ in range(max(1, args.repeat)):
+        began = time.perf_counter()
+        outputs = execute()
+        times.append(time.perf_counter() - began)
+    if args.repeat > 1:
+        ms = sorted(t * 1e3 for t in times)
+        print(
+            f"{len(ms)} runs: min {ms[0]:.2f} ms, median {ms[len(ms) // 2]:.2f} ms, "
+            f"max {ms[-1]:.2f} ms",
+            file=sys.stderr,
+        )
+    for name, value in outputs.items():
         print(describe_value(name, value))
         if args.save_dir is not None:
             _save_output(args.save_dir, name, value)
@@ -416,6 +455,9 @@ def _add_conformance(commands: argparse._SubParsersAction) -> None:
     )
     sub.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     sub.add_argument("--write", type=Path, default=None, help="also write the report to a file")
+    sub.add_argument(
+        "--compiled", action="store_true", help="run through the compiled runtime instead"
+    )
     sub.add_argument("cases", nargs="*", help="only these case names (default: all)")
 
 
@@ -424,12 +466,62 @@ def _conformance(args: argparse.Namespace) -> int:
 
     from sod2.testing.conformance import report_json, report_markdown, run_conformance
 
-    results = run_conformance(args.cases or None)
+    results = run_conformance(args.cases or None, compiled=args.compiled)
     text = json.dumps(report_json(results), indent=1) if args.json else report_markdown(results)
     print(text)
     if args.write is not None:
         args.write.write_text(text if text.endswith("\n") else text + "\n")
     return 1 if any(r.status == "fail" for r in results) else 0
+
+
+# -- bench -----------------------------------------------------------------------------------
+
+
+def _add_bench(commands: argparse._SubParsersAction) -> None:
+    sub = _command(
+        commands,
+        "bench",
+        _bench,
+        "Measure a model on sod2 and its peers: latency over a sweep, compile time, peak memory.",
+    )
+    sub.add_argument("model", help="zoo model name, or an ONNX file (give its sweep with --point)")
+    sub.add_argument("--json", action="store_true", help="print the JSON record instead")
+    sub.add_argument("--scale", choices=("small", "paper"), default="small", help="zoo scale")
+    sub.add_argument("--threads", type=int, default=None, help="threads per runtime (all cores)")
+    sub.add_argument("--repeat", type=int, default=3, help="timed runs per point (median)")
+    sub.add_argument(
+        "--peers", default="ort,torch,tvm", help="peers beside sod2 (onnxruntime always runs)"
+    )
+    _repeatable(sub, "--point", "N=1,L=32", "a binding of the sweep (repeatable)")
+    sub.add_argument("--ablation", action="store_true", help="also time each ablation row")
+    sub.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
+    sub.add_argument(
+        "--no-compile", action="store_true", help="skip the cold/warm compile children"
+    )
+    sub.add_argument(
+        "--slow-seconds", type=float, default=5.0, help="one timed run when the warm-up is slower"
+    )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from sod2.bench import BenchSettings, bench_model, format_text, parse_peers, resolve_model
+
+    model = resolve_model(args.model, args.scale, args.point)
+    settings = BenchSettings(
+        threads=max(1, args.threads or os.cpu_count() or 1),
+        repeat=max(1, args.repeat),
+        slow_seconds=args.slow_seconds,
+        peers=parse_peers(args.peers),
+        memory=not args.no_memory,
+        compile=not args.no_compile,
+        ablation=args.ablation,
+    )
+    record = bench_model(model, settings, log=lambda line: print(line, file=sys.stderr)).to_json()
+    print(json.dumps(record, indent=1) if args.json else format_text(record))
+    return 0
 
 
 # -- demo ------------------------------------------------------------------------------------

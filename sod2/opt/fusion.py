@@ -36,6 +36,7 @@ from sod2.ir.dims import Dim
 from sod2.ir.dtypes import DType
 from sod2.ir.graph import Graph, Node, Tensor
 from sod2.ir.model import Model
+from sod2.ir.types import CONTAINER_TYPES
 from sod2.ops.fused import FUSED_DOMAIN, FUSED_OP, is_fused
 from sod2.ops.patterns import PatternKind, node_pattern
 from sod2.ops.registry import OpClass, lookup_shape_rule
@@ -119,6 +120,8 @@ class _Former:
         if len(outputs) != 1 or self.resolved_shape(outputs[0]) is None:
             return False
         for tensor in [*node.inputs, *outputs]:
+            if tensor is not None and isinstance(tensor.type, CONTAINER_TYPES):
+                return False  # a sequence or an optional is not a value a loop nest holds
             fact = self.fact(tensor)
             if tensor is not None and (fact is None or fact.dtype not in GROUP_TYPES):
                 return False
@@ -263,6 +266,24 @@ def _op_class(node: Node, model: Model) -> OpClass | None:
 # -- rewriting ---------------------------------------------------------------------------------
 
 
+def copy_node(graph: Graph, node: Node, mapped: dict[Tensor, Tensor]) -> Node:
+    """A copy of `node` added to `graph`, reading `mapped[t]` for each input `t`; its outputs get
+    fresh names in `graph` and are recorded in `mapped`."""
+    copy = graph.add_node(
+        node.op_type,
+        [None if t is None else mapped[t] for t in node.inputs],
+        outputs=[None if t is None else graph.fresh_name(t.name) for t in node.outputs],
+        attrs=dict(node.attrs),
+        domain=node.domain,
+        name=node.name,
+        output_types=[None if t is None else t.type for t in node.outputs],
+    )
+    for old, new in zip(node.outputs, copy.outputs, strict=True):
+        if old is not None and new is not None:
+            mapped[old] = new
+    return copy
+
+
 def _rewrite(graph: Graph, nodes: Sequence[Node], kind: str, shape: tuple[Dim, ...]) -> FusionGroup:
     """Replace `nodes` by one `sod2::Fused` node whose body holds copies of them."""
     members = set(nodes)
@@ -283,18 +304,7 @@ def _rewrite(graph: Graph, nodes: Sequence[Node], kind: str, shape: tuple[Dim, .
     for tensor in inputs:
         mapped[tensor] = body.add_input(body.fresh_name(tensor.name), tensor.type)
     for node in nodes:
-        copy = body.add_node(
-            node.op_type,
-            [None if t is None else mapped[t] for t in node.inputs],
-            outputs=[None if t is None else body.fresh_name(t.name) for t in node.outputs],
-            attrs=dict(node.attrs),
-            domain=node.domain,
-            name=node.name,
-            output_types=[None if t is None else t.type for t in node.outputs],
-        )
-        for old, new in zip(node.outputs, copy.outputs, strict=True):
-            if old is not None and new is not None:
-                mapped[old] = new
+        copy_node(body, node, mapped)
     body.set_outputs([mapped[t] for t in outputs])
     fused = graph.add_node(
         FUSED_OP,

@@ -1,0 +1,694 @@
+"""The compiled runtime: a dynamic model turned, once, into a schedule of kernels over one arena.
+
+`compile_model(model)` does the ahead-of-time work and `CompiledModel.run(feeds)` the per-call
+work. Ahead of time:
+1. clean-up passes (constant folding, dead code), then RDP (`sod2.analysis.rdp`);
+2. fusion (`sod2.opt.fusion`): elementwise chains and heavy-op epilogues become `sod2::Fused`
+   nodes, then RDP again on the fused model;
+3. the memory plan (`sod2.opt.memory_plan`): SEP's execution order and DMP's symbolic offsets;
+4. one *step* per node of that order, each holding the kernel it will call: a generated loop
+   nest (`sod2.backend.codegen`) for a fused group, a fast kernel writing into its output
+   (`sod2.backend.kernels`) where there is one, else the catalogue's reference kernel;
+5. a generated evaluator of every resolved dim, so shapes cost one call per binding.
+
+Per call: the symbols are bound from the input shapes, the recorded assumptions are checked (a
+violated one is an error that names it), and, once per distinct binding, the plan is instantiated
+into one arena (grown when a binding needs more, reused across calls) and every planned tensor
+gets its arena view. Then the steps run in order, each writing its outputs into their views.
+
+Invariants: a step writes only to its outputs' views or to fresh arrays; a value kept outside
+the arena (a graph output, an EDO-shaped tensor, a subgraph's values) never aliases the arena
+once its storage may be reused (it is copied out); a binding that violates an assumption never
+runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import ChainMap
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sympy
+
+from sod2.analysis.facts import Assumption, TensorFact
+from sod2.analysis.rdp import RDPResult, propagate
+from sod2.backend.planned import bind_symbols, bindable_symbols
+from sod2.backend.reference import bind_inputs, check_result
+from sod2.errors import Sod2Error
+from sod2.ir.dims import Dim
+from sod2.ir.graph import Graph, Node, Tensor
+from sod2.ir.model import Model
+from sod2.ops.fused import is_fused
+from sod2.ops.registry import KernelContext, Value, lookup_node
+from sod2.opt.evaluator import Evaluator, EvaluatorError
+from sod2.opt.fusion import copy_node
+from sod2.opt.memory_plan import ConcretePlan, GraphPlan, MemoryPlan, PlanOptions, plan_memory
+
+Env = dict[Tensor, Value] | ChainMap
+"""Values by tensor: a dict for the top graph, a ChainMap (innermost first) in subgraphs."""
+
+
+class AssumptionError(Sod2Error):
+    """The inputs violate a relation the compiled model relies on (a recorded assumption)."""
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """What `compile_model` may do; switching parts off gives the ablation of the benchmarks."""
+
+    fusion: bool = True
+    """Fuse elementwise chains and heavy-op epilogues into generated loop nests."""
+    sep: bool = True
+    """Search the execution order for a lower memory peak (else the model's own order)."""
+    dmp: bool = True
+    """Run in one planned arena (else every tensor is allocated by numpy as it is made)."""
+    mvc: bool = True
+    """Fast kernels and specialized loop-nest versions (else reference kernels only)."""
+    threads: int | None = None
+    """Threads for Numba's parallel loops (None: Numba's default)."""
+    ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    """Ranges of the input symbols the memory plan must be good over (zoo models: their own)."""
+
+
+@dataclass
+class _Frame:
+    """What one binding of the input symbols fixes: arena views and shapes."""
+
+    concrete: ConcretePlan | None
+    views: dict[Tensor, np.ndarray]
+    shapes: dict[Tensor, tuple[int, ...]]
+
+
+# -- steps -------------------------------------------------------------------------------------
+
+
+class _Step:
+    """One node of the schedule: reads its inputs from the environment, writes its outputs."""
+
+    __slots__ = ("inputs", "node", "outputs")
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.inputs = tuple(node.inputs)
+        self.outputs = tuple(node.outputs)
+
+    def values(self, env: Env) -> list[Value]:
+        return [None if t is None else env[t] for t in self.inputs]
+
+    def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
+        raise NotImplementedError
+
+    def fail(self, message: str) -> Sod2Error:
+        return Sod2Error(f"node {self.node.name!r} ({self.node.op_type}): {message}")
+
+
+def _out(tensor: Tensor, frame: _Frame, dtype: np.dtype) -> np.ndarray:
+    """The array `tensor` is to be written into: its arena view, or a fresh one."""
+    view = frame.views.get(tensor)
+    if view is not None:
+        return view
+    return np.empty(frame.shapes[tensor], dtype=dtype)
+
+
+class _ReferenceStep(_Step):
+    """A catalogue kernel (or a fast kernel when every output's view is known); results are
+    copied into their arena views."""
+
+    __slots__ = ("context", "dtypes", "fast", "kernel")
+
+    def __init__(self, node: Node, opset: int, fast: Any, dtypes: list[np.dtype | None]) -> None:
+        super().__init__(node)
+        self.kernel = lookup_node(node, opset).kernel
+        self.context = KernelContext(node, opset)
+        self.fast = fast
+        self.dtypes = dtypes
+
+    def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
+        values = self.values(env)
+        if self.fast is not None and all(t is None or t in frame.shapes for t in self.outputs):
+            outs = [
+                None if t is None else _out(t, frame, self.dtypes[i])  # type: ignore[arg-type]
+                for i, t in enumerate(self.outputs)
+            ]
+            self.fast(values, outs)
+            for tensor, array in zip(self.outputs, outs, strict=True):
+                if tensor is not None:
+                    env[tensor] = array
+            return
+        results = list(self.kernel(self.context, values))
+        results += [None] * (len(self.outputs) - len(results))
+        for tensor, result in zip(self.outputs, results, strict=True):
+            if tensor is None:
+                continue
+            if runtime.checked:
+                check_result(self.node, tensor, result)
+            env[tensor] = runtime.place(tensor, result, frame)
+
+
+class _ControlStep(_Step):
+    """If / Loop / Scan: the catalogue kernel, its subgraphs run by their compiled programs."""
+
+    __slots__ = ("kernel", "opset")
+
+    def __init__(self, node: Node, opset: int) -> None:
+        super().__init__(node)
+        self.kernel = lookup_node(node, opset).kernel
+        self.opset = opset
+
+    def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
+        def run_graph(graph: Graph, inputs: Sequence[Value]) -> list[Value]:
+            return runtime.run_subgraph(graph, inputs, env, frame)
+
+        context = KernelContext(self.node, self.opset, run_graph=run_graph)
+        results = list(self.kernel(context, self.values(env)))
+        results += [None] * (len(self.outputs) - len(results))
+        for tensor, result in zip(self.outputs, results, strict=True):
+            if tensor is not None:
+                check_result(self.node, tensor, result)
+                env[tensor] = runtime.place(tensor, result, frame)
+
+
+class _FusedStep(_Step):
+    """A fused elementwise group: one generated loop nest writing every output."""
+
+    __slots__ = ("dtypes", "kernel")
+
+    def __init__(self, node: Node, kernel: Any, dtypes: list[np.dtype]) -> None:
+        super().__init__(node)
+        self.kernel = kernel
+        self.dtypes = dtypes
+
+    def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
+        values = self.values(env)
+        if self.outputs[0] in frame.shapes:
+            outs = [_out(t, frame, d) for t, d in zip(self.outputs, self.dtypes, strict=True)]  # type: ignore[arg-type]
+        else:  # inside a subgraph: the iteration shape is the broadcast of the inputs
+            shape = _broadcast(self.node, values)
+            outs = [np.empty(shape, dtype=d) for d in self.dtypes]
+        self.kernel(values, outs)
+        for tensor, array in zip(self.outputs, outs, strict=True):
+            env[tensor] = array  # type: ignore[index]
+
+
+class _EpilogueStep(_Step):
+    """A heavy op writing into the group's first output, then the generated epilogue applied in
+    place to each block of rows the heavy kernel finishes."""
+
+    __slots__ = ("anchor", "anchor_inputs", "anchor_slot", "dtypes", "epilogue", "opset", "others")
+
+    def __init__(
+        self,
+        node: Node,
+        anchor: Any,
+        anchor_inputs: list[int],
+        epilogue: Any,
+        others: list[int],
+        dtypes: list[np.dtype],
+        reference: Callable[[list[Value]], np.ndarray],
+    ) -> None:
+        super().__init__(node)
+        self.anchor = anchor
+        self.anchor_inputs = anchor_inputs
+        self.epilogue = epilogue
+        self.others = others
+        self.dtypes = dtypes
+        self.anchor_slot = reference
+
+    def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
+        values = self.values(env)
+        anchor_values = [values[i] if i >= 0 else None for i in self.anchor_inputs]
+        computed = None
+        if self.outputs[0] in frame.shapes:
+            outs = [_out(t, frame, d) for t, d in zip(self.outputs, self.dtypes, strict=True)]  # type: ignore[arg-type]
+        else:  # inside a subgraph: the anchor's result gives the shape
+            computed = self.anchor_slot(anchor_values)
+            outs = [np.empty(computed.shape, dtype=d) for d in self.dtypes]
+        target = outs[0]
+        others = [values[i] for i in self.others]
+        rows = target.shape[0] if target.ndim else 1
+
+        def finish(lo: int, hi: int) -> None:
+            if target.ndim == 0 or (lo == 0 and hi == rows):
+                self.epilogue([target, *others], outs)
+                return
+            blocks = [_rows(v, lo, hi, target.ndim, rows) for v in others]
+            self.epilogue([target[lo:hi], *blocks], [o[lo:hi] for o in outs])
+
+        if computed is None and self.anchor is not None:
+            self.anchor(anchor_values, [target], finish)
+        else:
+            np.copyto(target, self.anchor_slot(anchor_values) if computed is None else computed)
+            finish(0, rows)
+        for tensor, array in zip(self.outputs, outs, strict=True):
+            env[tensor] = array  # type: ignore[index]
+
+
+def _broadcast(node: Node, values: Sequence[Value]) -> tuple[int, ...]:
+    try:
+        return tuple(np.broadcast_shapes(*(np.shape(v) for v in values)))
+    except ValueError:
+        shapes = ", ".join(str(list(np.shape(v))) for v in values)
+        raise Sod2Error(
+            f"node {node.name!r} (fused): input shapes {shapes} do not broadcast"
+        ) from None
+
+
+def _rows(value: np.ndarray, lo: int, hi: int, rank: int, rows: int) -> np.ndarray:
+    """Rows [lo, hi) of an epilogue operand along the output's first axis (a broadcast operand,
+    whose first axis is missing or 1, is the same for every block)."""
+    if value.ndim == rank and value.shape[0] == rows and rows != 1:
+        return value[lo:hi]
+    return value
+
+
+# -- the compiled model ------------------------------------------------------------------------
+
+
+class CompiledModel:
+    """A model compiled for every binding of its symbols; `run(feeds)` executes it."""
+
+    def __init__(
+        self,
+        model: Model,
+        rdp: RDPResult,
+        plan: MemoryPlan | None,
+        options: CompileOptions,
+        compile_seconds: float,
+        groups: int,
+    ) -> None:
+        self.model = model
+        self.rdp = rdp
+        self.plan = plan
+        self.options = options
+        self.groups = groups
+        self.checked = False
+        graph = model.graph
+        order = list(plan.top.order) if plan is not None else graph.topological_order()
+        self.steps = [self._step(node) for node in order]
+        self._programs: dict[Graph, list[_Step]] = {}
+        orders = _plan_orders(plan.top) if plan is not None else {}
+        for sub in graph.subgraphs():
+            if sub.parent is not None and not is_fused(sub.parent):
+                order = orders.get(sub) or sub.topological_order()
+                self._programs[sub] = [self._step(n) for n in order]
+        self._symbols = [s.name for s in rdp.input_symbols()]
+        self._shape_tensors, self._shape_eval, self._dim_index = self._shape_program()
+        self._assumptions = self._assumption_checks(rdp.assumptions)
+        self._frames: dict[tuple[int, ...], _Frame] = {}
+        self.arena = np.zeros(0, dtype=np.uint8)
+        self._constants = {t: t.const_value for t in graph.constants}
+        self.compile_seconds = compile_seconds + 0.0
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _step(self, node: Node) -> _Step:
+        opset = self.model.opset(node.domain)
+        if is_fused(node):
+            step = _fused_step(node, self.model.opset(""), self.rdp, self.options)
+            if step is not None:
+                return step
+            return _ReferenceStep(node, opset, None, self._dtypes(node))
+        if node.subgraphs:
+            return _ControlStep(node, opset)
+        fast = _fast_kernel(node, opset) if self.options.mvc else None
+        return _ReferenceStep(node, opset, fast, self._dtypes(node))
+
+    def _dtypes(self, node: Node) -> list[np.dtype | None]:
+        return [
+            _numpy_dtype(self.rdp.facts.get(t)) if t is not None else None for t in node.outputs
+        ]
+
+    def _shape_program(self) -> tuple[list[Tensor], Evaluator | None, list[list[int]]]:
+        """One generated evaluator of the dims of every tensor whose shape the inputs fix."""
+        tensors: list[Tensor] = []
+        exprs: dict[sympy.Expr, int] = {}
+        indices: list[list[int]] = []
+        bindable = bindable_symbols(self.model, self.rdp)
+        symbols = {s.name: s for s in self.rdp.input_symbols() if s.name in bindable}
+        for tensor, fact in self.rdp.facts.items():
+            graph = tensor.graph
+            if graph is None or fact.shape.dims is None:
+                continue
+            if graph.parent is not None and is_fused(graph.parent):
+                continue  # fused bodies live in registers
+            if not all(self.rdp.is_resolved(d) for d in fact.shape.dims):
+                continue
+            if any(s.name not in symbols for s in _free_symbols(fact.shape.dims)):
+                continue  # a sequence element's symbol: known only per element
+            row = []
+            for dim in fact.shape.dims:
+                if isinstance(dim, int):
+                    row.append(-1 - dim)
+                else:
+                    row.append(exprs.setdefault(dim, len(exprs)))
+            tensors.append(tensor)
+            indices.append(row)
+        if not exprs:
+            return tensors, None, indices
+        names = [f"d{i}" for i in range(len(exprs))]
+        try:
+            evaluator = Evaluator(
+                list(symbols.values()), list(zip(names, exprs, strict=True)), names
+            )
+        except EvaluatorError:
+            evaluator = _SympyEvaluator(list(symbols.values()), list(exprs))  # type: ignore[assignment]
+        return tensors, evaluator, indices
+
+    def _assumption_checks(
+        self, assumptions: Sequence[Assumption]
+    ) -> list[tuple[Assumption, Callable[..., bool], list[str]]]:
+        checks = []
+        inputs = {s.name for s in self.rdp.input_symbols()}
+        for assumption in assumptions:
+            names = sorted(s.name for s in assumption.holds.free_symbols)  # type: ignore[attr-defined]
+            if not set(names) <= inputs:
+                continue  # involves values only execution knows: the kernels check those
+            function = sympy.lambdify(
+                [sympy.Symbol(n) for n in names],
+                assumption.holds.xreplace(
+                    {s: sympy.Symbol(s.name) for s in assumption.holds.free_symbols}  # type: ignore[attr-defined]
+                ),
+                "math",
+            )
+            checks.append((assumption, function, names))
+        return checks
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Outputs by name for `feeds` (input name -> array)."""
+        graph = self.model.graph
+        bound = bind_inputs(graph, feeds)
+        binding = bind_symbols(self.model, self.rdp, feeds)
+        key = tuple(binding.get(name, -1) for name in self._symbols)
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = self._prepare(binding, key)
+        env: dict[Tensor, Value] = dict(self._constants)
+        env.update(bound)
+        for step in self.steps:
+            step.run(env, frame, self)
+        return {t.name: self._release(env[t]) for t in graph.outputs}
+
+    __call__ = run
+
+    def arena_bytes(self, feeds: Mapping[str, Any]) -> int:
+        """The arena's size for the binding `feeds` make (0 without a memory plan)."""
+        if self.plan is None:
+            return 0
+        binding = bind_symbols(self.model, self.rdp, feeds)
+        return self.plan.top.instantiate(binding).arena_bytes
+
+    def run_subgraph(
+        self, graph: Graph, inputs: Sequence[Value], outer: Env, frame: _Frame
+    ) -> list[Value]:
+        """Run a control-flow body with its inputs bound, seeing the values of `outer`."""
+        if len(inputs) != len(graph.inputs):
+            raise Sod2Error(
+                f"subgraph {graph.name!r} takes {len(graph.inputs)} inputs, got {len(inputs)}"
+            )
+        env = ChainMap(dict(zip(graph.inputs, inputs, strict=True)), outer)
+        for tensor in graph.constants:
+            env[tensor] = tensor.const_value
+        program = self._programs.get(graph)
+        if program is None:
+            program = self._programs[graph] = [self._step(n) for n in graph.topological_order()]
+        for step in program:
+            step.run(env, frame, self)
+        return [env[t] for t in graph.outputs]
+
+    def _prepare(self, binding: dict[str, int], key: tuple[int, ...]) -> _Frame:
+        """Check the assumptions, instantiate the plan, make every planned tensor's view."""
+        for assumption, check, names in self._assumptions:
+            if not check(*(binding[n] for n in names)):
+                values = ", ".join(f"{n}={binding[n]}" for n in names)
+                raise AssumptionError(
+                    f"the inputs violate an assumption the model relies on: "
+                    f"{assumption.describe()} with {values}"
+                )
+        shapes: dict[Tensor, tuple[int, ...]] = {}
+        dims = self._shape_eval(binding).tolist() if self._shape_eval is not None else []
+        for tensor, row in zip(self._shape_tensors, self._dim_index, strict=True):
+            shapes[tensor] = tuple(-1 - i if i < 0 else dims[i] for i in row)
+        views: dict[Tensor, np.ndarray] = {}
+        concrete = None
+        if self.plan is not None:
+            top = self.plan.top
+            concrete = top.instantiate(binding)
+            if self.arena.nbytes < concrete.arena_bytes:
+                self.arena = np.empty(concrete.arena_bytes, dtype=np.uint8)
+                self._frames.clear()
+            self._add_views(top, concrete, 0, binding, shapes, views)
+        frame = _Frame(concrete, views, shapes)
+        if len(self._frames) >= 64:
+            self._frames.clear()
+        self._frames[key] = frame
+        return frame
+
+    def _add_views(
+        self,
+        plan: GraphPlan,
+        concrete: ConcretePlan,
+        base: int,
+        binding: Mapping[str, int],
+        shapes: Mapping[Tensor, tuple[int, ...]],
+        views: dict[Tensor, np.ndarray],
+    ) -> None:
+        """The arena view of every planned tensor of `plan`'s graph whose shape the binding
+        fixes, at `base`; control-flow bodies get theirs inside their node's scratch storage."""
+        values = plan.binding_values(binding)
+        for tensor, (index, inner) in plan.addresses.items():
+            shape = shapes.get(tensor)
+            dtype = _numpy_dtype(self.rdp.facts.get(tensor))
+            if shape is None or dtype is None or not plan.storages[index].planned:
+                continue
+            if not isinstance(inner, int):
+                if not all(s.name in binding for s in inner.free_symbols):  # type: ignore[union-attr]
+                    continue  # the offset needs a value only execution gives
+                inner = int(inner.subs({s: values[s.name] for s in inner.free_symbols}))  # type: ignore[union-attr]
+            address = base + int(concrete.offsets[index]) + inner
+            count = int(np.prod(shape, dtype=np.int64))
+            views[tensor] = np.frombuffer(
+                self.arena, dtype=dtype, count=count, offset=address
+            ).reshape(shape)
+        if not plan.subplans:
+            return
+        sizes = concrete.sizes(binding)
+        for node, subplans in plan.subplans.items():
+            scratch = [i for i, s in enumerate(plan.storages) if s.scratch_of is node]
+            if not scratch:
+                continue
+            at = base + int(concrete.offsets[scratch[0]])
+            for subplan in subplans.values():
+                inner_plan = subplan.instantiate(binding)
+                if inner_plan.arena_bytes <= int(sizes[scratch[0]]):
+                    self._add_views(subplan, inner_plan, at, binding, shapes, views)
+
+    def place(self, tensor: Tensor, value: Value, frame: _Frame) -> Value:
+        """`value` stored at `tensor`'s arena view when it has one (no copy when the kernel
+        already returned that memory, as a view op does); else `value` itself, copied out of
+        the arena if it aliases it (its storage may be reused)."""
+        view = frame.views.get(tensor)
+        if isinstance(value, np.ndarray):
+            if view is not None and view.shape == value.shape and view.dtype == value.dtype:
+                if value.__array_interface__["data"][0] != view.__array_interface__["data"][0]:
+                    np.copyto(view, value)
+                return view
+            if self.arena.size and np.may_share_memory(value, self.arena):
+                return value.copy()
+        return value
+
+    def _release(self, value: Value) -> Value:
+        """An output handed to the caller never aliases the arena."""
+        if (
+            isinstance(value, np.ndarray)
+            and self.arena.size
+            and np.may_share_memory(value, self.arena)
+        ):
+            return value.copy()
+        return value
+
+    def describe(self) -> str:
+        """A few lines: steps by kind, fused groups, the plan."""
+        kinds: dict[str, int] = {}
+        for step in self.steps:
+            name = type(step).__name__.strip("_").replace("Step", "").lower()
+            if isinstance(step, _ReferenceStep) and step.fast is not None:
+                name = "fast"
+            kinds[name] = kinds.get(name, 0) + 1
+        parts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        if self.plan is None:
+            memory = "no memory plan (numpy allocates every intermediate)"
+        else:
+            top = self.plan.top
+            memory = (
+                f"memory plan: {len(top.storages)} storages in one arena, "
+                f"{len(top.versions)} version(s)"
+            )
+        return (
+            f"{len(self.steps)} steps ({parts}); {self.groups} fused groups; {memory}; "
+            f"compiled in {self.compile_seconds:.2f} s"
+        )
+
+
+def _free_symbols(dims: Sequence[Dim]) -> set[sympy.Symbol]:
+    found: set[sympy.Symbol] = set()
+    for dim in dims:
+        if not isinstance(dim, int):
+            found |= dim.free_symbols  # type: ignore[arg-type]
+    return found
+
+
+def _plan_orders(plan: GraphPlan) -> dict[Graph, list[Node]]:
+    """The planned execution order of every control-flow body (their plans assume it)."""
+    orders: dict[Graph, list[Node]] = {}
+    for subplans in plan.subplans.values():
+        for subplan in subplans.values():
+            orders[subplan.graph] = list(subplan.order)
+            orders.update(_plan_orders(subplan))
+    return orders
+
+
+class _SympyEvaluator:
+    """A fallback for dims the generated evaluator cannot express (slow, exact)."""
+
+    def __init__(self, symbols: list[sympy.Symbol], exprs: list[sympy.Expr]) -> None:
+        self.symbols = symbols
+        self.function = sympy.lambdify(symbols, exprs, "math")
+
+    def __call__(self, binding: Mapping[str, int]) -> np.ndarray:
+        return np.array(
+            [int(v) for v in self.function(*(binding[s.name] for s in self.symbols))],
+            dtype=np.int64,
+        )
+
+
+def _numpy_dtype(fact: TensorFact | None) -> np.dtype | None:
+    if fact is None or fact.dtype is None:
+        return None
+    try:
+        return np.dtype(fact.dtype.numpy)
+    except (TypeError, AttributeError):
+        return None
+
+
+def _fast_kernel(node: Node, opset: int) -> Any:
+    from sod2.backend.kernels import fast_kernel
+
+    return fast_kernel(node, opset)
+
+
+def _fused_step(node: Node, opset: int, rdp: RDPResult, options: CompileOptions) -> _Step | None:
+    """The step of a fused node: a generated loop nest, or a heavy kernel plus one."""
+    from sod2.backend.codegen import compile_group
+
+    body: Graph = node.attr("body")
+    dtypes = [_numpy_dtype(rdp.facts.get(t)) for t in node.outputs]
+    if any(d is None for d in dtypes):
+        return None
+    if node.attr("kind", "elementwise") != "epilogue":
+        return _FusedStep(node, compile_group(body, opset, name=node.name), dtypes)  # type: ignore[arg-type]
+    anchor, *rest = body.topological_order()
+    epilogue_body, others = _epilogue_body(body, anchor, rest)
+    kernel = compile_group(epilogue_body, opset, name=node.name + "_epilogue")
+    positions = {t: i for i, t in enumerate(body.inputs)}
+    anchor_inputs = [-1 if t is None else positions[t] for t in anchor.inputs]
+    fast = _fast_kernel(anchor, opset) if options.mvc else None
+    reference = lookup_node(anchor, opset).kernel
+    context = KernelContext(anchor, opset)
+
+    def run_anchor(values: list[Value]) -> np.ndarray:
+        return reference(context, values)[0]
+
+    return _EpilogueStep(
+        node,
+        fast,
+        anchor_inputs,
+        kernel,
+        others,
+        dtypes,
+        run_anchor,  # type: ignore[arg-type]
+    )
+
+
+def _epilogue_body(body: Graph, anchor: Node, rest: Sequence[Node]) -> tuple[Graph, list[int]]:
+    """A standalone graph of the elementwise nodes after `anchor`: input 0 is the anchor's output,
+    then the body inputs they read (their positions in the fused node's inputs are returned)."""
+    graph = Graph(body.name + "_epilogue")
+    mapped: dict[Tensor, Tensor] = {}
+    anchor_out = anchor.outputs[0]
+    mapped[anchor_out] = graph.add_input("anchor", anchor_out.type)  # type: ignore[index,union-attr]
+    positions = {t: i for i, t in enumerate(body.inputs)}
+    others: list[int] = []
+    for node in rest:
+        for tensor in node.inputs:
+            if tensor is not None and tensor not in mapped:
+                mapped[tensor] = graph.add_input(graph.fresh_name(tensor.name), tensor.type)
+                others.append(positions[tensor])
+        copy_node(graph, node, mapped)
+    graph.set_outputs([mapped[t] for t in body.outputs])
+    return graph, others
+
+
+# -- compiling ---------------------------------------------------------------------------------
+
+
+def compile_model(
+    model: Model | str | Path, options: CompileOptions | None = None
+) -> CompiledModel:
+    """Compile `model` (a Model, which is not modified, or an ONNX file) for every binding."""
+    from sod2.ir import load
+    from sod2.ir.onnx_export import to_onnx
+    from sod2.ir.onnx_import import from_onnx
+    from sod2.opt.fusion import fuse
+
+    began = time.perf_counter()
+    options = options or CompileOptions()
+    ranges = dict(options.ranges)
+    if isinstance(model, (str, Path)):
+        ranges = {**zoo_ranges(Path(model)), **ranges}
+        model = load(model)
+    else:
+        model = from_onnx(to_onnx(model))
+    if options.threads is not None:
+        import numba
+
+        numba.set_num_threads(max(1, min(options.threads, numba.config.NUMBA_NUM_THREADS)))
+    _clean(model)
+    rdp = propagate(model)
+    groups = 0
+    if options.fusion:
+        groups = len(fuse(model, rdp))
+        if groups:
+            rdp = propagate(model)
+    plan = None
+    symbols = {s.name for s in rdp.input_symbols()}
+    if options.dmp and symbols <= bindable_symbols(model, rdp):
+        # (symbols of sequence elements vary per element: such a model runs unplanned)
+        plan_options = PlanOptions(
+            ranges={k: v for k, v in ranges.items() if k in symbols},
+            search_order=options.sep,
+        )
+        plan = plan_memory(model, rdp, plan_options)
+    compiled = CompiledModel(model, rdp, plan, options, 0.0, groups)
+    compiled.compile_seconds = time.perf_counter() - began
+    return compiled
+
+
+def _clean(model: Model) -> None:
+    """Constant folding, BatchNorm folding and dead-code elimination before analysis."""
+    from sod2.passes import PassManager
+
+    PassManager.parse("fold-constants,fold-batchnorm,fold-constants,dce").run(model)
+
+
+def zoo_ranges(path: Path) -> dict[str, tuple[int, int]]:
+    """The symbol ranges of the zoo model a file is (by its name: NAME.onnx, NAME.paper.onnx)."""
+    from sod2.zoo import REGISTRY
+
+    entry = REGISTRY.get(path.name.split(".")[0])
+    return {} if entry is None else {s.name: (s.low, s.high) for s in entry.symbols}

@@ -1,0 +1,123 @@
+"""The compiled runtime: zoo models against onnxruntime, the ablation switches, assumptions,
+the arena, and the conformance cases of the ops it runs with its own kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import sod2
+from sod2.backend.runtime import AssumptionError, CompileOptions, compile_model
+from sod2.ir.dims import symbol
+from sod2.ir.dtypes import DType
+from sod2.ir.graph import Graph
+from sod2.ir.model import Model
+from sod2.ir.types import Shape, TensorType
+from sod2.testing.precision import closer_than_peer, float64_outputs, max_error
+from sod2.zoo import get, names
+from tests.zoo.runs import canonical_rows, sweep_runs
+
+RTOL, ATOL = 1e-4, 1e-5
+
+ABLATION = [
+    CompileOptions(fusion=False, sep=False, dmp=False, mvc=False),
+    CompileOptions(fusion=True, sep=False, dmp=False, mvc=False),
+    CompileOptions(fusion=True, sep=True, dmp=True, mvc=False),
+]
+
+
+def assert_matches(name: str, got: dict, want: tuple, label: str, inputs: dict) -> None:
+    """sod2's outputs equal onnxruntime's within rtol 1e-4, atol 1e-5; where a float output does
+    not, it must be at least as close as onnxruntime's to the float64 answer (the disagreement
+    is then onnxruntime's float32 rounding: see sod2.testing.precision)."""
+    got_values = canonical_rows(name, tuple(got.values()))
+    want_values = canonical_rows(name, want)
+    for key, actual, expected in zip(got, got_values, want_values, strict=True):
+        assert actual.dtype == expected.dtype, f"{label} {key}"
+        if actual.dtype.kind != "f":
+            np.testing.assert_array_equal(actual, expected, err_msg=f"{label} {key}")
+        elif not np.allclose(actual, expected, rtol=RTOL, atol=ATOL):
+            exact = float64_outputs(onnx.load(get(name).path()), inputs)[key]
+            assert actual.shape == exact.shape, f"{label} {key}"
+            assert closer_than_peer(actual, expected, exact), (
+                f"{label} {key}: differs from onnxruntime by "
+                f"{max_error(actual, expected.astype(np.float64))} and is farther from the float64 "
+                f"answer ({max_error(actual, exact)}) than onnxruntime ({max_error(expected, exact)})"
+            )
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    cache: dict[str, sod2.backend.runtime.CompiledModel] = {}
+
+    def get_compiled(name: str):
+        if name not in cache:
+            cache[name] = compile_model(get(name).path())
+        return cache[name]
+
+    return get_compiled
+
+
+@pytest.mark.parametrize("name", names())
+def test_zoo_model_matches_onnxruntime_over_its_sweep(name, compiled):
+    model = compiled(name)
+    for point, inputs, expected in sweep_runs(name):
+        got = model.run(inputs)
+        assert_matches(name, got, expected, point.label(), inputs)
+        for value in got.values():
+            assert not np.may_share_memory(value, model.arena)
+
+
+@pytest.mark.parametrize("options", ABLATION, ids=["none", "fusion", "fusion+sep+dmp"])
+@pytest.mark.parametrize("name", ["skipnet", "codebert", "yolov6"])
+def test_every_ablation_setting_is_correct(name, options):
+    model = compile_model(get(name).path(), options)
+    for point, inputs, expected in sweep_runs(name)[:2]:
+        assert_matches(name, model.run(inputs), expected, point.label(), inputs)
+
+
+def _broadcast_model() -> Model:
+    graph = Graph()
+    x = graph.add_input("x", TensorType(DType.FLOAT32, Shape([symbol("N")])))
+    y = graph.add_input("y", TensorType(DType.FLOAT32, Shape([symbol("M")])))
+    graph.set_outputs([graph.add_node("Add", [x, y]).outputs[0]])
+    return Model(graph, opset_imports={"": 21})
+
+
+def test_a_violated_assumption_is_an_error_naming_it():
+    model = compile_model(_broadcast_model())
+    ones = np.ones(3, np.float32)
+    np.testing.assert_array_equal(model.run({"x": ones, "y": ones})["add_out"], 2 * ones)
+    np.testing.assert_array_equal(model.run({"x": ones, "y": ones[:1]})["add_out"], 2 * ones)
+    with pytest.raises(AssumptionError, match=r"N.*M|M.*N"):
+        model.run({"x": ones, "y": np.ones(4, np.float32)})
+
+
+def test_the_arena_is_reused_and_grows_when_a_binding_needs_more():
+    name = "codebert"
+    model = compile_model(get(name).path())
+    runs = sweep_runs(name)
+    sizes = sorted(runs, key=lambda r: model.arena_bytes(r[1]))
+    small, large = sizes[0], sizes[-1]
+    model.run(small[1])
+    arena = model.arena
+    model.run(small[1])
+    assert model.arena is arena
+    model.run(large[1])
+    assert model.arena.nbytes >= model.arena_bytes(large[1])
+    assert_matches(name, model.run(small[1]), small[2], "after growing", small[1])
+
+
+def test_compile_accepts_keyword_settings_and_describes_itself():
+    model = sod2.compile(get("sam_prompt_encoder").path(), fusion=False)
+    assert model.groups == 0
+    assert "steps" in model.describe()
+    with pytest.raises(sod2.Sod2Error, match="not both"):
+        sod2.compile(get("sam_prompt_encoder").path(), CompileOptions(), fusion=False)
+
+
+def test_bad_input_is_an_error_naming_the_input():
+    model = compile_model(_broadcast_model())
+    with pytest.raises(sod2.Sod2Error, match="'x'"):
+        model.run({"x": np.ones((2, 2), np.float32), "y": np.ones(2, np.float32)})
