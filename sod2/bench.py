@@ -16,10 +16,15 @@ What is measured, and how:
 - compile time, cold and warm: the peer is loaded (and run once, the *first run*, where lazily
   compiled kernels are built) in a child process whose `SOD2_CACHE_DIR` and `NUMBA_CACHE_DIR` name
   a fresh temporary folder, then in a second child with the same folders;
-- peak intermediate memory: in a child process, after loading and one warm-up run at the point
-  with the smallest inputs, the peak resident set size is reset (writing "5" to
+- peak intermediate memory: in a child process, the inputs of every point are made, the peer
+  is loaded and runs the whole sweep once (so that kernels compiled or loaded on first use, by a
+  runtime that does so, are in place: they are code, not inference memory), and is dropped; the
+  C heap is trimmed, and large allocations are always mapped in the child
+  (MALLOC_MMAP_THRESHOLD_=128 KiB), so the dropped instance's memory has gone back to the
+  system. A second instance is loaded, the peak resident set size is reset (writing "5" to
   /proc/self/clear_refs resets VmHWM to the current VmRSS) and every sweep point runs once; the
-  growth is VmHWM minus the VmRSS right after the reset. Where clear_refs cannot be written, a
+  growth is VmHWM minus the VmRSS right after the reset: arenas, workspace, intermediates and
+  the outputs of the run in flight. Where clear_refs cannot be written, a
   thread samples VmRSS every millisecond instead. Inputs are made before the reset, so only what
   inference allocates counts (intermediates, arenas, the outputs of the run in flight).
 
@@ -31,7 +36,9 @@ and are killed after `timeout` seconds.
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import gc
 import json
 import math
 import os
@@ -43,7 +50,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +74,8 @@ ABLATION_ROWS: tuple[tuple[str, Mapping[str, bool]], ...] = (
 )
 """The cumulative ablation of sod2's optimizations; the last row is sod2 with everything on."""
 RESULT_MARKER = "sod2-bench-result: "
+MMAP_THRESHOLD = 128 * 1024
+"""Allocations of at least this many bytes are mapped in a memory child (glibc's default, fixed)."""
 
 
 class BenchError(Sod2Error):
@@ -666,11 +675,16 @@ def child_load(model: BenchModel, loader: Loader, threads: int) -> dict[str, Any
 
 
 def child_memory(model: BenchModel, loader: Loader, threads: int) -> dict[str, Any]:
-    """In a child: peak RSS growth over one run of every point, after load and one warm-up."""
+    """In a child: peak RSS growth over one run of every point, by a second instance of the
+    peer loaded after a first one ran the whole sweep and was dropped (module docstring)."""
     inputs = [model.feeds(point) for point in model.points]
+    first = loader(model, threads)
+    for feeds in inputs:
+        first.run(feeds)
+    del first
+    gc.collect()
+    _trim_heap()
     loaded = loader(model, threads)
-    smallest = min(inputs, key=lambda feeds: sum(np.asarray(v).nbytes for v in feeds.values()))
-    loaded.run(smallest)
     with PeakRss() as peak:
         for feeds in inputs:
             loaded.run(feeds)  # outputs dropped at once: only the run in flight counts
@@ -684,6 +698,12 @@ def child_memory(model: BenchModel, loader: Loader, threads: int) -> dict[str, A
         "arena_bytes": arena,
         "method": peak.method,
     }
+
+
+def _trim_heap() -> None:
+    """Give the C heap's free memory back to the system (glibc's malloc_trim), where there is one."""
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 CHILD_TASKS: Mapping[str, Callable[[BenchModel, Loader, int], dict[str, Any]]] = {
@@ -757,8 +777,11 @@ def compile_times(
 
 
 def peak_memory(model: BenchModel, peer: str, threads: int, timeout: float = 1800.0) -> PeakMemory:
-    """Peak intermediate memory of `peer` over the sweep, in a child process."""
-    return PeakMemory(**run_child("memory", model, peer, threads, timeout=timeout))
+    """Peak intermediate memory of `peer` over the sweep, in a child process (module docstring).
+    The child's large allocations are always mapped (MALLOC_MMAP_THRESHOLD_), so memory freed
+    before the measurement goes back to the system instead of serving it unseen."""
+    env = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
+    return PeakMemory(**run_child("memory", model, peer, threads, env=env, timeout=timeout))
 
 
 def child_main() -> int:

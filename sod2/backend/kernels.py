@@ -6,10 +6,11 @@ views of the exact shape and element type that RDP fixed) and writes into them:
 
 - Conv: per image and group, one of four strategies, picked per shape (`ConvKernel.strategy_for`):
   a 1x1 convolution is a plain matrix product over the image (`pointwise`); a depthwise-like
-  convolution (few input channels per group) is a Numba loop nest (`direct`); any other is an
-  im2col into a scratch buffer kept by the kernel, filled by Numba a block of output rows at a time,
-  then one sgemm per block through `np.matmul(..., out=)` (`im2col`), with the bias folded into the
-  product as a row of ones; `windows`, numpy's strided view of every patch (what the reference
+  convolution (few input channels per group), or one of few filters, is a Numba loop nest (`direct`); any other is an
+  im2col into a scratch buffer (one per thread, shared by every Conv), filled by Numba a block of
+  output rows at a time, then one sgemm per block through `np.matmul(..., out=)` (`im2col`), the
+  bias added to the block while it is in cache (the weights are used in place, never copied);
+  `windows`, numpy's strided view of every patch (what the reference
   does), stays available for comparison;
 - MatMul and Gemm: `np.matmul(..., out=)`, a batch of rows against one matrix as one sgemm;
 - Softmax, LogSoftmax, LayerNormalization, InstanceNormalization, BatchNormalization, MaxPool,
@@ -30,15 +31,15 @@ equal the reference kernel's within float32 rounding; inputs a kernel does not t
 element type the graph did not declare, a layout it has no loop for) are computed by the reference
 kernel and copied, whose checks name the node when an input is wrong; outputs that do not fit the
 inputs are a `Sod2Error` naming the node. A kernel object keeps scratch memory and is not to be
-called from two threads at once. Importing this module sets OMP_WAIT_POLICY=PASSIVE unless it is
-set (see the comment there): Numba's OpenMP threads must not spin while BLAS works.
+called from two threads at once. Importing `sod2.backend` sets OMP_WAIT_POLICY=PASSIVE unless it
+is set (see there): Numba's OpenMP threads must not spin while BLAS works.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import os
+import threading
 import types
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -55,12 +56,6 @@ from sod2.ops.image import AxisResize, source_coordinates
 from sod2.ops.pooling import pool_geometry
 from sod2.ops.registry import KernelContext, lookup_node
 from sod2.ops.shape import normalize_axis
-
-# OpenMP threads that spin after a parallel loop steal the cores BLAS's threads need (and BLAS's
-# spinning threads steal them back): Conv's im2col alternates the two, and ran up to 10x slower.
-# Passive waiting makes idle threads sleep at once. It must be set before Numba loads its OpenMP
-# pool (its first parallel loop); a value the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 Epilogue = Callable[[int, int], None]
 """Called by a heavy kernel after rows [lo, hi) of its output's first axis are final, so that the
@@ -367,6 +362,9 @@ def _direct_conv(x, w, bias, out, group, strides, dilations, pads):  # type: ign
 
 _DIRECT = _jit(_direct_conv)
 
+_SCRATCH = threading.local()
+"""Each thread's im2col scratch buffer (`ConvKernel._patches`)."""
+
 CONV_STRATEGIES = ("pointwise", "im2col", "direct", "windows")
 """Ways ConvKernel computes a convolution (see the module docstring)."""
 
@@ -375,12 +373,16 @@ DIRECT_MAX_TAPS = 16
 runs as the direct loop nest: an im2col would copy every pixel that many times for a tiny sgemm."""
 
 
+DIRECT_MAX_FILTERS = 8
+"""A convolution with at most this many filters per group (a gate, a mask head) runs as the direct
+loop nest: im2col would copy every pixel kernel-size times to feed a product of a few rows."""
+
+
 class ConvKernel:
     """Conv (1-D and 2-D, float32) into a preallocated output; see the module docstring.
 
     `strategy` forces one of CONV_STRATEGIES for every shape (benchmarks compare them); None picks
-    per shape. The im2col scratch buffer and the bias-augmented weights' buffer persist between
-    calls (not their contents).
+    per shape. The im2col scratch buffer is the calling thread's, shared by every ConvKernel.
     """
 
     def __init__(self, node: Node, opset: int, strategy: str | None = None) -> None:
@@ -391,8 +393,6 @@ class ConvKernel:
         self.kernel_shape = node.attr("kernel_shape", None)
         self.strategy = strategy
         self._geometries: dict[tuple[tuple[int, ...], tuple[int, ...]], WindowGeometry] = {}
-        self._scratch = np.empty(0, dtype=np.float32)
-        self._augmented = np.empty((0, 0, 0), dtype=np.float32)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -439,7 +439,8 @@ class ConvKernel:
         self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], geometry: WindowGeometry
     ) -> str:
         """pointwise for a 1x1 unit-stride unpadded kernel, direct for a grouped convolution with
-        few taps per output value, else im2col (unless a strategy was forced)."""
+        few taps per output value or for few filters per group, else im2col (unless a strategy
+        was forced)."""
         if self.strategy is not None:
             return self.strategy
         taps = w_shape[1] * w_shape[2] * w_shape[3]
@@ -447,6 +448,8 @@ class ConvKernel:
         if taps == w_shape[1] and geometry.strides == (1, 1) and unpadded:
             return "pointwise"
         if self.group > 1 and taps <= DIRECT_MAX_TAPS:
+            return "direct"
+        if w_shape[0] // self.group <= DIRECT_MAX_FILTERS:
             return "direct"
         return "im2col"
 
@@ -482,27 +485,13 @@ class ConvKernel:
         if epilogue is not None and batch == 0:
             epilogue(0, 0)
 
-    def _weights_with_bias(self, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-        """W as (group, M/group, C/group * K [+ 1]): the bias as one more column, multiplied by a
-        row of ones in the patches. Copied at every call (a weight computed by the graph may come
-        back in the same buffer with new values), into a buffer kept between calls."""
-        group = self.group
-        taps = w.shape[1] * w.shape[2] * w.shape[3]
-        flat = w.reshape(group, w.shape[0] // group, taps)
-        if bias is None:
-            return flat
-        shape = (group, w.shape[0] // group, taps + 1)
-        if self._augmented.shape != shape:
-            self._augmented = np.empty(shape, dtype=np.float32)
-        self._augmented[:, :, :taps] = flat
-        self._augmented[:, :, taps] = bias.reshape(group, -1)
-        return self._augmented
-
     def _patches(self, rows: int, columns: int) -> np.ndarray:
-        """A (rows, columns) view of the scratch buffer, grown as needed."""
-        if self._scratch.size < rows * columns:
-            self._scratch = np.empty(rows * columns, dtype=np.float32)
-        return self._scratch[: rows * columns].reshape(rows, columns)
+        """A (rows, columns) view of this thread's scratch buffer, shared by every ConvKernel
+        (a kernel uses it only while it runs), grown as needed."""
+        scratch = getattr(_SCRATCH, "buffer", None)
+        if scratch is None or scratch.size < rows * columns:
+            scratch = _SCRATCH.buffer = np.empty(rows * columns, dtype=np.float32)
+        return scratch[: rows * columns].reshape(rows, columns)
 
     def _im2col(
         self,
@@ -518,15 +507,13 @@ class ConvKernel:
         group = self.group
         per_group_in, per_group_out = channels // group, w.shape[0] // group
         out_h, out_w = out.shape[2:]
-        weights = self._weights_with_bias(w, bias)
         taps = per_group_in * w.shape[2] * w.shape[3]
-        depth = weights.shape[2]  # taps, plus the row of ones for the bias
-        block = max(1, min(out_h, IM2COL_BLOCK_BYTES // (4 * depth * out_w)))
-        columns = self._patches(depth, block * out_w)
-        if bias is not None:
-            columns[taps].fill(1.0)
+        weights = w.reshape(group, per_group_out, taps)  # a view: W is C-contiguous
+        block = max(1, min(out_h, IM2COL_BLOCK_BYTES // (4 * taps * out_w)))
+        columns = self._patches(taps, block * out_w)
         args = (w.shape[2:], geometry.strides, geometry.dilations, geometry.pads_begin)
         targets = out.reshape(batch, group, per_group_out, out_h * out_w)
+        biases = None if bias is None else bias.reshape(group, per_group_out, 1)
         for n in range(batch):
             for g in range(group):
                 for r0 in range(0, out_h, block):
@@ -536,6 +523,8 @@ class ConvKernel:
                     im2col(x[n], columns, g * per_group_in, per_group_in, r0, r1, *args, out_w)
                     target = targets[n, g, :, r0 * out_w : r1 * out_w]
                     np.matmul(weights[g], columns[:, :count], out=target)
+                    if biases is not None:  # while the block is in cache
+                        np.add(target, biases[g], out=target)
             if epilogue is not None:
                 epilogue(n, n + 1)
         if epilogue is not None and batch == 0:
