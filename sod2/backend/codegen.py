@@ -11,8 +11,9 @@ inputs' shapes), compiled with `numba.njit`. The source is not written for one s
 - an operand that is broadcast along a dim is indexed with 0 there, never copied;
 - every value is computed at the shallowest loop where its operands are defined (loop-invariant
   code motion): the sigmoid of `A[i]` above runs once per `i`, outside the `J*K` loop;
-- iteration spaces of at least `PARALLEL_MIN` elements get a `numba.prange` outer loop; smaller
-  ones a serial version (no thread start-up cost).
+- iteration spaces of at least `PARALLEL_MIN` elements (fewer in groups with transcendental
+  functions, whose elements cost more: `parallel_threshold`) get a `numba.prange` outer loop;
+  smaller ones a serial version (no thread start-up cost).
 
 Each version's source is a module of its own, named by the hash of its text, written under
 `$SOD2_CACHE_DIR/kernels` (default `~/.cache/sod2/kernels`) and compiled with `cache=True`
@@ -50,7 +51,20 @@ from sod2.ir.types import TensorType
 from sod2.ops.patterns import BROADCAST_OPS, ELEMENTWISE_OPS
 
 PARALLEL_MIN = 1 << 16
-"""Iteration spaces with at least this many elements get a parallel outer loop."""
+"""Iteration spaces with at least this many elements get a parallel outer loop (a group of cheap
+ops; see `parallel_threshold` for groups that evaluate transcendental functions)."""
+
+TRANSCENDENTAL_OPS = frozenset(
+    {
+        "Exp", "Log", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Tanh",
+        "Asinh", "Acosh", "Atanh", "Erf", "Sigmoid", "Softplus", "Elu", "Selu", "Celu", "Gelu",
+        "Mish", "Pow",
+    }
+)  # fmt: skip
+"""Ops whose element costs tens of cycles (a libm call in float64), not one."""
+
+TRANSCENDENTAL_WEIGHT = 16
+"""How many cheap element operations one transcendental element is worth, for the threshold."""
 
 
 class CodegenError(Sod2Error):
@@ -657,7 +671,7 @@ class FusedKernel:
         self.cache_dir = cache_dir
         # an integer division raises on a zero divisor, which a parallel loop cannot
         divides = any(n.op_type == "Div" and _dtype(n.outputs[0]) in _INTS for n in body.nodes)  # type: ignore[arg-type]
-        self.parallel_min = sys.maxsize if divides else PARALLEL_MIN
+        self.parallel_min = sys.maxsize if divides else parallel_threshold(body)
         self._versions: dict[Signature, Callable[..., None]] = {}
         self._calls: dict[tuple[tuple[int, ...], ...], _Call] = {}
 
@@ -751,6 +765,14 @@ class FusedKernel:
                 function = _load(source, self.cache_dir or cache_dir("kernels"))
                 _COMPILED[key] = function
         return function
+
+
+def parallel_threshold(body: Graph) -> int:
+    """The iteration-space size from which `body` runs its parallel version: PARALLEL_MIN for
+    cheap ops, less by TRANSCENDENTAL_WEIGHT per transcendental op in the group (a thread's
+    start-up pays off sooner when each element costs more), never under 1/64 of PARALLEL_MIN."""
+    heavy = sum(node.op_type in TRANSCENDENTAL_OPS for node in body.nodes)
+    return max(PARALLEL_MIN // 64, PARALLEL_MIN // (1 + TRANSCENDENTAL_WEIGHT * heavy))
 
 
 def _broadcast_shape(shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...] | None:

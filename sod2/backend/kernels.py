@@ -4,14 +4,18 @@ The catalogue's reference kernels (`sod2/ops/`) allocate their results, and the 
 would copy each one into its arena view. A kernel here is handed the outputs instead (C-contiguous
 views of the exact shape and element type that RDP fixed) and writes into them:
 
-- Conv: per image and group, one of four strategies, picked per shape (`ConvKernel.strategy_for`):
+- Conv: per image and group, one of five strategies, picked per shape (`ConvKernel.strategy_for`):
   a 1x1 convolution is a plain matrix product over the image (`pointwise`); a depthwise-like
-  convolution (few input channels per group), or one of few filters, is a Numba loop nest (`direct`); any other is an
-  im2col into a scratch buffer (one per thread, shared by every Conv), filled by Numba a block of
-  output rows at a time, then one sgemm per block through `np.matmul(..., out=)` (`im2col`), the
-  bias added to the block while it is in cache (the weights are used in place, never copied);
-  `windows`, numpy's strided view of every patch (what the reference
-  does), stays available for comparison;
+  convolution (few input channels per group), or one of few filters, is a Numba loop nest
+  (`direct`); a unit-stride one with no more filters than input channels is a kn2row
+  (`kn2row`): the image padded once, one sgemm of every tap's filters against it, and each
+  output row the sum of the taps' products read at their shifts, which moves M * taps values per
+  pixel where im2col moves C * taps; any other is an im2col into a scratch buffer, filled by Numba
+  a block of output rows at a time, then one sgemm per block through `np.matmul(..., out=)`
+  (`im2col`). Scratch buffers are one per thread, shared by every Conv; the bias is added to the
+  output while it is in cache (the weights are never copied, except kn2row's per-tap stacking);
+  `windows`, numpy's strided view of every patch (what the reference does), stays available for
+  comparison;
 - MatMul and Gemm: `np.matmul(..., out=)`, a batch of rows against one matrix as one sgemm;
 - Softmax, LogSoftmax, LayerNormalization, InstanceNormalization, BatchNormalization, MaxPool,
   AveragePool and Resize: Numba loop nests over rows or image planes (one pass per statistic, no
@@ -362,16 +366,44 @@ def _direct_conv(x, w, bias, out, group, strides, dilations, pads):  # type: ign
 
 _DIRECT = _jit(_direct_conv)
 
-_SCRATCH = threading.local()
-"""Each thread's im2col scratch buffer (`ConvKernel._patches`)."""
 
-CONV_STRATEGIES = ("pointwise", "im2col", "direct", "windows")
+def _shift_add(products, out, r0, r1, filters, kh, kw, dh, dw, padded_w):  # type: ignore[no-untyped-def]
+    """out[m, oh, ow] = sum_{i, j} products[(i * kw + j) * filters + m, q] for output rows oh in
+    [r0, r1), where q = (oh - r0 + i * dh) * padded_w + ow + j * dw: tap (i, j)'s product over
+    the padded image, read where that tap's window starts (kn2row)."""
+    out_w = out.shape[2]
+    for m in prange(filters):
+        for oh in range(r0, r1):
+            row = out[m, oh]
+            base = (oh - r0) * padded_w
+            first = products[m, base : base + out_w]
+            for t in range(out_w):
+                row[t] = first[t]
+            for tap in range(1, kh * kw):
+                i = tap // kw
+                j = tap % kw
+                start = base + i * dh * padded_w + j * dw
+                source = products[tap * filters + m, start : start + out_w]
+                for t in range(out_w):
+                    row[t] += source[t]
+
+
+_SHIFT_ADD = _jit(_shift_add)
+
+_SCRATCH = threading.local()
+"""Each thread's Conv scratch buffers (`ConvKernel._buffer`): im2col's patches, kn2row's padded
+image, stacked weights and products."""
+
+CONV_STRATEGIES = ("pointwise", "im2col", "kn2row", "direct", "windows")
 """Ways ConvKernel computes a convolution (see the module docstring)."""
 
 DIRECT_MAX_TAPS = 16
 """A grouped convolution with at most this many taps per output value (C/group * kernel size)
 runs as the direct loop nest: an im2col would copy every pixel that many times for a tiny sgemm."""
 
+
+KN2ROW_BLOCK_BYTES = 1 << 23
+"""kn2row's products of all taps cover about this many bytes (a block of output rows)."""
 
 DIRECT_MAX_FILTERS = 8
 """A convolution with at most this many filters per group (a gate, a mask head) runs as the direct
@@ -451,6 +483,8 @@ class ConvKernel:
             return "direct"
         if w_shape[0] // self.group <= DIRECT_MAX_FILTERS:
             return "direct"
+        if self.group == 1 and geometry.strides == (1, 1) and w_shape[0] <= x_shape[1]:
+            return "kn2row"
         return "im2col"
 
     def _geometry(self, spatial: tuple[int, ...], kernel: tuple[int, ...]) -> WindowGeometry:
@@ -488,10 +522,7 @@ class ConvKernel:
     def _patches(self, rows: int, columns: int) -> np.ndarray:
         """A (rows, columns) view of this thread's scratch buffer, shared by every ConvKernel
         (a kernel uses it only while it runs), grown as needed."""
-        scratch = getattr(_SCRATCH, "buffer", None)
-        if scratch is None or scratch.size < rows * columns:
-            scratch = _SCRATCH.buffer = np.empty(rows * columns, dtype=np.float32)
-        return scratch[: rows * columns].reshape(rows, columns)
+        return self._buffer("patches", rows * columns).reshape(rows, columns)
 
     def _im2col(
         self,
@@ -529,6 +560,65 @@ class ConvKernel:
                 epilogue(n, n + 1)
         if epilogue is not None and batch == 0:
             epilogue(0, 0)
+
+    def _kn2row(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        bias: np.ndarray | None,
+        out: np.ndarray,
+        geometry: WindowGeometry,
+        epilogue: Epilogue | None,
+    ) -> None:
+        """Unit stride, one group: the image is padded once (not copied per tap, as im2col
+        does), one sgemm of every tap's filters (kh * kw * M rows) against a block of padded
+        rows, then each output row is the sum of the taps' products read at their shifts."""
+        if self.group != 1 or geometry.strides != (1, 1):
+            raise _Unfit
+        batch, channels, height, width = x.shape
+        filters, _, kh, kw = w.shape
+        dh, dw = geometry.dilations
+        (ph, pw), (eh, ew) = geometry.pads_begin, geometry.pads_end
+        padded_h, padded_w = height + ph + eh, width + pw + ew
+        out_h = out.shape[2]
+        taps = kh * kw
+        stacked = self._buffer("stacked", taps * filters * channels)
+        np.copyto(stacked.reshape(kh, kw, filters, channels), w.transpose(2, 3, 0, 1))
+        stacked = stacked.reshape(taps * filters, channels)
+        padded = self._buffer("padded", channels * padded_h * padded_w)
+        padded = padded.reshape(channels, padded_h, padded_w)
+        if ph or eh or pw or ew:
+            padded.fill(0.0)
+        flat = padded.reshape(channels, padded_h * padded_w)
+        reach = (kh - 1) * dh  # padded rows a block of output rows reads beyond its own
+        row_bytes = 4 * taps * filters * padded_w
+        block = max(1, min(out_h, KN2ROW_BLOCK_BYTES // row_bytes - reach))
+        products = self._buffer("products", taps * filters * (block + reach) * padded_w)
+        biases = None if bias is None else bias.reshape(filters, 1, 1)
+        for n in range(batch):
+            padded[:, ph : ph + height, pw : pw + width] = x[n]
+            for r0 in range(0, out_h, block):
+                r1 = min(out_h, r0 + block)
+                columns = flat[:, r0 * padded_w : (r1 + reach) * padded_w]
+                product = products[: taps * filters * columns.shape[1]]
+                product = product.reshape(taps * filters, columns.shape[1])
+                np.matmul(stacked, columns, out=product)
+                shift_add = _pick(_SHIFT_ADD, filters * (r1 - r0) * out.shape[3] * taps)
+                shift_add(product, out[n], r0, r1, filters, kh, kw, dh, dw, padded_w)
+            if biases is not None:
+                np.add(out[n], biases, out=out[n])
+            if epilogue is not None:
+                epilogue(n, n + 1)
+        if epilogue is not None and batch == 0:
+            epilogue(0, 0)
+
+    def _buffer(self, name: str, size: int) -> np.ndarray:
+        """This thread's scratch buffer `name` (shared by every ConvKernel), of `size` floats."""
+        buffer = getattr(_SCRATCH, name, None)
+        if buffer is None or buffer.size < size:
+            buffer = np.empty(size, dtype=np.float32)
+            setattr(_SCRATCH, name, buffer)
+        return buffer[:size]
 
     def _direct(
         self,

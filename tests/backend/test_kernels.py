@@ -136,9 +136,25 @@ def test_conv2d_every_strategy_matches_reference(
     node = node_of("Conv", len(arrays), **attrs)
     check(node, arrays)
     unpadded_1x1 = kernel == (1, 1) and stride == (1, 1) and padding != "pads"
+    unit_stride_one_group = stride == (1, 1) and groups == 1
     for strategy in CONV_STRATEGIES:
-        if strategy != "pointwise" or unpadded_1x1:  # pointwise: for those only
-            check(node, arrays, kernel=ConvKernel(node, OPSET, strategy=strategy))
+        if strategy == "pointwise" and not unpadded_1x1:  # for those only
+            continue
+        if strategy == "kn2row" and not unit_stride_one_group:  # for those only
+            continue
+        check(node, arrays, kernel=ConvKernel(node, OPSET, strategy=strategy))
+
+
+def test_conv_kn2row_in_blocks_of_rows_with_dilation_and_uneven_pads(monkeypatch):
+    monkeypatch.setattr(kernels, "KN2ROW_BLOCK_BYTES", 4 * 9 * 10 * 13 * 7)  # a few rows a block
+    rng = np.random.default_rng(3)
+    arrays = [rand(rng, 2, 24, 13, 9), rand(rng, 10, 24, 3, 3), rand(rng, 10)]
+    node = node_of("Conv", 3, pads=[2, 1, 0, 3], dilations=[2, 1])
+    kernel = ConvKernel(node, OPSET)
+    assert kernel.strategy_for((2, 24, 13, 9), (10, 24, 3, 3)) == "kn2row"
+    check(node, arrays, kernel=kernel)
+    arrays[1] *= -2  # new weight values in the same buffer: nothing stale is kept
+    check(node, arrays, kernel=kernel)
 
 
 def test_conv_im2col_in_blocks_of_rows_with_bias(small_blocks):
