@@ -35,6 +35,7 @@ from sod2.bench import (
     markdown_failures,
     markdown_latency,
     markdown_memory,
+    markdown_targets,
     zoo_model,
 )
 from sod2.zoo import REGISTRY, get
@@ -108,6 +109,9 @@ def section(payload: dict) -> str:
     lines = [
         f"### {scale} scale",
         "",
+        "Targets:",
+        "",
+        markdown_targets(records),
         f"`python benchmarks/latency.py --scale {scale} --update-docs`: {payload['machine']}, "
         f"{payload['threads']} threads per runtime, median of {payload['repeat']} timed runs per "
         f"sweep point after one warm-up; onnxruntime {found['onnxruntime']}, "

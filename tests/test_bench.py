@@ -269,6 +269,29 @@ def test_markdown_marks_mismatches_and_lists_failures(record):
     assert "tvm: InternalError: no" in failures
 
 
+def test_targets_are_judged_from_the_figures(record):
+    fast = {
+        **record,
+        "ratios_over_sod2": {"ort": 2.0, "torch": 4.0},
+        "memory_ratio_ort_over_sod2": 2.0,
+        "compile": {"sod2": {"warm_seconds": 0.5, "warm_first_run_seconds": 0.2}},
+    }
+    slow = {
+        **fast,
+        "model": "slow",
+        "ratios_over_sod2": {"ort": 0.125, "torch": 0.5},
+        "memory_ratio_ort_over_sod2": 1.0,
+        "compile": {"sod2": {"warm_seconds": 2.5, "warm_first_run_seconds": 0.1}},
+    }
+    assert [reached for _, reached, _ in bench.target_results([fast])] == [True] * 4
+    results = bench.target_results([fast, slow])
+    assert [reached for _, reached, _ in results] == [False, True, False, False]
+    assert "ort/sod2 = 0.50x over 2 models" in results[0][2]
+    assert "slow 1.00x" in results[2][2] and "slow 2.6 s" in results[3][2]
+    text = bench.markdown_targets([{**record, "ratios_over_sod2": {}, "compile": {}}])
+    assert text.count("not measured") >= 3
+
+
 # -- child processes -----------------------------------------------------------------------------
 
 
