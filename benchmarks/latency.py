@@ -1,7 +1,8 @@
 """sod2 against onnxruntime, PyTorch eager and TVM Relax on the zoo: latency, memory, compile time.
 
     python benchmarks/latency.py [--scale small|paper] [--models a,b] [--repeat K] [--threads N]
-                                 [--no-ablation] [--update-docs]
+                                 [--peers ort,torch,tvm] [--no-ablation] [--update-docs]
+    python benchmarks/latency.py --scale paper --render --update-docs   (from the JSON only)
 
 For every zoo model, in this one process: each runtime loads the model once and runs every point
 of the model's sweep (one warm-up, then the median of K timed runs), and sod2's and every peer's
@@ -36,6 +37,7 @@ from sod2.bench import (
     markdown_latency,
     markdown_memory,
     markdown_targets,
+    parse_peers,
     zoo_model,
 )
 from sod2.zoo import REGISTRY, get
@@ -54,7 +56,13 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--slow-seconds", type=float, default=5.0, help="one run above this")
     parser.add_argument("--timeout", type=float, default=3600.0, help="per child process, s")
     parser.add_argument("--no-ablation", action="store_true", help="skip the ablation rows")
+    parser.add_argument(
+        "--peers", default="ort,torch,tvm", help="peers beside sod2 (onnxruntime always runs)"
+    )
     parser.add_argument("--update-docs", action="store_true")
+    parser.add_argument(
+        "--render", action="store_true", help="measure nothing: print the section from the JSON"
+    )
     return parser.parse_args(argv)
 
 
@@ -96,6 +104,14 @@ def merged(path: Path, fresh: list[dict], scale: str) -> list[dict]:
     return [by_name[name] for name in REGISTRY if name in by_name]
 
 
+def previous_commands(path: Path, scale: str) -> list[str]:
+    """The commands that measured the records already in `path` at `scale`."""
+    if not path.is_file():
+        return []
+    previous = json.loads(path.read_text())
+    return list(previous.get("commands", [])) if previous.get("scale") == scale else []
+
+
 def section(payload: dict) -> str:
     """The scale's section of docs/performance.md."""
     scale, records, found = payload["scale"], payload["models"], payload["versions"]
@@ -112,9 +128,11 @@ def section(payload: dict) -> str:
         "Targets:",
         "",
         markdown_targets(records),
-        f"`python benchmarks/latency.py --scale {scale} --update-docs`: {payload['machine']}, "
+        " and ".join(f"`{c}`" for c in payload.get("commands", []))
+        + f" (then `--update-docs`): {payload['machine']}, "
         f"{payload['threads']} threads per runtime, median of {payload['repeat']} timed runs per "
-        f"sweep point after one warm-up; onnxruntime {found['onnxruntime']}, "
+        f"sweep point after one warm-up (one when the warm-up took over 5 s); "
+        f"onnxruntime {found['onnxruntime']}, "
         f"torch {found['torch'] or '-'}, numba {found['numba']}, numpy {found['numpy']}. {tvm}",
         "",
         "Latency in ms, min–max over the sweep; `peer/sod2`: geometric mean over the sweep of "
@@ -157,28 +175,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads=args.threads,
         repeat=args.repeat,
         slow_seconds=args.slow_seconds,
-        peers=("ort", "torch", "tvm"),
+        peers=parse_peers(args.peers),
         ablation=not args.no_ablation,
         timeout=args.timeout,
     )
-    fresh = []
-    for name in model_names(args.models):
+    out = ROOT / "benchmarks" / "results" / f"latency.{args.scale}.json"
+    command = " ".join(
+        ["python benchmarks/latency.py", *(argv if argv is not None else sys.argv[1:])]
+    )
+    commands = [*previous_commands(out, args.scale), command]
+    payload: dict = {}
+    if args.render:
+        if not out.is_file():
+            print(f"{out} does not exist: measure first", file=sys.stderr)
+            return 1
+        payload = json.loads(out.read_text())
+        payload.setdefault("commands", [])
+    for name in [] if args.render else model_names(args.models):  # JSON rewritten per model
         ensure_built(name, args.scale)
         bench = bench_model(
             zoo_model(name, args.scale), settings, lambda line: print(line, file=sys.stderr)
         )
-        fresh.append(bench.to_json())
-    out = ROOT / "benchmarks" / "results" / f"latency.{args.scale}.json"
-    payload = {
-        "scale": args.scale,
-        "threads": args.threads,
-        "repeat": args.repeat,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "versions": versions(),
-        "models": merged(out, fresh, args.scale),
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1) + "\n")
+        payload = {
+            "scale": args.scale,
+            "threads": args.threads,
+            "repeat": args.repeat,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "commands": list(dict.fromkeys(commands)),
+            "versions": versions(),
+            "models": merged(out, [bench.to_json()], args.scale),
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(payload, indent=1) + "\n")
+    if not payload:
+        return 0
     text = section(payload)
     print(text)
     if args.update_docs:

@@ -363,17 +363,16 @@ class CompiledModel:
     ) -> list[tuple[Assumption, Callable[..., bool], list[str]]]:
         checks = []
         inputs = {s.name for s in self.rdp.input_symbols()}
+        seen: set[sympy.Basic] = set()
         for assumption in assumptions:
-            names = sorted(s.name for s in assumption.holds.free_symbols)  # type: ignore[attr-defined]
-            if not set(names) <= inputs:
+            symbols = sorted(assumption.holds.free_symbols, key=lambda s: s.name)  # type: ignore[attr-defined]
+            names = [s.name for s in symbols]
+            if not set(names) <= inputs or assumption.holds in seen:
                 continue  # involves values only execution knows: the kernels check those
-            function = sympy.lambdify(
-                [sympy.Symbol(n) for n in names],
-                assumption.holds.xreplace(
-                    {s: sympy.Symbol(s.name) for s in assumption.holds.free_symbols}  # type: ignore[attr-defined]
-                ),
-                "math",
-            )
+            seen.add(assumption.holds)
+            # the expression's own symbols as arguments: renaming them would rebuild (and
+            # re-simplify) every Max and Min in it
+            function = sympy.lambdify(symbols, assumption.holds, "math")
             checks.append((assumption, function, names))
         return checks
 

@@ -16,6 +16,7 @@ Dims travel to and from ONNX as `dim_param` strings: `format_dim` writes sympy's
 
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 from collections.abc import Iterable, Mapping
@@ -147,8 +148,11 @@ def parse_dim(text: str) -> Dim:
     return symbol(text)
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_arithmetic(text: str) -> Dim | None:
-    """Parse `text` as arithmetic over identifiers; None if it is not that (or not an extent)."""
+    """Parse `text` as arithmetic over identifiers; None if it is not that (or not an extent).
+    Cached: a model repeats the same few texts on many tensors, and sympy's parser is slow (the
+    result is immutable and symbols are interned by name and assumptions, so sharing is safe)."""
     names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)) - set(_FUNCTIONS)
     if any(keyword.iskeyword(name) or name.startswith("__") for name in names):
         return None
