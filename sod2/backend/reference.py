@@ -55,6 +55,8 @@ class ReferenceInterpreter:
         self.model = model
         self._kernels: dict[Node, OpDef] = {}
         self._orders: dict[Graph, list[Node]] = {}
+        self._releases: dict[Graph, list[list[Tensor]]] = {}
+        self._keep = False
 
     def run(self, feeds: Mapping[str, Any], *, intermediates: bool = False) -> RunResult:
         """Run the model on `feeds` (input name -> value); outputs come back by name."""
@@ -62,6 +64,7 @@ class ReferenceInterpreter:
         env: Environment = ChainMap(bind_inputs(graph, feeds))
         for tensor in graph.constants:
             env[tensor] = tensor.const_value
+        self._keep = intermediates
         self._run_nodes(graph, env)
         outputs = {tensor.name: env[tensor] for tensor in graph.outputs}
         recorded = {t.name: v for t, v in env.items()} if intermediates else {}
@@ -87,8 +90,18 @@ class ReferenceInterpreter:
         order = self._orders.get(graph)
         if order is None:
             order = self._orders[graph] = graph.topological_order()
-        for node in order:
+        if self._keep:
+            for node in order:
+                self._run_node(node, env)
+            return
+        releases = self._releases.get(graph)
+        if releases is None:
+            releases = self._releases[graph] = _releases(graph, order)
+        scope = env.maps[0]
+        for node, dead in zip(order, releases, strict=True):
             self._run_node(node, env)
+            for tensor in dead:  # a value no later node reads: dropped at once
+                scope.pop(tensor, None)
 
     def _run_node(self, node: Node, env: Environment) -> None:
         opdef = self._kernels.get(node)
@@ -110,6 +123,33 @@ class ReferenceInterpreter:
             if tensor is not None:
                 check_result(node, tensor, result)
                 env[tensor] = result
+
+
+def _releases(graph: Graph, order: Sequence[Node]) -> list[list[Tensor]]:
+    """For each node of `order`, the tensors of `graph` it reads (itself or inside its
+    subgraphs) or makes for the last time; the graph's outputs are never released."""
+    last: dict[Tensor, int] = {}
+    for step, node in enumerate(order):
+        for tensor in (*node.inputs, *node.outputs, *_outer_reads(node, graph)):
+            if tensor is not None:
+                last[tensor] = step
+    kept = set(graph.outputs)
+    releases: list[list[Tensor]] = [[] for _ in order]
+    for tensor, step in last.items():
+        if tensor not in kept and not tensor.is_constant:
+            releases[step].append(tensor)
+    return releases
+
+
+def _outer_reads(node: Node, graph: Graph) -> list[Tensor]:
+    """Tensors of `graph` read inside `node`'s subgraphs, at any depth."""
+    found: list[Tensor] = []
+    for _, subgraph in node.subgraphs:
+        for body in (subgraph, *subgraph.subgraphs()):
+            found += [t for t in body.outputs if t.graph is graph]  # a branch may return it
+        for inner in subgraph.walk():
+            found += [t for t in inner.inputs if t is not None and t.graph is graph]
+    return found
 
 
 def run_reference(
