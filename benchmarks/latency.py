@@ -3,6 +3,7 @@
     python benchmarks/latency.py [--scale small|paper] [--models a,b] [--repeat K] [--threads N]
                                  [--peers ort,torch,tvm] [--no-ablation] [--update-docs]
     python benchmarks/latency.py --scale paper --render --update-docs   (from the JSON only)
+    python benchmarks/latency.py --scale paper --refresh-compile        (sod2's compile times)
 
 For every zoo model, in this one process: each runtime loads the model once and runs every point
 of the model's sweep (one warm-up, then the median of K timed runs), and sod2's and every peer's
@@ -27,11 +28,13 @@ import platform
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from sod2.bench import (
     BenchSettings,
     bench_model,
+    compile_times,
     markdown_ablation,
     markdown_failures,
     markdown_latency,
@@ -62,6 +65,11 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--update-docs", action="store_true")
     parser.add_argument(
         "--render", action="store_true", help="measure nothing: print the section from the JSON"
+    )
+    parser.add_argument(
+        "--refresh-compile",
+        action="store_true",
+        help="only measure sod2's cold and warm compile times again, for the models in the JSON",
     )
     return parser.parse_args(argv)
 
@@ -185,13 +193,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     commands = [*previous_commands(out, args.scale), command]
     payload: dict = {}
-    if args.render:
+    if args.render or args.refresh_compile:
         if not out.is_file():
             print(f"{out} does not exist: measure first", file=sys.stderr)
             return 1
         payload = json.loads(out.read_text())
         payload.setdefault("commands", [])
-    for name in [] if args.render else model_names(args.models):  # JSON rewritten per model
+    if args.refresh_compile:
+        names = set(model_names(args.models))
+        for record in payload["models"]:
+            if record["model"] in names:
+                model = zoo_model(record["model"], args.scale)
+                times = compile_times(model, "sod2", args.threads, args.timeout)
+                record["compile"]["sod2"] = asdict(times)
+                print(f"{record['model']} sod2 compile: {times}", file=sys.stderr)
+                out.write_text(json.dumps(payload, indent=1) + "\n")
+        payload["commands"] = list(dict.fromkeys([*payload["commands"], command]))
+        out.write_text(json.dumps(payload, indent=1) + "\n")
+    measure = not (args.render or args.refresh_compile)
+    for name in model_names(args.models) if measure else []:  # JSON rewritten per model
         ensure_built(name, args.scale)
         bench = bench_model(
             zoo_model(name, args.scale), settings, lambda line: print(line, file=sys.stderr)

@@ -72,6 +72,9 @@ class CompileOptions:
     """Threads for Numba's parallel loops (None: Numba's default)."""
     ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     """Ranges of the input symbols the memory plan must be good over (zoo models: their own)."""
+    plan_validation: int = 512
+    """Bindings the plan's versions are validated on (`PlanOptions.validation`; the memory
+    benchmark uses 4096): fewer make compiling faster, never the plan invalid."""
 
 
 @dataclass
@@ -671,6 +674,7 @@ def compile_model(
         plan_options = PlanOptions(
             ranges={k: v for k, v in ranges.items() if k in symbols},
             search_order=options.sep,
+            validation=options.plan_validation,
         )
         plan = plan_memory(model, rdp, plan_options)
     compiled = CompiledModel(model, rdp, plan, options, 0.0, groups)

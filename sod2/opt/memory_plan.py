@@ -589,13 +589,18 @@ class _Builder:
             return [[]]
         budget = max(256, VALIDATION_SIZES // len(storages))  # a huge graph: fewer bindings
         validation = self._sample_sizes(storages, self.validation[:budget])
+        # bindings that give every storage the same size are one column (a model whose shapes
+        # are fixed, dynamic only through control flow, has a single one)
+        columns, inverse = np.unique(
+            np.concatenate([sizes, validation], axis=1), axis=1, return_inverse=True
+        )
         search = _VersionSearch(
             np.array([s.start for s in storages], dtype=np.int64),
             np.array([s.end for s in storages], dtype=np.int64),
             np.array(dynamic, dtype=bool),
-            np.concatenate([sizes, validation], axis=1),
+            columns,
         )
-        for k in range(sizes.shape[1]):
+        for k in dict.fromkeys(np.ravel(inverse)[: sizes.shape[1]].tolist()):
             search.add_candidate(k)
         return search.run(self.options.versions, rounds=2 * self.options.versions)
 
