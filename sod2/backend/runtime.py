@@ -105,9 +105,6 @@ class _Step:
     def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
         raise NotImplementedError
 
-    def fail(self, message: str) -> Sod2Error:
-        return Sod2Error(f"node {self.node.name!r} ({self.node.op_type}): {message}")
-
 
 def _out(tensor: Tensor, frame: _Frame, dtype: np.dtype) -> np.ndarray:
     """The array `tensor` is to be written into: its arena view, or a fresh one."""
