@@ -59,3 +59,28 @@ def import_source(source: str, directory: Path, prefix: str) -> ModuleType:
     spec.loader.exec_module(module)
     sys.modules[name] = module  # Numba finds a cached function's globals by its module's name
     return module
+
+
+def file_stamp(path: Path, salt: str = "") -> str:
+    """A key that changes whenever the file at `path` may have: its resolved path, device, inode,
+    size and modification time (nanoseconds), plus `salt` (a tool's version)."""
+    resolved = path.resolve()
+    stat = resolved.stat()
+    return digest(
+        f"{resolved}|{stat.st_dev}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{salt}"
+    )
+
+
+def has_mark(kind: str, key: str) -> bool:
+    """Whether `mark(kind, key)` was called before (by any process using this cache)."""
+    return (cache_dir(kind) / key).exists()
+
+
+def mark(kind: str, key: str) -> None:
+    """Record `key` under `kind` (an empty file); a cache that cannot be written is skipped."""
+    try:
+        directory = cache_dir(kind)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / key).touch()
+    except OSError:
+        pass

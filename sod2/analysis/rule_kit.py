@@ -222,7 +222,8 @@ def dims_or_unknown(
             if bound is sympy.false:
                 result.append(ctx.fresh(note=note))
                 continue
-            ctx.assume(bound, f"{note} {dim} is at least {at_least}")
+            if bound is not sympy.true:  # printing `dim` costs more than the proof
+                ctx.assume(bound, f"{note} {dim} is at least {at_least}")
         result.append(dim)  # type: ignore[arg-type]
     return result
 

@@ -53,6 +53,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import sympy
 
@@ -719,26 +720,62 @@ def _orient(
 ) -> list[tuple[int, ...]]:
     """For each storage, the conflicting storages directly below it (transitive edges dropped)."""
     count = len(size)
-    rank = sorted(
-        range(count),
-        key=lambda b: (bool(dynamic[b]), int(offsets[b]), int(offsets[b] + size[b]), b),
+    rank = np.lexsort((np.arange(count), offsets + size, offsets, dynamic)).astype(np.int64)
+    counts, parents = _orient_loop(
+        np.asarray(start, dtype=np.int64), np.asarray(end, dtype=np.int64), rank
     )
-    position = np.empty(count, dtype=np.int64)
-    position[rank] = np.arange(count)
-    ancestors = [0] * count
-    below: list[tuple[int, ...]] = [()] * count
-    for b in rank:
-        mask = placement.conflicts(start, end, b) & (position < position[b])
-        candidates = sorted(np.flatnonzero(mask).tolist(), key=lambda a: -int(position[a]))
-        implied = 0
-        direct = []
-        for a in candidates:  # highest first: a lower one is often implied by a higher one
-            if not (implied >> a) & 1:
-                direct.append(a)
-                implied |= ancestors[a]
-        ancestors[b] = implied | sum(1 << a for a in direct)
-        below[b] = tuple(sorted(direct))
-    return below
+    bounds = np.concatenate(([0], np.cumsum(counts))).tolist()
+    flat = parents.tolist()
+    return [tuple(flat[bounds[b] : bounds[b + 1]]) for b in range(count)]
+
+
+@numba.njit(cache=True)
+def _orient_loop(start, end, rank):  # type: ignore[no-untyped-def]
+    """`_orient`'s loop over storages in `rank` order (static first, then by offset): a storage's
+    direct parents are the conflicting ones ranked below it that no higher one already implies
+    (scanned from the highest down). Ancestor sets are bit rows of 64-bit words. Returns each
+    storage's parent count and the parents (ascending) back to back, in storage order."""
+    count = len(rank)
+    words = (count + 63) // 64
+    ancestors = np.zeros((count, words), dtype=np.uint64)
+    direct = np.zeros(count, dtype=np.int64)
+    starts = np.zeros(count, dtype=np.int64)  # each storage's first parent in `found`
+    counts = np.zeros(count, dtype=np.int64)
+    found = np.empty(max(count, 1), dtype=np.int64)
+    used = 0
+    one = np.uint64(1)
+    for r in range(count):
+        b = rank[r]
+        implied = ancestors[b]
+        n_direct = 0
+        for q in range(r - 1, -1, -1):
+            a = rank[q]
+            if start[a] > end[b] or end[a] < start[b]:
+                continue
+            if (implied[a // 64] >> np.uint64(a % 64)) & one:
+                continue
+            direct[n_direct] = a
+            n_direct += 1
+            for w in range(words):
+                implied[w] |= ancestors[a, w]
+        for i in range(n_direct):
+            a = direct[i]
+            implied[a // 64] |= one << np.uint64(a % 64)
+        if used + n_direct > len(found):
+            grown = np.empty(max(2 * len(found), used + n_direct), dtype=np.int64)
+            grown[:used] = found[:used]
+            found = grown
+        block = np.sort(direct[:n_direct])
+        found[used : used + n_direct] = block
+        starts[b] = used
+        counts[b] = n_direct
+        used += n_direct
+    parents = np.empty(used, dtype=np.int64)
+    at = 0
+    for b in range(count):
+        parents[at : at + counts[b]] = found[starts[b] : starts[b] + counts[b]]
+        at += counts[b]
+    return counts, parents
 
 
 def _arenas(below: Sequence[tuple[int, ...]], sizes: np.ndarray) -> np.ndarray:

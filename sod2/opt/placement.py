@@ -19,6 +19,7 @@ Invariant: every function returns offsets of a valid placement (`check_placement
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from sod2.errors import Sod2Error
@@ -49,36 +50,57 @@ def greedy_by_size(
     """Offsets by TFLite's greedy-by-size (see the module docstring).
 
     `order` overrides the placing order (default: by size, largest first, ties by index);
-    `floor[b]`, when given, is the lowest offset buffer `b` may take. Returns int64 offsets.
+    `floor[b]`, when given, is the lowest offset buffer `b` may take. Returns int64 offsets
+    (-1 for a buffer `order` leaves out).
     """
     count = len(size)
     if order is None:
         order = np.lexsort((np.arange(count), -size))
+    lows = np.zeros(count, dtype=np.int64) if floor is None else np.asarray(floor, dtype=np.int64)
+    return _greedy(
+        np.asarray(start, dtype=np.int64),
+        np.asarray(end, dtype=np.int64),
+        np.asarray(size, dtype=np.int64),
+        lows,
+        np.asarray(order, dtype=np.int64),
+    )
+
+
+@numba.njit(cache=True)
+def _greedy(start, end, size, floor, order):  # type: ignore[no-untyped-def]
+    """greedy_by_size's loop. The buffers placed so far are kept sorted by (offset, index), so
+    the gaps between those that conflict with the next buffer come out of one sweep: a gap runs
+    from the highest end seen so far (at least the buffer's floor) to the next conflicting offset;
+    the smallest gap that fits wins (the lowest on ties), else the buffer goes on top."""
+    count = len(size)
     offset = np.full(count, -1, dtype=np.int64)
-    placed = np.zeros(count, dtype=bool)
+    placed = np.empty(count, dtype=np.int64)  # buffer ids sorted by (offset, id)
+    placed_count = 0
     for b in order:
-        mask = placed & conflicts(start, end, b)
-        low = 0 if floor is None else int(floor[b])
-        offset[b] = _best_gap(offset[mask], size[mask], int(size[b]), low)
-        placed[b] = True
+        need = size[b]
+        reach = floor[b]  # where the next gap starts
+        best = -1
+        best_gap = np.int64(0)
+        for k in range(placed_count):
+            other = placed[k]
+            if start[other] > end[b] or end[other] < start[b]:
+                continue
+            gap = offset[other] - reach
+            if gap >= need and (best < 0 or gap < best_gap):
+                best = reach
+                best_gap = gap
+            reach = max(reach, offset[other] + size[other])
+        offset[b] = best if best >= 0 else reach
+        at = placed_count  # insert b, keeping (offset, id) order
+        while at > 0 and (
+            offset[placed[at - 1]] > offset[b]
+            or (offset[placed[at - 1]] == offset[b] and placed[at - 1] > b)
+        ):
+            placed[at] = placed[at - 1]
+            at -= 1
+        placed[at] = b
+        placed_count += 1
     return offset
-
-
-def _best_gap(offsets: np.ndarray, sizes: np.ndarray, need: int, low: int) -> int:
-    """The lowest offset >= `low` of the smallest gap that fits `need` bytes between the occupied
-    ranges, or the top of them."""
-    if len(offsets) == 0:
-        return low
-    by_offset = np.argsort(offsets, kind="stable")
-    starts = offsets[by_offset]
-    ends = np.maximum.accumulate(starts + sizes[by_offset])
-    gap_starts = np.concatenate(([low], np.maximum(ends[:-1], low)))
-    gap_sizes = starts - gap_starts
-    fits = np.flatnonzero(gap_sizes >= need)
-    if len(fits):
-        best = fits[np.argmin(gap_sizes[fits])]
-        return int(gap_starts[best])
-    return max(int(ends[-1]), low)
 
 
 def online_best_fit(start: np.ndarray, end: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, int]:

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import onnx
 import pytest
@@ -237,6 +239,35 @@ def test_checker_rejections_are_load_errors(tmp_path):
     onnx.save(proto, str(path))
     with pytest.raises(ModelLoadError, match=r"bad\.onnx: rejected by onnx\.checker"):
         load(path)
+
+
+def test_a_file_that_passed_the_checker_is_not_checked_again_until_it_changes(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SOD2_CACHE_DIR", str(tmp_path / "cache"))
+    checked = []
+    real = onnx.checker.check_model
+    monkeypatch.setattr(
+        onnx.checker, "check_model", lambda m, *a, **k: (checked.append(m), real(m, *a, **k))
+    )
+    proto = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])], [value("x", [2])], [value("y", [2])]
+    )
+    path = tmp_path / "good.onnx"
+    onnx.save(proto, str(path))
+    load(path)
+    load(path)
+    assert checked == [str(path)]  # the checker reads the file itself, once
+    proto.graph.node[0].input[0] = ""  # now invalid: a changed file is checked again
+    onnx.save(proto, str(path))
+    os.utime(path, ns=(0, 1))  # even if its modification time went back
+    with pytest.raises(ModelLoadError, match=r"good\.onnx: rejected by onnx\.checker"):
+        load(path)
+    fresh = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])], [value("x", [2])], [value("y", [2])]
+    )
+    load(fresh)
+    assert len(checked) == 3 and checked[-1] is fresh  # a proto is always checked
 
 
 def test_external_data_is_loaded_and_can_be_written(tmp_path):

@@ -10,7 +10,7 @@ from sod2 import load
 from sod2.backend.planned import run_planned
 from sod2.backend.reference import run_reference
 from sod2.errors import Sod2Error
-from sod2.opt import placement
+from sod2.opt import memory_plan, placement
 from sod2.opt.memory_plan import AboveDags, PlanError, PlanOptions, plan_memory
 from sod2.opt.memory_report import figures
 from sod2.testing.strategies import SYMBOL_RANGES, bindings, dynamic_graphs
@@ -140,3 +140,37 @@ def test_symbolic_offsets_read_as_expressions(plans):
         if not isinstance(offset, int):
             offset = offset.subs({s: binding[s.name] for s in offset.free_symbols})
         assert int(offset) == concrete.offsets[index]
+
+
+def _orient_oracle(start, end, size, offsets, dynamic):
+    """The above-DAG's direct edges by definition: b's parents are the conflicting storages
+    ranked below it (static first, then by offset, top, index) that are not already below
+    another of its parents."""
+    count = len(size)
+    rank = sorted(
+        range(count), key=lambda b: (bool(dynamic[b]), offsets[b], offsets[b] + size[b], b)
+    )
+    below = {b: set() for b in range(count)}  # transitive
+    direct = {}
+    for position, b in enumerate(rank):
+        chosen, implied = [], set()
+        for a in reversed(rank[:position]):
+            if start[a] <= end[b] and end[a] >= start[b] and a not in implied:
+                chosen.append(a)
+                implied |= below[a]
+        below[b] = implied | set(chosen)
+        direct[b] = tuple(sorted(chosen))
+    return [direct[b] for b in range(count)]
+
+
+@given(st.data())
+def test_above_dag_edges_match_their_definition(data):
+    count = data.draw(st.integers(0, 30))
+    start = np.array(data.draw(st.lists(st.integers(0, 12), min_size=count, max_size=count)))
+    start = start.astype(np.int64)
+    end = start + np.array(data.draw(st.lists(st.integers(0, 6), min_size=count, max_size=count)))
+    size = 64 * np.array(data.draw(st.lists(st.integers(0, 8), min_size=count, max_size=count)))
+    dynamic = np.array(data.draw(st.lists(st.booleans(), min_size=count, max_size=count)), bool)
+    offsets = memory_plan._greedy_static_first(start, end, size.astype(np.int64), dynamic)
+    got = memory_plan._orient(start, end, size, offsets, dynamic)
+    assert got == _orient_oracle(start, end, size, offsets, dynamic)
