@@ -109,7 +109,7 @@ def swish(x: np.ndarray, ctx: KernelContext) -> np.ndarray:
     return x / (1 + np.exp(-_float_attr(ctx, "alpha", 1.0, x) * x))
 
 
-_ERFC_FIT = (
+ERFC_FIT = (
     -1.26551223,
     1.00002368,
     0.37409196,
@@ -121,6 +121,8 @@ _ERFC_FIT = (
     -0.82215223,
     0.17087277,
 )
+"""Coefficients of P in erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), z >= 0 (Numerical
+Recipes' erfcc, relative error below 1.2e-7); the fused float32 Erf and Gelu use them too."""
 _math_erfc = np.frompyfunc(math.erfc, 1, 1)
 
 
@@ -136,7 +138,7 @@ def erfc(z: np.ndarray, *, exact: bool) -> np.ndarray:
     magnitude = np.abs(z)
     t = 1.0 / (1.0 + 0.5 * magnitude)
     polynomial = np.zeros_like(t)
-    for coefficient in reversed(_ERFC_FIT):
+    for coefficient in reversed(ERFC_FIT):
         polynomial = polynomial * t + coefficient
     tail = t * np.exp(-magnitude * magnitude + polynomial)
     return np.where(z >= 0, tail, 2.0 - tail)

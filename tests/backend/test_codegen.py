@@ -4,6 +4,7 @@ errors, and sharing compiled versions in memory and on disk."""
 
 from __future__ import annotations
 
+import math
 import sys
 
 import numpy as np
@@ -513,3 +514,87 @@ def test_groups_of_transcendental_functions_go_parallel_sooner():
     costly([x], [out])
     np.testing.assert_allclose(out, reference(body_of("Erf", [F32]), [x])[0], rtol=1e-6)
     assert costly.versions() == ["rank 1 [full] parallel"]
+
+
+# -- float32 transcendental functions --------------------------------------------------------
+
+_ERF = np.vectorize(math.erf, otypes=[np.float64])
+_ERFC = np.vectorize(math.erfc, otypes=[np.float64])
+_GELU_C = math.sqrt(2 / math.pi)
+FLOAT32_EXACT = {  # each op's value in float64 (forms without cancellation in the far tails)
+    ("Exp", "none"): np.exp,
+    ("Sigmoid", "none"): lambda x: 1 / (1 + np.exp(-x)),
+    ("Tanh", "none"): np.tanh,
+    ("Erf", "none"): _ERF,
+    ("Gelu", "none"): lambda x: 0.5 * x * _ERFC(-x * math.sqrt(0.5)),
+    ("Gelu", "tanh"): lambda x: x / (1 + np.exp(-2 * _GELU_C * (x + 0.044715 * x**3))),
+}
+SPECIALS = np.array(
+    [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30, 0.3, 0.5, 0.55, 88.7, 88.73, -87.3, -87.4],
+    np.float32,
+)
+
+
+def _check_float32(op: str, approximate: str, x: np.ndarray, rtol: float) -> None:
+    """Within `rtol` of float64 where the value's magnitude is at least the op's floor (far-tail
+    arguments amplify their own rounding: `rtol` is per test); NaN, inf and 0 exactly where
+    float64 has them; values below the floor within the floor. The floor is float32's smallest
+    normal, except for Gelu: e^-87.3 flushes to 0, and Gelu multiplies it by up to 6.5."""
+    attrs = {"approximate": approximate} if op == "Gelu" else {}
+    got = run(body_of(op, [F32], **attrs), [x])[0]
+    with np.errstate(all="ignore"):
+        want = FLOAT32_EXACT[op, approximate](x.astype(np.float64))
+        rounded = want.astype(np.float32)
+    floor = 1e-33 if op == "Gelu" else np.finfo(np.float32).tiny
+    above = np.isfinite(rounded) & (np.abs(rounded) >= floor)
+    np.testing.assert_allclose(got[above], want[above], rtol=rtol, atol=0)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(rounded))
+    np.testing.assert_array_equal(got[np.isinf(rounded)], rounded[np.isinf(rounded)])
+    below = ~above & np.isfinite(rounded)
+    assert np.all(np.abs(got[below] - want[below]) <= floor)
+
+
+@pytest.mark.parametrize(("op", "approximate"), list(FLOAT32_EXACT))
+def test_float32_transcendentals_are_accurate_over_their_whole_range(op, approximate):
+    x = np.concatenate(
+        [
+            np.linspace(-100, 100, 400_001, dtype=np.float32),
+            np.linspace(-1, 1, 200_001, dtype=np.float32),
+            SPECIALS,
+        ]
+    )
+    # Gelu's tanh form reaches e^-89 at x = -10: its argument's rounding is amplified 80-fold
+    _check_float32(op, approximate, x, rtol=2e-5 if approximate == "tanh" else 1e-6)
+
+
+@pytest.mark.parametrize(("op", "approximate"), list(FLOAT32_EXACT))
+@settings(max_examples=30)
+@given(values=st.lists(st.floats(width=32), min_size=1, max_size=64))
+def test_float32_transcendentals_on_any_floats(op, approximate, values):
+    _check_float32(op, approximate, np.array(values, np.float32), rtol=2e-5)
+
+
+@pytest.mark.parametrize("op", ["Exp", "Sigmoid", "Tanh", "Erf", "Gelu"])
+def test_float32_transcendentals_call_no_libm_and_float64_ones_do(op):
+    layout = codegen.signature_of([(8,)], (8,), parallel_min=codegen.PARALLEL_MIN)
+    narrow = kernel_source(body_of(op, [F32]), OPSET, layout.signature)
+    wide = kernel_source(body_of(op, [DType.FLOAT64]), OPSET, layout.signature)
+    assert "math." not in narrow and "float32_from_bits" in narrow
+    assert "math." in wide and "float32_from_bits" not in wide
+
+
+def test_float32_from_bits_reinterprets_the_low_32_bits():
+    from numba import njit
+
+    from sod2.backend.intrinsics import float32_from_bits
+
+    @njit
+    def convert(bits):
+        out = np.empty(bits.size, np.float32)
+        for i in range(bits.size):
+            out[i] = float32_from_bits(bits[i])
+        return out
+
+    values = np.array([1.0, -2.5, np.inf, 1e-40, 0.0], np.float32)
+    np.testing.assert_array_equal(convert(values.view(np.int32)), values)
+    np.testing.assert_array_equal(convert(values.view(np.int32).astype(np.int64)), values)
