@@ -16,6 +16,9 @@ views of the exact shape and element type that RDP fixed) and writes into them:
   output while it is in cache (the weights are never copied, except kn2row's per-tap stacking);
   `windows`, numpy's strided view of every patch (what the reference does), stays available for
   comparison;
+- ConvTranspose (one group): per block of input rows, one sgemm of every tap's filters into a
+  bounded scratch, then a Numba scatter-add of the taps into the output (col2im), which never
+  holds the full-size patches the reference builds;
 - MatMul and Gemm: `np.matmul(..., out=)`, a batch of rows against one matrix as one sgemm;
 - Softmax, LogSoftmax, LayerNormalization, InstanceNormalization, BatchNormalization, MaxPool,
   AveragePool and Resize: Numba loop nests over rows or image planes (one pass per statistic, no
@@ -55,7 +58,13 @@ from numba import prange
 from sod2.errors import Sod2Error
 from sod2.ir.dtypes import DType
 from sod2.ir.graph import Node
-from sod2.ops.conv import AUTO_PADS, WindowGeometry, sliding_windows, window_geometry
+from sod2.ops.conv import (
+    AUTO_PADS,
+    WindowGeometry,
+    sliding_windows,
+    transpose_geometry,
+    window_geometry,
+)
 from sod2.ops.image import AxisResize, source_coordinates
 from sod2.ops.pooling import pool_geometry
 from sod2.ops.registry import KernelContext, lookup_node
@@ -391,8 +400,19 @@ def _shift_add(products, out, r0, r1, filters, kh, kw, dh, dw, padded_w):  # typ
 _SHIFT_ADD = _jit(_shift_add)
 
 _SCRATCH = threading.local()
-"""Each thread's Conv scratch buffers (`ConvKernel._buffer`): im2col's patches, kn2row's padded
-image, stacked weights and products."""
+"""Each thread's Conv and ConvTranspose scratch buffers (`_scratch`): im2col's patches, kn2row's
+padded image, stacked weights and products."""
+
+
+def _scratch(name: str, size: int) -> np.ndarray:
+    """This thread's scratch buffer `name` (shared by every kernel, which uses it only while it
+    runs), of `size` floats, grown as needed."""
+    buffer = getattr(_SCRATCH, name, None)
+    if buffer is None or buffer.size < size:
+        buffer = np.empty(size, dtype=np.float32)
+        setattr(_SCRATCH, name, buffer)
+    return buffer[:size]
+
 
 CONV_STRATEGIES = ("pointwise", "im2col", "kn2row", "direct", "windows")
 """Ways ConvKernel computes a convolution (see the module docstring)."""
@@ -408,6 +428,17 @@ KN2ROW_BLOCK_BYTES = 1 << 23
 DIRECT_MAX_FILTERS = 8
 """A convolution with at most this many filters per group (a gate, a mask head) runs as the direct
 loop nest: im2col would copy every pixel kernel-size times to feed a product of a few rows."""
+
+
+def _conv_operands(inputs: Sequence[Any], outputs: Sequence[Any]) -> tuple[Any, Any, Any, Any]:
+    """X, W, the bias (or None) and the output of a 1-D or 2-D float32 (transposed)
+    convolution; `_Unfit` for anything else."""
+    x, w, out = inputs[0], inputs[1], outputs[0]
+    bias = inputs[2] if len(inputs) > 2 else None
+    _float32(x, w, out, *(() if bias is None else (bias,)))
+    if x.ndim not in (3, 4) or w.ndim != x.ndim or out.ndim != x.ndim:
+        raise _Unfit
+    return x, w, bias, out
 
 
 class ConvKernel:
@@ -431,11 +462,7 @@ class ConvKernel:
     def __call__(
         self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None = None
     ) -> None:
-        x, w, out = inputs[0], inputs[1], outputs[0]
-        bias = inputs[2] if len(inputs) > 2 else None
-        _float32(x, w, out, *(() if bias is None else (bias,)))
-        if x.ndim not in (3, 4) or w.ndim != x.ndim or out.ndim != x.ndim:
-            raise _Unfit
+        x, w, bias, out = _conv_operands(inputs, outputs)
         batch, channels, filters = x.shape[0], x.shape[1], w.shape[0]
         if channels != w.shape[1] * self.group or filters % self.group:
             raise _Unfit
@@ -522,7 +549,7 @@ class ConvKernel:
     def _patches(self, rows: int, columns: int) -> np.ndarray:
         """A (rows, columns) view of this thread's scratch buffer, shared by every ConvKernel
         (a kernel uses it only while it runs), grown as needed."""
-        return self._buffer("patches", rows * columns).reshape(rows, columns)
+        return _scratch("patches", rows * columns).reshape(rows, columns)
 
     def _im2col(
         self,
@@ -582,10 +609,10 @@ class ConvKernel:
         padded_h, padded_w = height + ph + eh, width + pw + ew
         out_h = out.shape[2]
         taps = kh * kw
-        stacked = self._buffer("stacked", taps * filters * channels)
+        stacked = _scratch("stacked", taps * filters * channels)
         np.copyto(stacked.reshape(kh, kw, filters, channels), w.transpose(2, 3, 0, 1))
         stacked = stacked.reshape(taps * filters, channels)
-        padded = self._buffer("padded", channels * padded_h * padded_w)
+        padded = _scratch("padded", channels * padded_h * padded_w)
         padded = padded.reshape(channels, padded_h, padded_w)
         if ph or eh or pw or ew:
             padded.fill(0.0)
@@ -593,7 +620,7 @@ class ConvKernel:
         reach = (kh - 1) * dh  # padded rows a block of output rows reads beyond its own
         row_bytes = 4 * taps * filters * padded_w
         block = max(1, min(out_h, KN2ROW_BLOCK_BYTES // row_bytes - reach))
-        products = self._buffer("products", taps * filters * (block + reach) * padded_w)
+        products = _scratch("products", taps * filters * (block + reach) * padded_w)
         biases = None if bias is None else bias.reshape(filters, 1, 1)
         for n in range(batch):
             padded[:, ph : ph + height, pw : pw + width] = x[n]
@@ -611,14 +638,6 @@ class ConvKernel:
                 epilogue(n, n + 1)
         if epilogue is not None and batch == 0:
             epilogue(0, 0)
-
-    def _buffer(self, name: str, size: int) -> np.ndarray:
-        """This thread's scratch buffer `name` (shared by every ConvKernel), of `size` floats."""
-        buffer = getattr(_SCRATCH, name, None)
-        if buffer is None or buffer.size < size:
-            buffer = np.empty(size, dtype=np.float32)
-            setattr(_SCRATCH, name, buffer)
-        return buffer[:size]
 
     def _direct(
         self,
@@ -682,6 +701,107 @@ def _lift(geometry: WindowGeometry) -> WindowGeometry:
         (0, *geometry.pads_begin),
         (0, *geometry.pads_end),
     )
+
+
+# -- ConvTranspose -------------------------------------------------------------------------------
+
+
+def _col2im_rows(products, out, r0, r1, filters, kernel, strides, dilations, pads, in_w):  # type: ignore[no-untyped-def]
+    """out[m, ih * sh + i * dh - ph, iw * sw + j * dw - pw] += products[(i * kw + j) * filters
+    + m, (ih - r0) * in_w + iw] for input rows ih in [r0, r1), where the target lies inside
+    `out` (col2im, the transposed convolution's scatter); one output plane per task, so tasks
+    never write the same element."""
+    out_h, out_w = out.shape[1], out.shape[2]
+    kh, kw = kernel
+    sh, sw = strides
+    dh, dw = dilations
+    ph, pw = pads
+    for m in prange(filters):
+        for ih in range(r0, r1):
+            base = (ih - r0) * in_w
+            for i in range(kh):
+                oh = ih * sh + i * dh - ph
+                if oh < 0 or oh >= out_h:
+                    continue
+                row = out[m, oh]
+                for j in range(kw):
+                    left = j * dw - pw  # iw lands at iw * sw + left: inside for iw in [lo, hi)
+                    lo = min(in_w, max(0, (-left + sw - 1) // sw))
+                    hi = min(in_w, max(lo, (out_w - left + sw - 1) // sw))
+                    source = products[(i * kw + j) * filters + m, base : base + in_w]
+                    for t in range(lo, hi):
+                        row[t * sw + left] += source[t]
+
+
+_COL2IM = _jit(_col2im_rows)
+
+CONV_TRANSPOSE_BLOCK_BYTES = 1 << 21
+"""ConvTranspose's products of all taps cover about this many bytes (a block of input rows):
+the scratch stays small (it counts in peak memory) while each sgemm stays wide."""
+
+
+class ConvTransposeKernel:
+    """ConvTranspose (1-D and 2-D, float32, one group) into a preallocated output, without the
+    reference's full-size patches: per image and block of input rows, one sgemm of every tap's
+    filters against the rows (into a bounded scratch), then a scatter-add of the taps into the
+    output (`_col2im_rows`), which starts from the bias. Pads follow the reference
+    (`sod2.ops.conv`), output_shape and auto_pad included."""
+
+    def __init__(self, node: Node, opset: int) -> None:
+        self.context = KernelContext(node, opset)
+        self.group = int(node.attr("group", 1))
+
+    def __call__(
+        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None = None
+    ) -> None:
+        x, w, bias, out = _conv_operands(inputs, outputs)
+        if self.group != 1:
+            raise _Unfit
+        batch, channels, filters = x.shape[0], x.shape[1], w.shape[1]
+        if w.shape[0] != channels or (bias is not None and bias.shape != (filters,)):
+            raise _Unfit
+        rank = x.ndim - 2
+        strides, dilations, _, begins, lengths = transpose_geometry(
+            self.context, x.shape[2:], w.shape[2:]
+        )
+        if out.shape != (batch, filters, *lengths) or min(lengths) < 1:
+            raise _Unfit  # the reference names what is wrong
+        if rank == 1:  # a 2-D transposed convolution over a height of 1
+            x, w, out = x[:, :, None], w[:, :, None], out[:, :, None]
+            strides, dilations, begins = (1, *strides), (1, *dilations), (0, *begins)
+        x, w = _contiguous(x), _contiguous(w)
+        height, width = x.shape[2:]
+        kh, kw = w.shape[2:]
+        taps = kh * kw
+        stacked = _scratch("stacked_t", taps * filters * channels)
+        np.copyto(stacked.reshape(kh, kw, filters, channels), w.transpose(2, 3, 1, 0))
+        stacked = stacked.reshape(taps * filters, channels)
+        block = max(1, min(height, CONV_TRANSPOSE_BLOCK_BYTES // (4 * taps * filters * width)))
+        products = _scratch("products_t", taps * filters * block * width)
+        for n in range(batch):
+            target = out[n]
+            if bias is None:
+                target.fill(0.0)
+            else:
+                np.copyto(target, bias.reshape(filters, 1, 1))
+            flat = x[n].reshape(channels, height * width)
+            for r0 in range(0, height, block):
+                r1 = min(height, r0 + block)
+                product = products[: taps * filters * (r1 - r0) * width]
+                product = product.reshape(taps * filters, (r1 - r0) * width)
+                np.matmul(stacked, flat[:, r0 * width : r1 * width], out=product)
+                col2im = _pick(_COL2IM, product.size)
+                col2im(
+                    product, target, r0, r1, filters, (kh, kw), strides, dilations, begins, width
+                )
+            if epilogue is not None:
+                epilogue(n, n + 1)
+        if epilogue is not None and batch == 0:
+            epilogue(0, 0)
+
+
+def _conv_transpose(node: Node, opset: int) -> Body | None:
+    return ConvTransposeKernel(node, opset)
 
 
 def _conv(node: Node, opset: int) -> Body | None:
@@ -1513,6 +1633,7 @@ def _fill_border(out: np.ndarray, begins: list[int], inner: tuple[int, ...], val
 _FLOAT32_ONLY = frozenset(
     {
         "Conv",
+        "ConvTranspose",
         "Softmax",
         "LogSoftmax",
         "LayerNormalization",
@@ -1531,6 +1652,7 @@ _FLOAT32_ONLY = frozenset(
 
 _BUILDERS: dict[str, Callable[[Node, int], Body | None]] = {
     "Conv": _conv,
+    "ConvTranspose": _conv_transpose,
     "MatMul": _matmul,
     "Gemm": _gemm,
     "Softmax": _softmax,

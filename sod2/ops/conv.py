@@ -383,6 +383,30 @@ def scatter_patches(
     return out
 
 
+def transpose_geometry(
+    ctx: KernelContext, spatial: Sequence[int], kernel: Sequence[int]
+) -> tuple[tuple[int, ...], ...]:
+    """ConvTranspose's strides, dilations, full (uncropped) extents, leading pads and output
+    extents for an input of `spatial` extents: output position o along an axis takes input i at
+    tap k where o = i * stride + k * dilation - pad. Raises when the pads leave a negative
+    extent."""
+    rank = len(spatial)
+    strides = spatial_ints(ctx, "strides", rank, 1)
+    dilations = spatial_ints(ctx, "dilations", rank, 1)
+    output_padding = spatial_ints(ctx, "output_padding", rank, 0)
+    full = [
+        s * (n - 1) + d * (k - 1) + 1
+        for s, n, d, k in zip(strides, spatial, dilations, kernel, strict=True)
+    ]
+    begins, ends = _transpose_pads(ctx, spatial, full, output_padding, strides)
+    lengths = [
+        f + extra - b - e for f, extra, b, e in zip(full, output_padding, begins, ends, strict=True)
+    ]
+    if min(lengths, default=1) < 0:
+        raise ctx.fail(f"pads {list(begins)} + {list(ends)} leave a negative output size {lengths}")
+    return tuple(strides), tuple(dilations), tuple(full), tuple(begins), tuple(lengths)
+
+
 @register("ConvTranspose")
 def conv_transpose(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
     """ConvTranspose: out = stride * (in - 1) + output_padding + dilation * (k - 1) + 1 - pads."""
@@ -399,21 +423,7 @@ def conv_transpose(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
             f"X {list(x.shape)} must be (N, C, *spatial) and W {list(w.shape)} (C, M/group, "
             f"*kernel) with C divisible by group={group}"
         )
-    rank = x.ndim - 2
-    spatial, kernel = x.shape[2:], w.shape[2:]
-    strides = spatial_ints(ctx, "strides", rank, 1)
-    dilations = spatial_ints(ctx, "dilations", rank, 1)
-    output_padding = spatial_ints(ctx, "output_padding", rank, 0)
-    full = [
-        s * (n - 1) + d * (k - 1) + 1
-        for s, n, d, k in zip(strides, spatial, dilations, kernel, strict=True)
-    ]
-    begins, ends = _transpose_pads(ctx, spatial, full, output_padding, strides)
-    lengths = [
-        f + extra - b - e for f, extra, b, e in zip(full, output_padding, begins, ends, strict=True)
-    ]
-    if min(lengths, default=1) < 0:
-        raise ctx.fail(f"pads {list(begins)} + {list(ends)} leave a negative output size {lengths}")
+    strides, dilations, full, begins, lengths = transpose_geometry(ctx, x.shape[2:], w.shape[2:])
     work = accumulation_dtype(x.dtype)
     patches = _transpose_patches(x.astype(work, copy=False), w.astype(work, copy=False), group)
     y = _crop_or_extend(scatter_patches(patches, full, strides, dilations), begins, lengths)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sod2.backend import kernels
@@ -143,6 +143,70 @@ def test_conv2d_every_strategy_matches_reference(
         if strategy == "kn2row" and not unit_stride_one_group:  # for those only
             continue
         check(node, arrays, kernel=ConvKernel(node, OPSET, strategy=strategy))
+
+
+@SMALL
+@given(
+    batch=st.integers(1, 2),
+    channels=st.integers(1, 4),
+    filters=st.integers(1, 4),
+    kernel=st.sampled_from([(1, 1), (2, 2), (3, 3), (2, 3), (1, 4)]),
+    stride=st.sampled_from([(1, 1), (2, 2), (3, 1)]),
+    dilation=st.sampled_from([(1, 1), (2, 1)]),
+    padding=st.sampled_from(["none", "pads", "output_padding", "output_shape", "SAME_UPPER"]),
+    bias=st.booleans(),
+    size=st.tuples(st.integers(1, 7), st.integers(1, 7)),
+    one_d=st.booleans(),
+    block_bytes=st.sampled_from([1 << 6, 1 << 21]),
+    seed=st.integers(0, 2**16),
+)
+def test_conv_transpose_matches_reference(
+    batch,
+    channels,
+    filters,
+    kernel,
+    stride,
+    dilation,
+    padding,
+    bias,
+    size,
+    one_d,
+    block_bytes,
+    seed,
+):
+    rng = np.random.default_rng(seed)
+    if one_d:
+        kernel, stride, dilation, size = kernel[1:], stride[1:], dilation[1:], size[1:]
+    rank = len(size)
+    attrs = {"strides": list(stride), "dilations": list(dilation)}
+    if padding == "pads":
+        attrs["pads"] = [1, 0, 0, 2][:rank] + [1, 0, 0, 2][2 : 2 + rank]
+    elif padding == "output_padding":
+        attrs["output_padding"] = [s - 1 for s in stride]
+    elif padding == "output_shape":
+        attrs["output_shape"] = [n * s for n, s in zip(size, stride, strict=True)]
+    elif padding != "none":
+        attrs["auto_pad"] = padding
+    x = rand(rng, batch, channels, *size)
+    w = rand(rng, channels, filters, *kernel)
+    arrays = [x, w] + ([rand(rng, filters)] if bias else [])
+    node = node_of("ConvTranspose", len(arrays), **attrs)
+    try:
+        wants = reference(node, arrays)
+    except Sod2Error:
+        return  # the attributes leave no output (the reference says why)
+    assume(min(wants[0].shape[2:]) >= 1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels, "CONV_TRANSPOSE_BLOCK_BYTES", block_bytes)  # 1 << 6: a row a block
+        check(node, arrays)
+
+
+def test_conv_transpose_of_groups_is_left_to_the_reference(allow_reference):
+    rng = np.random.default_rng(5)
+    node = node_of("ConvTranspose", 2, group=2, strides=[2, 2])
+    kernel = fast_kernel(node, OPSET)
+    arrays = [rand(rng, 1, 4, 3, 3), rand(rng, 4, 3, 2, 2)]
+    check(node, arrays, kernel=kernel)
 
 
 def test_conv_kn2row_in_blocks_of_rows_with_dilation_and_uneven_pads(monkeypatch):
