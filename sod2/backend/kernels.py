@@ -48,7 +48,7 @@ import functools
 import math
 import threading
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numba
@@ -167,6 +167,17 @@ def _finish(epilogue: Epilogue | None, out: np.ndarray) -> None:
     """The epilogue over the whole first axis (one row for a scalar)."""
     if epilogue is not None:
         epilogue(0, out.shape[0] if out.ndim else 1)
+
+
+def _images(batch: int, epilogue: Epilogue | None) -> Iterator[int]:
+    """The images 0 .. batch - 1 of a per-image loop; once the loop's body is done with image n,
+    the epilogue gets its row, `epilogue(n, n + 1)` (and `epilogue(0, 0)` for an empty batch)."""
+    for n in range(batch):
+        yield n
+        if epilogue is not None:
+            epilogue(n, n + 1)
+    if epilogue is not None and batch == 0:
+        epilogue(0, 0)
 
 
 def _float32(*arrays: Any) -> None:
@@ -537,14 +548,10 @@ class ConvKernel:
         images = x.reshape(batch, group, channels // group, positions)
         weights = w.reshape(group, filters // group, channels // group)
         targets = out.reshape(batch, group, filters // group, positions)
-        for n in range(batch):
+        for n in _images(batch, epilogue):
             np.matmul(weights, images[n], out=targets[n])
             if bias is not None:
                 np.add(out[n], bias.reshape(filters, 1, 1), out=out[n])
-            if epilogue is not None:
-                epilogue(n, n + 1)
-        if epilogue is not None and batch == 0:
-            epilogue(0, 0)
 
     def _patches(self, rows: int, columns: int) -> np.ndarray:
         """A (rows, columns) view of this thread's scratch buffer, shared by every ConvKernel
@@ -572,7 +579,7 @@ class ConvKernel:
         args = (w.shape[2:], geometry.strides, geometry.dilations, geometry.pads_begin)
         targets = out.reshape(batch, group, per_group_out, out_h * out_w)
         biases = None if bias is None else bias.reshape(group, per_group_out, 1)
-        for n in range(batch):
+        for n in _images(batch, epilogue):
             for g in range(group):
                 for r0 in range(0, out_h, block):
                     r1 = min(out_h, r0 + block)
@@ -583,10 +590,6 @@ class ConvKernel:
                     np.matmul(weights[g], columns[:, :count], out=target)
                     if biases is not None:  # while the block is in cache
                         np.add(target, biases[g], out=target)
-            if epilogue is not None:
-                epilogue(n, n + 1)
-        if epilogue is not None and batch == 0:
-            epilogue(0, 0)
 
     def _kn2row(
         self,
@@ -622,7 +625,7 @@ class ConvKernel:
         block = max(1, min(out_h, KN2ROW_BLOCK_BYTES // row_bytes - reach))
         products = _scratch("products", taps * filters * (block + reach) * padded_w)
         biases = None if bias is None else bias.reshape(filters, 1, 1)
-        for n in range(batch):
+        for n in _images(batch, epilogue):
             padded[:, ph : ph + height, pw : pw + width] = x[n]
             for r0 in range(0, out_h, block):
                 r1 = min(out_h, r0 + block)
@@ -634,10 +637,6 @@ class ConvKernel:
                 shift_add(product, out[n], r0, r1, filters, kh, kw, dh, dw, padded_w)
             if biases is not None:
                 np.add(out[n], biases, out=out[n])
-            if epilogue is not None:
-                epilogue(n, n + 1)
-        if epilogue is not None and batch == 0:
-            epilogue(0, 0)
 
     def _direct(
         self,
@@ -681,15 +680,11 @@ class ConvKernel:
         taps = (channels // group) * w.shape[2] * w.shape[3]
         positions = out.shape[2] * out.shape[3]
         weights = w.reshape(group, w.shape[0] // group, taps)
-        for n in range(batch):  # (C, oh, ow, i, j) -> (group, C/group * i * j, oh * ow)
+        for n in _images(batch, epilogue):  # (C, oh, ow, i, j) -> (group, C/group * i * j, oh * ow)
             columns = windows[n].transpose(0, 3, 4, 1, 2).reshape(group, taps, positions)
             np.matmul(weights, columns, out=out[n].reshape(group, -1, positions))
             if bias is not None:
                 np.add(out[n], bias.reshape(-1, 1, 1), out=out[n])
-            if epilogue is not None:
-                epilogue(n, n + 1)
-        if epilogue is not None and batch == 0:
-            epilogue(0, 0)
 
 
 def _lift(geometry: WindowGeometry) -> WindowGeometry:
@@ -778,7 +773,7 @@ class ConvTransposeKernel:
         stacked = stacked.reshape(taps * filters, channels)
         block = max(1, min(height, CONV_TRANSPOSE_BLOCK_BYTES // (4 * taps * filters * width)))
         products = _scratch("products_t", taps * filters * block * width)
-        for n in range(batch):
+        for n in _images(batch, epilogue):
             target = out[n]
             if bias is None:
                 target.fill(0.0)
@@ -794,10 +789,6 @@ class ConvTransposeKernel:
                 col2im(
                     product, target, r0, r1, filters, (kh, kw), strides, dilations, begins, width
                 )
-            if epilogue is not None:
-                epilogue(n, n + 1)
-        if epilogue is not None and batch == 0:
-            epilogue(0, 0)
 
 
 def _conv_transpose(node: Node, opset: int) -> Body | None:
