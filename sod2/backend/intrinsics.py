@@ -30,8 +30,9 @@ def float32_from_bits(typingctx: Any, bits: types.Type) -> Any:
         value = args[0]
         if bits.bitwidth > 32:
             value = builder.trunc(value, ir.IntType(32))
-        elif bits.bitwidth < 32:
-            value = builder.zext(value, ir.IntType(32))
+        elif bits.bitwidth < 32:  # the two's complement value's low 32 bits
+            extend = builder.sext if bits.signed else builder.zext
+            value = extend(value, ir.IntType(32))
         return builder.bitcast(value, ir.FloatType())
 
     return types.float32(bits), codegen

@@ -598,3 +598,6 @@ def test_float32_from_bits_reinterprets_the_low_32_bits():
     values = np.array([1.0, -2.5, np.inf, 1e-40, 0.0], np.float32)
     np.testing.assert_array_equal(convert(values.view(np.int32)), values)
     np.testing.assert_array_equal(convert(values.view(np.int32).astype(np.int64)), values)
+    narrow = np.array([-1, 0x7F80], np.int16)  # sign-extended, zero-extended
+    want = np.array([-1, 0x7F80], np.int32).view(np.float32)
+    np.testing.assert_array_equal(convert(narrow).view(np.int32), want.view(np.int32))
