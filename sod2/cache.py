@@ -10,17 +10,33 @@ Layout: `$SOD2_CACHE_DIR/<kind>/` (default `~/.cache/sod2/<kind>/`), one module 
 source. Invariants: a file is never rewritten once it exists with the right text (that would
 invalidate Numba's index); a new file is written under a temporary name and renamed, so
 concurrent processes never import half a file.
+
+Objects (the analysed model of a compile, `sod2.backend.runtime`) are kept as pickles:
+`store_object(kind, name, header, body)` writes a small header, then the body, so that
+`load_object` can reject a stale entry by its header without reading the body. A folder keeps
+at most `OBJECT_LIMIT` entries, the least recently used going first. Like Numba's cache, these
+pickles are trusted: the cache folder must be the user's own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copyreg
+import functools
 import hashlib
 import importlib.util
 import os
+import pickle
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 CACHE_ENV = "SOD2_CACHE_DIR"
 """The environment variable naming sod2's cache root (default `~/.cache/sod2`)."""
@@ -71,6 +87,21 @@ def file_stamp(path: Path, salt: str = "") -> str:
     )
 
 
+SETTLED_SECONDS = 2.0
+"""How long ago a file must have been modified for its stamp to identify its contents."""
+
+
+def settled(path: Path) -> bool:
+    """Whether the file at `path` was last modified over `SETTLED_SECONDS` ago. A file system
+    keeps modification times in ticks (milliseconds), so a file rewritten within the tick of its
+    last change, at the same size, keeps its stamp: a cache keyed by the stamp of an unsettled
+    file could serve the old contents (git calls such entries "racily clean")."""
+    try:
+        return time.time() - path.stat().st_mtime > SETTLED_SECONDS
+    except OSError:
+        return False
+
+
 def has_mark(kind: str, key: str) -> bool:
     """Whether `mark(kind, key)` was called before (by any process using this cache)."""
     return (cache_dir(kind) / key).exists()
@@ -84,3 +115,118 @@ def mark(kind: str, key: str) -> None:
         (directory / key).touch()
     except OSError:
         pass
+
+
+OBJECT_LIMIT = 32
+"""Entries a folder of pickled objects keeps (least recently used dropped first)."""
+
+DEEP_STACK = 1 << 29
+"""Stack bytes of the thread that pickles: an IR graph is a chain as deep as the model is long,
+and the pickler recurses along it (the pages are reserved, only those used are committed)."""
+
+
+def _deep(function: Callable[[], T]) -> T:
+    """`function()` in a thread with a deep stack and a high recursion limit (module docstring)."""
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, function()))
+        except BaseException as error:  # handed back to the caller's thread
+            outcome.append((False, error))
+
+    limit = sys.getrecursionlimit()
+    size = threading.stack_size()
+    threading.stack_size(DEEP_STACK)
+    try:
+        sys.setrecursionlimit(max(limit, 200_000))
+        worker = threading.Thread(target=target, name="sod2-pickle")
+        worker.start()
+        worker.join()
+    finally:
+        threading.stack_size(size)
+        sys.setrecursionlimit(limit)
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+def store_object(
+    kind: str,
+    name: str,
+    header: Any,
+    body: Any,
+    reducers: Mapping[type, Callable[[Any], tuple[Any, ...]]] | None = None,
+) -> bool:
+    """Pickle `header` then `body` as entry `name` of `kind`, replacing an older one; False
+    (and nothing written) when the cache cannot be written or `body` cannot be pickled.
+    `reducers` pickle objects of the given exact types their own way (`copyreg` reducers)."""
+    directory = cache_dir(kind)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    except OSError:
+        return False
+    try:
+        with os.fdopen(handle, "wb") as file:
+            table = {**copyreg.dispatch_table, **(reducers or {})}
+            for part in (header, body):  # each its own pickle: `load_object` reads them apart
+                pickler = pickle.Pickler(file, 5)
+                pickler.dispatch_table = table
+                _deep(lambda: pickler.dump(part))  # noqa: B023 (called at once)
+        os.replace(temporary, directory / f"{name}.pkl")
+    except (OSError, pickle.PicklingError, TypeError, AttributeError, RecursionError):
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        return False
+    _prune(directory)
+    return True
+
+
+def load_object(kind: str, name: str, accept: Callable[[Any], bool]) -> Any | None:
+    """The body of entry `name` of `kind` if there is one whose header `accept`s; else None. An
+    entry that is rejected or cannot be read is removed."""
+    path = cache_dir(kind) / f"{name}.pkl"
+    try:
+        file = path.open("rb")
+    except OSError:
+        return None
+    with file:
+        try:
+            if not accept(pickle.load(file)):
+                raise ValueError("stale entry")
+            body = _deep(lambda: pickle.load(file))
+        except Exception:  # stale, truncated, or written by incompatible code: a miss
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # recently used
+    return body
+
+
+def _prune(directory: Path) -> None:
+    """Drop the least recently used entries beyond `OBJECT_LIMIT`."""
+    with contextlib.suppress(OSError):
+        entries = sorted(directory.glob("*.pkl"), key=lambda p: p.stat().st_mtime_ns)
+        for path in entries[: max(0, len(entries) - OBJECT_LIMIT)]:
+            path.unlink()
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """A key that changes whenever sod2's own source files or the versions of the libraries
+    whose objects it caches may have (a cached analysis is only valid for the code that made it)."""
+    import networkx
+    import numpy
+    import onnx
+    import sympy
+
+    root = Path(__file__).resolve().parent
+    parts = [sys.version, numpy.__version__, sympy.__version__, networkx.__version__]
+    parts.append(onnx.__version__)
+    for path in sorted(root.rglob("*.py")):
+        stat = path.stat()
+        parts.append(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}")
+    return digest("|".join(parts))

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import sympy
 
+from sod2 import cache
 from sod2.analysis.facts import Assumption, TensorFact
 from sod2.analysis.rdp import RDPResult, propagate
 from sod2.backend.planned import bind_symbols, bindable_symbols
@@ -75,6 +76,9 @@ class CompileOptions:
     plan_validation: int = 512
     """Bindings the plan's versions are validated on (`PlanOptions.validation`; the memory
     benchmark uses 4096): fewer make compiling faster, never the plan invalid."""
+    cache: bool = True
+    """Keep the analysed model of a file in the compile cache, and load it from there while
+    the file, sod2 and these options are unchanged (`compile_model`)."""
 
 
 @dataclass
@@ -302,6 +306,8 @@ class CompiledModel:
         self.arena = np.zeros(0, dtype=np.uint8)
         self._constants = {t: t.const_value for t in graph.constants}
         self.compile_seconds = compile_seconds + 0.0
+        self.from_cache = False
+        """Whether the analysis was loaded from the compile cache (`compile_model`)."""
 
     # -- building ----------------------------------------------------------------------------
 
@@ -531,6 +537,7 @@ class CompiledModel:
         return (
             f"{len(self.steps)} steps ({parts}); {self.groups} fused groups; {memory}; "
             f"compiled in {self.compile_seconds:.2f} s"
+            + (" (analysis from the compile cache)" if self.from_cache else "")
         )
 
 
@@ -636,27 +643,77 @@ def _epilogue_body(body: Graph, anchor: Node, rest: Sequence[Node]) -> tuple[Gra
 # -- compiling ---------------------------------------------------------------------------------
 
 
+COMPILED = "compiled"
+"""The cache kind (`sod2.cache`) of analysed models, one entry per file and options."""
+
+
+@dataclass
+class _Analysis:
+    """The ahead-of-time product `CompiledModel` is built from (what the compile cache keeps)."""
+
+    model: Model
+    rdp: RDPResult
+    plan: MemoryPlan | None
+    groups: int
+
+
 def compile_model(
     model: Model | str | Path, options: CompileOptions | None = None
 ) -> CompiledModel:
-    """Compile `model` (a Model, which is not modified, or an ONNX file) for every binding."""
+    """Compile `model` (a Model, which is not modified, or an ONNX file) for every binding.
+
+    The analysis of a file (import, RDP, fusion, memory plan) is kept in sod2's cache
+    (`$SOD2_CACHE_DIR/compiled`) and loaded from there by a later compile of the same file with
+    the same analysis options, while neither the file (nor its external data) nor sod2's source
+    changed: a warm start skips straight to building the steps, whose kernels Numba's disk cache
+    holds. A file modified in the last two seconds is not cached (`sod2.cache.settled`).
+    `CompileOptions(cache=False)` always analyses afresh."""
     from sod2.ir import load
     from sod2.ir.onnx_export import to_onnx
     from sod2.ir.onnx_import import from_onnx
-    from sod2.opt.fusion import fuse
 
     began = time.perf_counter()
     options = options or CompileOptions()
     ranges = dict(options.ranges)
-    if isinstance(model, (str, Path)):
-        ranges = {**zoo_ranges(Path(model)), **ranges}
-        model = load(model)
-    else:
-        model = from_onnx(to_onnx(model))
     if options.threads is not None:
         import numba
 
         numba.set_num_threads(max(1, min(options.threads, numba.config.NUMBA_NUM_THREADS)))
+    analysis = None
+    hit = False
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        ranges = {**zoo_ranges(path), **ranges}
+        name = _cache_name(path, options, ranges) if options.cache else None
+        if name is not None:
+            analysis = cache.load_object(COMPILED, name, _fresh)
+            hit = analysis is not None
+        if analysis is None:
+            # (settled and stamped before reading: a change while reading makes a new stamp)
+            stamp = _stamp(path) if name is not None and cache.settled(path) else None
+            external: list[Path] = []
+            analysis = _analyse(load(path, external=external), options, ranges)
+            if stamp is not None and all(map(cache.settled, external)):
+                stamps = [stamp, *(_stamp(p) for p in external)]
+                if None not in stamps:
+                    header = {"code": cache.code_fingerprint(), "files": stamps}
+                    cache.store_object(COMPILED, name, header, analysis, _REDUCERS)
+    else:
+        analysis = _analyse(from_onnx(to_onnx(model)), options, ranges)
+    compiled = CompiledModel(
+        analysis.model, analysis.rdp, analysis.plan, options, 0.0, analysis.groups
+    )
+    compiled.from_cache = hit
+    compiled.compile_seconds = time.perf_counter() - began
+    return compiled
+
+
+def _analyse(
+    model: Model, options: CompileOptions, ranges: Mapping[str, tuple[int, int]]
+) -> _Analysis:
+    """Clean-up, RDP, fusion (then RDP again) and the memory plan of `model` (modified)."""
+    from sod2.opt.fusion import fuse
+
     _clean(model)
     rdp = propagate(model)
     groups = 0
@@ -674,9 +731,56 @@ def compile_model(
             validation=options.plan_validation,
         )
         plan = plan_memory(model, rdp, plan_options)
-    compiled = CompiledModel(model, rdp, plan, options, 0.0, groups)
-    compiled.compile_seconds = time.perf_counter() - began
-    return compiled
+    return _Analysis(model, rdp, plan, groups)
+
+
+def _unevaluated(cls: type, args: tuple[Any, ...]) -> sympy.Basic:
+    return cls(*args, evaluate=False)
+
+
+def _reduce_unevaluated(expr: sympy.Basic) -> tuple[Any, ...]:
+    return _unevaluated, (type(expr), expr.args)
+
+
+_REDUCERS = {sympy.Max: _reduce_unevaluated, sympy.Min: _reduce_unevaluated}
+"""The plan's offsets are Max and Min kept unevaluated (`memory_plan._max`); pickled as sympy
+pickles them, they would be evaluated again when loaded, which costs seconds."""
+
+
+def _cache_name(
+    path: Path, options: CompileOptions, ranges: Mapping[str, tuple[int, int]]
+) -> str | None:
+    """The compile-cache entry of a file analysed with `options`: by its resolved path and the
+    options the analysis depends on (not `mvc` or `threads`, which only the steps use)."""
+    try:
+        resolved = path.resolve(strict=True)
+    except OSError:
+        return None  # load names the missing file
+    key = (
+        str(resolved),
+        options.fusion,
+        options.sep,
+        options.dmp,
+        options.plan_validation,
+        sorted(ranges.items()),
+    )
+    return f"{resolved.name.split('.')[0]}-{cache.digest(repr(key))}"
+
+
+def _stamp(path: Path) -> tuple[str, str] | None:
+    try:
+        return str(path), cache.file_stamp(path)
+    except OSError:
+        return None
+
+
+def _fresh(header: Any) -> bool:
+    """Whether a compile-cache entry was made by this code from the files as they are now."""
+    return (
+        isinstance(header, dict)
+        and header.get("code") == cache.code_fingerprint()
+        and all(_stamp(Path(p)) == (p, stamp) for p, stamp in header.get("files", []))
+    )
 
 
 def _clean(model: Model) -> None:

@@ -46,13 +46,14 @@ from sod2.ir.types import (
 ModelSource = str | os.PathLike | bytes | onnx.ModelProto
 
 
-def load(source: ModelSource, *, check: bool = True) -> Model:
+def load(source: ModelSource, *, check: bool = True, external: list[Path] | None = None) -> Model:
     """Read an ONNX model (a path, serialized bytes or a `ModelProto`) into sod2's IR.
 
     `check` runs `onnx.checker` first, so a malformed model fails with the checker's reason.
+    `external`, when given, receives the external data files a model file reads.
     Raises `ModelLoadError` (naming the file) or `OnnxImportError` (naming the node or tensor).
     """
-    proto, where = read_model_proto(source)
+    proto, where = read_model_proto(source, external=external)
     if check:
         if isinstance(source, (str, os.PathLike)):
             _check_file(Path(source), where)
@@ -61,8 +62,11 @@ def load(source: ModelSource, *, check: bool = True) -> Model:
     return from_onnx(proto, where=where)
 
 
-def read_model_proto(source: ModelSource) -> tuple[onnx.ModelProto, str]:
-    """Parse `source` into a `ModelProto` with external data loaded; also return a label for it."""
+def read_model_proto(
+    source: ModelSource, *, external: list[Path] | None = None
+) -> tuple[onnx.ModelProto, str]:
+    """Parse `source` into a `ModelProto` with external data loaded; also return a label for it.
+    `external`, when given, receives the external data files a model file reads."""
     if isinstance(source, onnx.ModelProto):
         return source, "<ModelProto>"
     if isinstance(source, bytes):
@@ -74,11 +78,38 @@ def read_model_proto(source: ModelSource) -> tuple[onnx.ModelProto, str]:
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file")
     try:
-        return onnx.load(str(path), load_external_data=True), str(path)
+        proto = onnx.load(str(path), load_external_data=False)
+        files = external_data_files(proto, path.parent)
+        if files:
+            onnx.load_external_data_for_model(proto, str(path.parent))
     except Exception as error:
         raise ModelLoadError(
             f"{path}: cannot read as an ONNX model ({type(error).__name__}: {error})"
         ) from error
+    if external is not None:
+        external.extend(files)
+    return proto, str(path)
+
+
+def external_data_files(proto: onnx.ModelProto, base: Path) -> list[Path]:
+    """The files (relative to `base`) that `proto`'s tensors keep their data in, each once."""
+    files: dict[Path, None] = {}
+    graphs = [proto.graph]
+    while graphs:
+        graph = graphs.pop()
+        tensors = [*graph.initializer, *(s.values for s in graph.sparse_initializer)]
+        for node in graph.node:
+            for attribute in node.attribute:
+                graphs.extend([attribute.g] if attribute.HasField("g") else [])
+                graphs.extend(attribute.graphs)
+                tensors.extend([attribute.t] if attribute.HasField("t") else [])
+                tensors.extend(attribute.tensors)
+        for tensor in tensors:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                for entry in tensor.external_data:
+                    if entry.key == "location":
+                        files[base / entry.value] = None
+    return list(files)
 
 
 CHECKED = "checked"

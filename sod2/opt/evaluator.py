@@ -94,6 +94,16 @@ class Evaluator:
         identity = np.array_equal(gather, np.arange(len(gather)))
         self._gather = None if identity else gather
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the function: it is rebuilt from `source` (Numba's disk cache)."""
+        state = dict(self.__dict__)
+        del state["_function"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._function = _jit(self.source) if self.backend == "numba" else _python(self.source)
+
     def __call__(self, binding: Mapping[str, int]) -> np.ndarray:
         """The outputs at `binding` (every symbol by name), as an int64 array (a fresh copy)."""
         values = self._values

@@ -265,7 +265,17 @@ class AboveDags:
         self.indptr = np.concatenate(([0], np.cumsum(degrees, dtype=np.int64)))
         self.below = np.array(edges, dtype=np.int64)
         self.dynamic = np.array(dynamic, dtype=np.bool_)
+        self.backend = backend
         self._kernel = _longest_paths if backend == "python" else _compiled_longest_paths()
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        del state["_kernel"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._kernel = _longest_paths if self.backend == "python" else _compiled_longest_paths()
 
     def place(
         self, size: np.ndarray, *, static_only: bool = False

@@ -1,0 +1,129 @@
+"""The compile cache: a file's analysis is reused only while the file, its external data, sod2's
+code and the analysis options are unchanged, and a reused analysis computes exactly what a fresh
+one does."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+
+import numpy as np
+import onnx
+import pytest
+
+from sod2 import cache
+from sod2.backend import runtime
+from sod2.backend.runtime import CompileOptions, compile_model
+from sod2.zoo import get, names
+
+
+@pytest.fixture
+def kind(monkeypatch):
+    """The compile cache under a folder of its own (the kernel caches stay shared and warm)."""
+    name = f"compiled-test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(runtime, "COMPILED", name)
+    yield name
+    shutil.rmtree(cache.cache_dir(name), ignore_errors=True)
+
+
+def _settle(path) -> None:
+    then = time.time() - 10
+    os.utime(path, (then, then))
+
+
+def _copy(name: str, folder) -> object:
+    path = folder / f"{name}.onnx"
+    shutil.copyfile(get(name).path(), path)
+    _settle(path)
+    return path
+
+
+@pytest.mark.parametrize("name", names())
+def test_a_cached_analysis_computes_what_a_fresh_one_does(name, kind):
+    fresh = compile_model(get(name).path())
+    cached = compile_model(get(name).path())
+    assert not fresh.from_cache and cached.from_cache
+    assert "compile cache" in cached.describe()
+    assert len(cached.steps) == len(fresh.steps)
+    for _, inputs in get(name).sweep_inputs()[:3]:
+        want, got = fresh.run(inputs), cached.run(inputs)
+        assert list(got) == list(want)
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name} {key}")
+        assert cached.arena_bytes(inputs) == fresh.arena_bytes(inputs)
+
+
+def test_a_changed_file_is_analysed_again(kind, tmp_path):
+    path = _copy("skipnet", tmp_path)
+    assert not compile_model(path).from_cache
+    assert compile_model(path).from_cache
+    model = onnx.load(path)
+    model.doc_string = "changed"
+    onnx.save(model, path)
+    _settle(path)
+    assert not compile_model(path).from_cache
+    assert compile_model(path).from_cache
+
+
+def test_a_file_just_written_is_not_cached(kind, tmp_path):
+    path = tmp_path / "m.onnx"
+    shutil.copyfile(get("skipnet").path(), path)  # modified now: its stamp may yet repeat
+    compile_model(path)
+    assert not compile_model(path).from_cache
+    assert not cache.cache_dir(kind).exists() or not list(cache.cache_dir(kind).iterdir())
+
+
+def test_analysis_options_have_entries_of_their_own(kind, tmp_path):
+    path = _copy("codebert", tmp_path)
+    compile_model(path)
+    assert not compile_model(path, CompileOptions(fusion=False)).from_cache
+    assert not compile_model(path, CompileOptions(ranges={"S": (1, 8)})).from_cache
+    assert compile_model(path, CompileOptions(fusion=False)).from_cache
+    # the steps' switches and the thread count are not part of the analysis
+    assert compile_model(path, CompileOptions(mvc=False, threads=1)).from_cache
+
+
+def test_cache_false_neither_reads_nor_writes(kind, tmp_path):
+    path = _copy("codebert", tmp_path)
+    compile_model(path, CompileOptions(cache=False))
+    assert not cache.cache_dir(kind).exists()
+    compile_model(path)
+    assert not compile_model(path, CompileOptions(cache=False)).from_cache
+
+
+def test_other_code_does_not_read_the_entry(kind, tmp_path, monkeypatch):
+    path = _copy("codebert", tmp_path)
+    compile_model(path)
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "another version")
+    assert not compile_model(path).from_cache
+
+
+def test_a_broken_entry_is_analysed_again_and_replaced(kind, tmp_path):
+    path = _copy("codebert", tmp_path)
+    compile_model(path)
+    (entry,) = cache.cache_dir(kind).glob("*.pkl")
+    entry.write_bytes(entry.read_bytes()[:1000])
+    assert not compile_model(path).from_cache
+    assert compile_model(path).from_cache
+
+
+def test_changed_external_data_is_analysed_again(kind, tmp_path):
+    path = tmp_path / "m.onnx"
+    model = onnx.load(get("skipnet").path())
+    onnx.save(model, path, save_as_external_data=True, location="m.data", size_threshold=0)
+    data = tmp_path / "m.data"
+    for file in (path, data):
+        _settle(file)
+    inputs = get("skipnet").sweep_inputs()[0][1]
+    before = compile_model(path).run(inputs)
+    assert compile_model(path).from_cache
+    raw = bytearray(data.read_bytes())
+    raw[:4096] = bytes(4096)  # other weights, same size
+    data.write_bytes(bytes(raw))
+    _settle(data)
+    changed = compile_model(path)
+    assert not changed.from_cache
+    after = changed.run(inputs)
+    assert any(not np.array_equal(after[k], before[k]) for k in before)

@@ -1,0 +1,112 @@
+"""sod2's on-disk caches: file stamps, settled files, pickled objects and the code fingerprint."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+import time
+
+import pytest
+import sympy
+
+from sod2 import cache
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _age(path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_a_stamp_changes_with_the_file(tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"abc")
+    _age(path, 10)
+    first = cache.file_stamp(path)
+    assert cache.file_stamp(path) == first
+    assert cache.file_stamp(path, "salt") != first
+    path.write_bytes(b"abd")  # same size, new modification time
+    assert cache.file_stamp(path) != first
+
+
+def test_only_a_file_left_alone_for_a_while_is_settled(tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"abc")
+    assert not cache.settled(path)
+    _age(path, cache.SETTLED_SECONDS + 1)
+    assert cache.settled(path)
+    assert not cache.settled(tmp_path / "missing")
+
+
+def test_an_object_comes_back_when_its_header_is_accepted(root):
+    body = {"values": list(range(10)), "nested": ({1, 2}, "text")}
+    assert cache.store_object("things", "a", {"version": 1}, body)
+    assert cache.load_object("things", "a", lambda h: h == {"version": 1}) == body
+    assert cache.load_object("things", "missing", lambda h: True) is None
+
+
+def test_a_rejected_or_broken_entry_is_a_miss_and_is_removed(root):
+    cache.store_object("things", "a", {"version": 1}, [1, 2, 3])
+    path = root / "things" / "a.pkl"
+    assert cache.load_object("things", "a", lambda h: h == {"version": 2}) is None
+    assert not path.exists()
+    cache.store_object("things", "a", {"version": 1}, [1, 2, 3])
+    path.write_bytes(path.read_bytes()[:-5])  # truncated body
+    assert cache.load_object("things", "a", lambda h: True) is None
+    assert not path.exists()
+
+
+def test_an_unpicklable_body_writes_nothing(root):
+    assert not cache.store_object("things", "a", {}, {"f": lambda: 1})
+    assert not list((root / "things").iterdir())
+
+
+def test_a_structure_deeper_than_the_recursion_limit_is_stored(root):
+    chain: list = []
+    for _ in range(20_000):  # the pickler recurses once per link
+        chain = [chain]
+    with pytest.raises(RecursionError):
+        pickle.dumps(chain)
+    assert cache.store_object("things", "deep", {}, chain)
+    loaded = cache.load_object("things", "deep", lambda h: True)
+    depth = 0
+    while loaded:
+        loaded, depth = loaded[0], depth + 1
+    assert depth == 20_000
+    assert threading.stack_size() == 0  # the process's default is restored
+
+
+def test_the_least_recently_used_entries_go_beyond_the_limit(root, monkeypatch):
+    monkeypatch.setattr(cache, "OBJECT_LIMIT", 3)
+    for index in range(3):
+        cache.store_object("things", f"e{index}", {}, index)
+        _age(root / "things" / f"e{index}.pkl", 100 - index)
+    assert cache.load_object("things", "e0", lambda h: True) == 0  # used: now the most recent
+    cache.store_object("things", "e3", {}, 3)
+    assert sorted(p.stem for p in (root / "things").glob("*.pkl")) == ["e0", "e2", "e3"]
+
+
+def test_the_code_fingerprint_is_stable_within_a_process():
+    assert cache.code_fingerprint() == cache.code_fingerprint()
+    assert len(cache.code_fingerprint()) == 16
+
+
+def _unevaluated_max(args):
+    return sympy.Max(*args, evaluate=False)
+
+
+def test_reducers_pickle_their_types_their_own_way(root):
+    x = sympy.Symbol("x", positive=True)
+    kept = sympy.Max(x, x + 1, evaluate=False)  # evaluated again, it would become x + 1
+    shared = "text in both the header and the body"
+    reducers = {sympy.Max: lambda e: (_unevaluated_max, (e.args,))}
+    assert cache.store_object("things", "e", [shared], [kept, shared], reducers)
+    loaded = cache.load_object("things", "e", lambda h: h == [shared])
+    assert loaded == [kept, shared] and loaded[0].args == kept.args
+    assert pickle.loads(pickle.dumps(kept)) == x + 1  # what plain pickling would give
