@@ -484,6 +484,8 @@ class CompiledModel:
             return
         sizes = concrete.sizes(binding)
         for node, subplans in plan.subplans.items():
+            if node.op_type == "If" and node.domain in ("", "ai.onnx"):
+                self._alias_branch_results(node, shapes, views)
             scratch = [i for i, s in enumerate(plan.storages) if s.scratch_of is node]
             if not scratch:
                 continue
@@ -492,6 +494,34 @@ class CompiledModel:
                 inner_plan = subplan.instantiate(binding)
                 if inner_plan.arena_bytes <= int(sizes[scratch[0]]):
                     self._add_views(subplan, inner_plan, at, binding, shapes, views)
+
+    def _alias_branch_results(
+        self,
+        node: Node,
+        shapes: Mapping[Tensor, tuple[int, ...]],
+        views: dict[Tensor, np.ndarray],
+    ) -> None:
+        """Each result a branch of If `node` computes itself gets the view of the If's output
+        it becomes, so the branch writes it there instead of into a fresh array that the If
+        would copy. Safe: that storage is alive from the If's step on and holds nothing else
+        then, while the branch's own values sit in the If's scratch storage and the values it
+        reads are alive at that step too (so none of them shares its bytes)."""
+        for _, branch in node.subgraphs:
+            taken: set[Tensor] = set()
+            for result, output in zip(branch.outputs, node.outputs, strict=False):
+                view = views.get(output) if output is not None else None
+                if (
+                    view is None
+                    or result in taken
+                    or result in views
+                    or result.graph is not branch
+                    or result.producer is None
+                    or shapes.get(result) != view.shape
+                    or _numpy_dtype(self.rdp.facts.get(result)) != view.dtype
+                ):
+                    continue
+                taken.add(result)
+                views[result] = view
 
     def place(self, tensor: Tensor, value: Value, frame: _Frame) -> Value:
         """`value` stored at `tensor`'s arena view when it has one (no copy when the kernel

@@ -121,3 +121,53 @@ def test_bad_input_is_an_error_naming_the_input():
     model = compile_model(_broadcast_model())
     with pytest.raises(sod2.Sod2Error, match="'x'"):
         model.run({"x": np.ones((2, 2), np.float32), "y": np.ones(2, np.float32)})
+
+
+def _branch_results_model() -> Model:
+    """An If whose branches return values they compute (one twice), outer values and an input of
+    the model; its results feed more nodes, so the top plan places them."""
+    graph = Graph()
+    x = graph.add_input("x", TensorType(DType.FLOAT32, Shape([symbol("N"), 4])))
+    cond = graph.add_input("cond", TensorType(DType.BOOL, Shape([])))
+    y = graph.add_node("Relu", [x], outputs=["y"]).outputs[0]
+    then_branch = graph.new_subgraph("then")
+    a = then_branch.add_node("Neg", [y], outputs=["a"]).outputs[0]
+    b = then_branch.add_node("Abs", [a], outputs=["b"]).outputs[0]
+    then_branch.set_outputs([a, a, b])
+    else_branch = graph.new_subgraph("else")
+    c = else_branch.add_node("Sigmoid", [x], outputs=["c"]).outputs[0]
+    else_branch.set_outputs([c, x, y])
+    node = graph.add_node(
+        "If",
+        [cond],
+        outputs=["z1", "z2", "z3"],
+        attrs={"then_branch": then_branch, "else_branch": else_branch},
+    )
+    z1, z2, z3 = node.outputs
+    w = graph.add_node("Add", [z1, z2]).outputs[0]
+    graph.set_outputs([graph.add_node("Mul", [w, z3]).outputs[0]])
+    return Model(graph, opset_imports={"": 21})
+
+
+@pytest.mark.parametrize("fusion", [True, False])
+def test_if_branches_write_their_results_into_the_if_outputs(fusion):
+    from sod2.backend.reference import run_reference
+
+    model = _branch_results_model()
+    compiled = compile_model(model, CompileOptions(fusion=fusion))
+    rng = np.random.default_rng(0)
+    for n in (3, 7, 3):
+        for flag in (True, False):
+            feeds = {"x": rng.standard_normal((n, 4)).astype(np.float32), "cond": np.array(flag)}
+            want = run_reference(model, feeds).outputs
+            got = compiled.run(feeds)
+            for key in want:
+                np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=f"{n} {flag}")
+    (frame,) = [f for k, f in compiled._frames.items() if k == (3,)]
+    (node,) = [n for n in compiled.model.graph.nodes if n.op_type == "If"]
+    then_branch = dict(node.subgraphs)["then_branch"]
+    a, _, b = then_branch.outputs
+    z1, z2, z3 = node.outputs
+    assert frame.views[a] is frame.views[z1]  # computed in place of its If output
+    assert frame.views[b] is frame.views[z3]
+    assert z2 in frame.views and not np.shares_memory(frame.views[z2], frame.views[z1])
