@@ -242,13 +242,23 @@ def _is_inf(s: _Scalar, a: list[str]) -> str:
     return f"({' or '.join(tests)})" if tests else "False"
 
 
+def _pow(s: _Scalar, a: list[str]) -> str:
+    """x ** y as C pow in float64 (NaN, never complex, for a negative base); a float x squared
+    by a constant 2 is x * x, which is what pow rounds to (the exact square of a float32 fits a
+    float64, and both are correctly rounded), and vectorizes."""
+    if s.out in (DType.FLOAT32, DType.FLOAT64) and s.dtypes[0] is s.out:
+        exponent = s.module.values.get(a[1])
+        if exponent is not None and not isinstance(exponent, bool) and exponent == 2:
+            return f"{s.t}({a[0]} * {a[0]})"
+    return s.wide(f"{_f(a[0])} ** {_f(a[1])}")
+
+
 _EXPRESSIONS: dict[str, Emit] = {
     "Add": _binary("+"),
     "Sub": _binary("-"),
     "Mul": _binary("*"),
     "Div": _div,
-    # float64 ** float64 is C pow (NaN, never complex, for a negative base)
-    "Pow": lambda s, a: s.wide(f"{_f(a[0])} ** {_f(a[1])}"),
+    "Pow": _pow,
     "Max": _fold("_max"),
     "Min": _fold("_min"),
     "Sum": lambda s, a: f"{s.t}({' + '.join(a)})",
@@ -603,6 +613,8 @@ class _Module:
     def __init__(self, opset: int) -> None:
         self.opset = opset
         self.constants: dict[tuple[str, DType], str] = {}
+        self.values: dict[str, Any] = {}
+        """The value of each constant, by its name (for expressions that specialize on it)."""
         self.types: dict[DType, str] = {}
 
     def type_name(self, dtype: DType) -> str:
@@ -614,6 +626,7 @@ class _Module:
         key = (_literal(value, dtype), dtype)
         if key not in self.constants:
             self.constants[key] = f"C{len(self.constants)}"
+            self.values[self.constants[key]] = value
         return self.constants[key]
 
     def header(self) -> list[str]:

@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from sod2.analysis.facts import TensorFact
 from sod2.analysis.rdp import RDPResult, propagate
 from sod2.analysis.symbolic import provably_equal
@@ -288,9 +290,14 @@ def _rewrite(graph: Graph, nodes: Sequence[Node], kind: str, shape: tuple[Dim, .
     """Replace `nodes` by one `sod2::Fused` node whose body holds copies of them."""
     members = set(nodes)
     inputs: list[Tensor] = []
+    inlined: list[Tensor] = []
     for node in nodes:
         for tensor in node.inputs:
-            if tensor is not None and tensor.producer not in members and tensor not in inputs:
+            if tensor is None or tensor.producer in members or tensor in (*inputs, *inlined):
+                continue
+            if kind == "elementwise" and _scalar_constant(tensor):
+                inlined.append(tensor)  # the loop nest sees its value (Pow(x, 2) is x * x)
+            else:
                 inputs.append(tensor)
     outputs = [
         n.outputs[0]
@@ -303,6 +310,8 @@ def _rewrite(graph: Graph, nodes: Sequence[Node], kind: str, shape: tuple[Dim, .
     mapped: dict[Tensor, Tensor] = {}
     for tensor in inputs:
         mapped[tensor] = body.add_input(body.fresh_name(tensor.name), tensor.type)
+    for tensor in inlined:
+        mapped[tensor] = body.add_constant(tensor.const_value, body.fresh_name(tensor.name))
     for node in nodes:
         copy_node(body, node, mapped)
     body.set_outputs([mapped[t] for t in outputs])
@@ -331,6 +340,12 @@ def _rewrite(graph: Graph, nodes: Sequence[Node], kind: str, shape: tuple[Dim, .
         tuple(fused.inputs),
         tuple(fused.outputs),  # type: ignore[arg-type]
     )
+
+
+def _scalar_constant(tensor: Tensor) -> bool:
+    """A one-element constant: an elementwise group's body holds it, not an input."""
+    value = tensor.const_value
+    return value is not None and np.size(value) == 1
 
 
 def find_groups(

@@ -601,3 +601,36 @@ def test_float32_from_bits_reinterprets_the_low_32_bits():
     narrow = np.array([-1, 0x7F80], np.int16)  # sign-extended, zero-extended
     want = np.array([-1, 0x7F80], np.int32).view(np.float32)
     np.testing.assert_array_equal(convert(narrow).view(np.int32), want.view(np.int32))
+
+
+def _power_body(exponent: float | int, dtype: DType) -> Graph:
+    """x ** c with c a one-element constant of the body (as fusion inlines it)."""
+    graph = Graph("body")
+    x = graph.add_input("x", tensor_type(dtype))
+    c = graph.add_constant(np.array(exponent, np.dtype(dtype.numpy)), "c")
+    graph.set_outputs([graph.add_node("Pow", [x, c], output_types=[tensor_type(dtype)]).outputs[0]])
+    return graph
+
+
+@pytest.mark.parametrize("dtype", [F32, DType.FLOAT64])
+@settings(max_examples=40)
+@given(data=st.data())
+def test_squaring_by_a_constant_two_multiplies_and_rounds_as_pow_does(dtype, data):
+    width = 32 if dtype is F32 else 64
+    values = data.draw(st.lists(st.floats(width=width), min_size=1, max_size=64))
+    x = np.concatenate([np.array(values), SPECIALS.astype(np.float64), [1e20, 3e38, 1e-23]])
+    x = x.astype(np.dtype(dtype.numpy))
+    body = _power_body(2, dtype)
+    layout = codegen.signature_of([(8,)], (8,), parallel_min=codegen.PARALLEL_MIN)
+    assert "**" not in kernel_source(body, OPSET, layout.signature)
+    with np.errstate(all="ignore"):
+        want = (x.astype(np.float64) ** 2.0).astype(x.dtype) if dtype is F32 else x**2.0
+    np.testing.assert_array_equal(run(body, [x])[0], want)
+
+
+@pytest.mark.parametrize("exponent", [3.0, 0.5, -2.0])
+def test_other_constant_exponents_keep_pow(exponent):
+    body = _power_body(exponent, F32)
+    layout = codegen.signature_of([(8,)], (8,), parallel_min=codegen.PARALLEL_MIN)
+    assert "**" in kernel_source(body, OPSET, layout.signature)
+    check(body, [np.linspace(-3, 3, 101, dtype=np.float32)])

@@ -170,3 +170,38 @@ def test_fusion_keeps_random_graphs_equal(case, data):
     got = run_reference(fused, feeds).outputs
     for key, value in want.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-6, atol=1e-6, err_msg=key)
+
+
+def test_one_element_constants_move_into_elementwise_bodies():
+    graph = Graph()
+    x = graph.add_input("x", f32("N", 4))
+    two = graph.add_constant(np.array(2.0, np.float32), "two")
+    row = graph.add_constant(np.arange(4, dtype=np.float32), "row")
+    squared = graph.add_node("Pow", [x, two]).outputs[0]
+    graph.set_outputs([graph.add_node("Add", [squared, row]).outputs[0]])
+    model = model_of(graph)
+    original = copy(model)
+    (group,) = fuse(model, supports=everything)
+    (node,) = [n for n in model.graph.nodes if is_fused(n)]
+    body = node.attr("body")
+    assert [t.name for t in node.inputs] == ["x", "row"]  # the scalar is no input
+    assert [float(t.const_value) for t in body.constants] == [2.0]
+    verify(model)
+    feeds = {"x": np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)}
+    np.testing.assert_array_equal(
+        next(iter(run_reference(model, feeds).outputs.values())),
+        next(iter(run_reference(original, feeds).outputs.values())),
+    )
+
+
+def test_an_epilogue_keeps_its_constants_as_inputs():
+    graph = Graph()
+    a = graph.add_input("a", f32("M", 4))
+    w = graph.add_constant(np.ones((4, 4), np.float32), "w")
+    half = graph.add_constant(np.array(0.5, np.float32), "half")
+    product = graph.add_node("MatMul", [a, w]).outputs[0]
+    graph.set_outputs([graph.add_node("Mul", [product, half]).outputs[0]])
+    model = model_of(graph)
+    (group,) = fuse(model, supports=everything)
+    assert group.kind == "epilogue"
+    assert {t.name for t in group.inputs} == {"a", "w", "half"}
