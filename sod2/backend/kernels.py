@@ -829,7 +829,8 @@ def _exp_row(values, shift, out):  # type: ignore[no-untyped-def]
 
     e^v = 2^n e^r with n = round(v / ln 2): 2^n is written as float32 bits into `out` (exact,
     and vectorizable, unlike a call to expf), then multiplied by e^r. Below _EXP_FLOOR the result
-    is 0 (expf would give a subnormal); `out` must not overlap `values`; a NaN stays NaN.
+    is 0 (expf would give a subnormal); `out` may be `values` itself (element i is read before it
+    is written) but must not overlap it otherwise; a NaN stays NaN.
     """
     bits = out.view(np.int32)
     total = np.float32(0.0)
@@ -899,7 +900,10 @@ def _softmax(node: Node, opset: int) -> Body | None:
             _softmax_numpy(x, out, axis, log)
             _finish(epilogue, out)
             return
-        if x.size and not np.may_share_memory(x, out):
+        # in place (the liveness plan may put the output over its input): the loop nest reads
+        # a row before it writes it, except LogSoftmax's last pass, which numpy's path avoids
+        same = x.ctypes.data == out.ctypes.data and x.flags.c_contiguous and not log
+        if x.size and (same or not np.may_share_memory(x, out)):
             matrix = _contiguous(x).reshape(rows, -1)
             _pick(_SOFTMAX, x.size)(matrix, out.reshape(rows, -1), log)
         elif x.size:

@@ -43,10 +43,18 @@ INPLACE_OPS: frozenset[str] = frozenset(
 """Elementwise ops that may overwrite an input which dies at the node (same size, same width)."""
 
 
+ROW_INPLACE_OPS = frozenset({"Softmax", "LogSoftmax"})
+"""Ops that read all of a row of their input before writing that row of their output, so the
+output may overwrite the input too (every kernel of theirs computes correctly in place)."""
+
+
 def may_write_in_place(node: Node) -> bool:
     """True when `node`'s output may overwrite a same-sized input that dies at it: a standard
-    elementwise op of `INPLACE_OPS`, or a fused elementwise group with one output (its loop nest
-    reads element `i` of every input before writing element `i`)."""
+    elementwise op of `INPLACE_OPS` or a row op of `ROW_INPLACE_OPS`, or a fused elementwise
+    group with one output (its loop nest reads element `i` of every input before writing
+    element `i`)."""
     if is_fused(node):
         return node.attr("kind", "") == "elementwise" and len(node.outputs) == 1
-    return node.domain in ("", "ai.onnx") and node.op_type in INPLACE_OPS
+    return node.domain in ("", "ai.onnx") and (
+        node.op_type in INPLACE_OPS or node.op_type in ROW_INPLACE_OPS
+    )

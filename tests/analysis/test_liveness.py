@@ -101,6 +101,18 @@ def test_elementwise_op_writes_over_an_input_that_dies_there():
     assert not off.inplace
 
 
+def test_softmax_writes_over_an_input_that_dies_there():
+    def build(g, x):
+        a = g.add_node("Exp", [x], outputs=["a"]).outputs[0]
+        b = g.add_node("Softmax", [a], outputs=["b"], attrs={"axis": -1}).outputs[0]
+        c = g.add_node("Softmax", [b], outputs=["c"], attrs={"axis": -1}).outputs[0]
+        return g.add_node("Mul", [c, b], outputs=["y"]).outputs[0]  # b is read again here
+
+    model = _model(build)
+    lv, _ = _storages(model)
+    assert {(p.input.name, p.output.name) for p in lv.inplace} == {("a", "b")}
+
+
 def test_tensors_read_inside_a_branch_live_across_the_if(if_model):
     graph = if_model.graph
     lv, _ = _storages(if_model)

@@ -357,6 +357,22 @@ def test_softmax_of_long_rows_and_extreme_values(monkeypatch):
     check(node_of("LogSoftmax", 1), [rand(rng, 4, 33, scale=10.0)])
 
 
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("axis", [-1, 1])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_softmax_in_place_over_its_input(op, axis, parallel, monkeypatch):
+    """The liveness plan may give the output its input's storage (ROW_INPLACE_OPS)."""
+    if parallel:
+        monkeypatch.setattr(kernels, "PARALLEL_MIN", 0)
+    rng = np.random.default_rng(7)
+    x = rand(rng, 3, 5, 40, scale=10.0)
+    x[0, :, 0] = -np.inf
+    node = node_of(op, 1, axis=axis)
+    (want,) = reference(node, [x.copy()], OPSET)
+    fast_kernel(node, OPSET)([x], [x])
+    np.testing.assert_allclose(x, want, rtol=1e-5, atol=1e-6)
+
+
 # -- normalizations ------------------------------------------------------------------------------
 
 
