@@ -120,6 +120,10 @@ def mark(kind: str, key: str) -> None:
 OBJECT_LIMIT = 32
 """Entries a folder of pickled objects keeps (least recently used dropped first)."""
 
+OBJECT_BYTES = 4 << 30
+"""Bytes a folder of pickled objects keeps at most, beside its newest entry (least recently
+used dropped first): an analysed model holds its weights."""
+
 DEEP_STACK = 1 << 29
 """Stack bytes of the thread that pickles: an IR graph is a chain as deep as the model is long,
 and the pickler recurses along it (the pages are reserved, only those used are committed)."""
@@ -207,11 +211,16 @@ def load_object(kind: str, name: str, accept: Callable[[Any], bool]) -> Any | No
 
 
 def _prune(directory: Path) -> None:
-    """Drop the least recently used entries beyond `OBJECT_LIMIT`."""
+    """Drop the least recently used entries beyond `OBJECT_LIMIT` entries or `OBJECT_BYTES`
+    bytes (the most recent entry always stays)."""
     with contextlib.suppress(OSError):
-        entries = sorted(directory.glob("*.pkl"), key=lambda p: p.stat().st_mtime_ns)
-        for path in entries[: max(0, len(entries) - OBJECT_LIMIT)]:
-            path.unlink()
+        stats = [(p, p.stat()) for p in directory.glob("*.pkl")]
+        stats.sort(key=lambda item: item[1].st_mtime_ns, reverse=True)  # newest first
+        total = 0
+        for rank, (path, stat) in enumerate(stats):
+            total += stat.st_size
+            if rank and (rank >= OBJECT_LIMIT or total > OBJECT_BYTES):
+                path.unlink()
 
 
 @functools.cache

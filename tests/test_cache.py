@@ -110,3 +110,14 @@ def test_reducers_pickle_their_types_their_own_way(root):
     loaded = cache.load_object("things", "e", lambda h: h == [shared])
     assert loaded == [kept, shared] and loaded[0].args == kept.args
     assert pickle.loads(pickle.dumps(kept)) == x + 1  # what plain pickling would give
+
+
+def test_entries_beyond_the_byte_limit_go_but_the_newest_stays(root, monkeypatch):
+    monkeypatch.setattr(cache, "OBJECT_BYTES", 3000)
+    for index in range(3):
+        cache.store_object("things", f"e{index}", {}, bytes(1000))
+        _age(root / "things" / f"e{index}.pkl", 100 - index)
+    cache.store_object("things", "big", {}, bytes(5000))  # alone over the limit
+    assert sorted(p.stem for p in (root / "things").glob("*.pkl")) == ["big"]
+    cache.store_object("things", "small", {}, bytes(10))
+    assert sorted(p.stem for p in (root / "things").glob("*.pkl")) == ["small"]
