@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -115,6 +115,25 @@ def mark(kind: str, key: str) -> None:
         (directory / key).touch()
     except OSError:
         pass
+
+
+class Rebuilt:
+    """An object whose compiled functions are not pickled: the attributes named in `TRANSIENT`
+    are left out, and `rebuild()`, which the constructor calls too, makes them again from the
+    rest of the state (from source, or from Numba's disk cache)."""
+
+    TRANSIENT: tuple[str, ...] = ()
+
+    def rebuild(self) -> None:
+        """Set the `TRANSIENT` attributes from the rest of the state."""
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self.TRANSIENT}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.rebuild()
 
 
 OBJECT_LIMIT = 32
@@ -232,9 +251,14 @@ def code_fingerprint() -> str:
     import onnx
     import sympy
 
-    root = Path(__file__).resolve().parent
-    parts = [sys.version, numpy.__version__, sympy.__version__, networkx.__version__]
-    parts.append(onnx.__version__)
+    versions = [sys.version, numpy.__version__, sympy.__version__, networkx.__version__]
+    return source_fingerprint(Path(__file__).resolve().parent, [*versions, onnx.__version__])
+
+
+def source_fingerprint(root: Path, salt: Sequence[str] = ()) -> str:
+    """A key that changes whenever a `.py` file under `root` may have (its path, size and
+    modification time), or `salt` does."""
+    parts = list(salt)
     for path in sorted(root.rglob("*.py")):
         stat = path.stat()
         parts.append(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}")

@@ -92,9 +92,22 @@ def test_the_least_recently_used_entries_go_beyond_the_limit(root, monkeypatch):
     assert sorted(p.stem for p in (root / "things").glob("*.pkl")) == ["e0", "e2", "e3"]
 
 
-def test_the_code_fingerprint_is_stable_within_a_process():
-    assert cache.code_fingerprint() == cache.code_fingerprint()
-    assert len(cache.code_fingerprint()) == 16
+def test_a_source_fingerprint_changes_with_any_source_file(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    module = tmp_path / "pkg" / "a.py"
+    module.write_text("x = 1\n")
+    _age(module, 10)
+    first = cache.source_fingerprint(tmp_path, ["v1"])
+    assert cache.source_fingerprint(tmp_path, ["v1"]) == first
+    assert cache.source_fingerprint(tmp_path, ["v2"]) != first
+    (tmp_path / "notes.txt").write_text("not code")
+    assert cache.source_fingerprint(tmp_path, ["v1"]) == first
+    module.write_text("x = 2\n")  # same size, new modification time
+    assert cache.source_fingerprint(tmp_path, ["v1"]) != first
+    _age(module, 10)
+    second = cache.source_fingerprint(tmp_path, ["v1"])
+    (tmp_path / "pkg" / "b.py").write_text("")
+    assert cache.source_fingerprint(tmp_path, ["v1"]) != second
 
 
 def _unevaluated_max(args):

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import sympy
 
-from sod2.cache import cache_dir, digest, import_source
+from sod2.cache import Rebuilt, cache_dir, digest, import_source
 from sod2.errors import Sod2Error
 
 NUMBA_THRESHOLD = 48
@@ -55,13 +55,15 @@ def ref(name: str) -> sympy.Symbol:
     return sympy.Symbol(name, integer=True, nonnegative=True)
 
 
-class Evaluator:
+class Evaluator(Rebuilt):
     """Evaluate named integer expressions for a binding of symbols, with generated code.
 
     `assignments` are `(name, expr)` in dependency order: an expression may use the symbols and
     the names assigned before it. `outputs` are the names whose values `__call__` returns, in order.
     `backend` is "python", "numba" or "auto" (Numba above `numba_above` statements).
     """
+
+    TRANSIENT = ("_function",)
 
     def __init__(
         self,
@@ -82,26 +84,17 @@ class Evaluator:
         emitter = _Emitter(self.symbols, assignments, self.outputs)
         self.source = emitter.source()
         self.statements = self.source.count("\n") - 1
-        if backend == "numba" or (backend == "auto" and self.statements > numba_above):
-            self._function = _jit(self.source)
-            self.backend = "numba"
-        else:
-            self._function = _python(self.source)
-            self.backend = "python"
+        numba = backend == "numba" or (backend == "auto" and self.statements > numba_above)
+        self.backend = "numba" if numba else "python"
+        self.rebuild()
         self._values = np.zeros(max(1, len(self.symbols)), dtype=np.int64)
         self._slots = np.zeros(max(1, emitter.slot_count), dtype=np.int64)
         gather = np.array(emitter.gather, dtype=np.intp)
         identity = np.array_equal(gather, np.arange(len(gather)))
         self._gather = None if identity else gather
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickled without the function: it is rebuilt from `source` (Numba's disk cache)."""
-        state = dict(self.__dict__)
-        del state["_function"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+    def rebuild(self) -> None:
+        """The function from `source` (Numba's disk cache holds a compiled one)."""
         self._function = _jit(self.source) if self.backend == "numba" else _python(self.source)
 
     def __call__(self, binding: Mapping[str, int]) -> np.ndarray:

@@ -60,6 +60,7 @@ import sympy
 from sod2.analysis.facts import SymbolInfo, TensorFact
 from sod2.analysis.liveness import Liveness, Storage, find_views, liveness
 from sod2.analysis.rdp import RDPResult, propagate
+from sod2.cache import Rebuilt
 from sod2.errors import Sod2Error
 from sod2.ir.dims import Dim
 from sod2.ir.graph import Graph, Node, Tensor
@@ -247,12 +248,14 @@ def _pick_version(tops: np.ndarray) -> int:
     return int(np.lexsort((tops[:, 0], tops[:, 1]))[0])
 
 
-class AboveDags:
+class AboveDags(Rebuilt):
     """The versions' above-DAGs as arrays, placed by one compiled loop (`_longest_paths`).
 
     For version `k`, `order[k]` lists the storages below-first, and the storages directly below
     storage `b` are `below[indptr[k * count + b] : indptr[k * count + b + 1]]`.
     """
+
+    TRANSIENT = ("_kernel",)
 
     def __init__(
         self, versions: Sequence[Sequence[tuple[int, ...]]], dynamic: Sequence[bool], backend: str
@@ -266,15 +269,10 @@ class AboveDags:
         self.below = np.array(edges, dtype=np.int64)
         self.dynamic = np.array(dynamic, dtype=np.bool_)
         self.backend = backend
-        self._kernel = _longest_paths if backend == "python" else _compiled_longest_paths()
+        self.rebuild()
 
-    def __getstate__(self) -> dict[str, object]:
-        state = dict(self.__dict__)
-        del state["_kernel"]
-        return state
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
+    def rebuild(self) -> None:
+        """The placement loop: plain Python, or compiled (Numba's disk cache)."""
         self._kernel = _longest_paths if self.backend == "python" else _compiled_longest_paths()
 
     def place(
