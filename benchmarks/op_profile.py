@@ -38,6 +38,7 @@ STEP_CLASSES = (
     runtime._ReferenceStep,
     runtime._FusedStep,
     runtime._EpilogueStep,
+    runtime._ChainStep,
     runtime._ControlStep,
 )
 
@@ -46,6 +47,8 @@ def step_label(step: Any) -> str:
     """A step's op type (see the module docstring)."""
     if isinstance(step, runtime._FusedStep):
         return "fused"
+    if isinstance(step, runtime._ChainStep):
+        return "Conv chain"
     if isinstance(step, runtime._EpilogueStep):
         return step.node.attr("body").topological_order()[0].op_type + "+epilogue"
     return step.node.op_type

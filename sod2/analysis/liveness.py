@@ -46,7 +46,12 @@ from sod2.analysis.symbolic import ceil_div, provably_equal
 from sod2.ir.dims import Dim
 from sod2.ir.graph import Graph, Node, Tensor, anchor_node
 from sod2.ir.types import CONTAINER_TYPES
-from sod2.ops.memory import CONTIGUOUS_VIEW_OPS, VIEW_OPS, may_write_in_place
+from sod2.ops.memory import (
+    CONTIGUOUS_VIEW_OPS,
+    VIEW_OPS,
+    may_write_in_place,
+    overwritable_inputs,
+)
 
 ALIGNMENT = 64
 """Every storage starts at a multiple of this many bytes (a cache line; what SIMD loads like)."""
@@ -395,8 +400,11 @@ def _inplace_target(
     size = tensor_bytes(facts.get(output))
     if size is None:
         return None
-    for tensor in node.inputs:
+    allowed = overwritable_inputs(node)
+    for position, tensor in enumerate(node.inputs):
         if tensor is None or tensor.graph is not node.graph:
+            continue
+        if allowed is not None and position not in allowed:
             continue
         storage = storage_of.get(tensor)
         if storage is None or not storage.planned or storage.end != index:

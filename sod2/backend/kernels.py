@@ -19,6 +19,9 @@ views of the exact shape and element type that RDP fixed) and writes into them:
 - ConvTranspose (one group): per block of input rows, one sgemm of every tap's filters into a
   bounded scratch, then a Numba scatter-add of the taps into the output (col2im), which never
   holds the full-size patches the reference builds;
+- chains of Convs and Resizes (`BandChain`, for fusion's `chain` groups): the last stage's
+  output a block of rows at a time, each earlier stage computing only the band of rows the next
+  one reads, so their outputs never exist whole;
 - MatMul and Gemm: `np.matmul(..., out=)`, a batch of rows against one matrix as one sgemm;
 - Softmax, LogSoftmax, LayerNormalization, InstanceNormalization, BatchNormalization, MaxPool,
   AveragePool and Resize: Numba loop nests over rows or image planes (one pass per statistic, no
@@ -474,12 +477,8 @@ class ConvKernel:
         self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None = None
     ) -> None:
         x, w, bias, out = _conv_operands(inputs, outputs)
-        batch, channels, filters = x.shape[0], x.shape[1], w.shape[0]
-        if channels != w.shape[1] * self.group or filters % self.group:
-            raise _Unfit
-        if bias is not None and bias.shape != (filters,):
-            raise _Unfit
-        if self.kernel_shape is not None and tuple(self.kernel_shape) != w.shape[2:]:
+        batch, filters = x.shape[0], w.shape[0]
+        if not self.fits(x.shape, w, bias):
             raise _Unfit
         geometry = self._geometry(x.shape[2:], w.shape[2:])
         out_spatial = geometry.output_shape(x.shape[2:])
@@ -496,6 +495,29 @@ class ConvKernel:
         x, w = _contiguous(x), _contiguous(w)
         run = getattr(self, "_" + self._choose(x.shape, w.shape, geometry))
         run(x, w, bias, out, geometry, epilogue)
+
+    def fits(self, x_shape: tuple[int, ...], w: np.ndarray, bias: np.ndarray | None) -> bool:
+        """True when X of `x_shape`, W and the bias (or None) make a convolution this kernel
+        computes as `__call__` would (channels, groups, bias length, kernel_shape)."""
+        channels, filters = x_shape[1], w.shape[0]
+        if channels != w.shape[1] * self.group or filters % self.group:
+            return False
+        if bias is not None and bias.shape != (filters,):
+            return False
+        return self.kernel_shape is None or tuple(self.kernel_shape) == w.shape[2:]
+
+    def run_with(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        bias: np.ndarray | None,
+        out: np.ndarray,
+        geometry: WindowGeometry,
+    ) -> None:
+        """A 2-D convolution of C-contiguous `x` into C-contiguous `out` with `geometry` given
+        (a band's, see `BandChain`), by the strategy `__call__` would pick for it."""
+        run = getattr(self, "_" + self._choose(x.shape, w.shape, geometry))
+        run(x, w, bias, out, geometry, None)
 
     def strategy_for(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> str:
         """The strategy `__call__` uses for these input shapes (see `_choose`)."""
@@ -685,6 +707,239 @@ class ConvKernel:
             np.matmul(weights, columns, out=out[n].reshape(group, -1, positions))
             if bias is not None:
                 np.add(out[n], bias.reshape(-1, 1, 1), out=out[n])
+
+
+# -- Conv chains --------------------------------------------------------------------------------
+
+CHAIN_BAND_BYTES = 1 << 21
+"""A convolution chain computes about this many bytes of the first convolution's output at a
+time (a band of its rows): small enough to stay in the cache, big enough for a fast sgemm."""
+
+
+def band_rows(
+    geometry: WindowGeometry, height: int, lo: int, hi: int
+) -> tuple[int, int, WindowGeometry]:
+    """The input rows [first, last) that output rows [lo, hi) of a 2-D window read, and the
+    geometry that computes exactly those output rows from them: its padding along the height is
+    the part of the window outside the input (`last - first` may be 0 or less when the rows read
+    padding only)."""
+    stride, extent, pad = geometry.strides[0], geometry.extents[0], geometry.pads_begin[0]
+    start = lo * stride - pad
+    end = (hi - 1) * stride - pad + extent
+    first, last = max(0, start), min(height, end)
+    band = WindowGeometry(
+        geometry.kernel,
+        geometry.strides,
+        geometry.dilations,
+        (first - start, geometry.pads_begin[1]),
+        (end - last, geometry.pads_end[1]),
+    )
+    return first, last, band
+
+
+class BandChain:
+    """Stages (Conv, or Resize over H and W) each reading the one before's result, computed
+    without ever holding those results whole (a `chain` group of `sod2.opt.fusion`).
+
+    Per image, the last stage's output is made a block of rows at a time: going backwards, each
+    stage says which rows of its input the rows asked of it read (`band_rows` for a Conv, its
+    taps for a Resize); going forwards, each stage computes its band from the band before, and
+    the stage's epilogue (`finish`) finishes it in place. Where the windows of two blocks
+    overlap, the shared rows are computed twice (`kernel - stride` rows of a Conv's input per
+    block). Blocks are sized so that the largest band holds about CHAIN_BAND_BYTES; when one
+    block covers the image, the last stage writes straight into the output and nothing is
+    computed twice.
+
+    Invariants: the result equals the stages run one after the other on whole tensors (the same
+    kernels, band by band), within float32 rounding; bands, input rows and a block of output
+    live in this thread's scratch buffers, so the memory a chain adds is a few bands, whatever
+    the image size.
+    """
+
+    def __init__(self, stages: Sequence[ConvKernel | ResizeKernel]) -> None:
+        self.stages = tuple(stages)
+
+    def __call__(
+        self,
+        x: Any,
+        params: Sequence[Sequence[Any]],
+        out: Any,
+        finish: Sequence[Callable[[np.ndarray], None] | None],
+        epilogue: Epilogue | None,
+        finish_block: Callable[[np.ndarray, int, int, int], None] | None = None,
+    ) -> bool:
+        """The last stage's output into `out` from X: `params[k]` are stage k's other inputs
+        (a Conv's W and bias or None, a Resize's roi, scales and sizes), `finish[k]` stage k's
+        epilogue over a band in place (None: none) for each stage but the last;
+        `epilogue(n, n + 1)` is called once image n of the output is final. With
+        `finish_block`, the last stage always computes into a buffer of its own, and
+        `finish_block(block, n, r0, r1)` writes rows [r0, r1) of image n of the output from it
+        (so the output may share its bytes with a value only that function reads). False, with
+        nothing computed, for inputs it has no loop for (the caller then runs the stages
+        whole)."""
+        floats = [x, out] + [p for k, ps in enumerate(params) for p in ps if self._is_conv(k)]
+        try:
+            _float32(*(a for a in floats if a is not None))
+        except _Unfit:
+            return False
+        layout = self._layout(x.shape, params, out.shape)
+        if layout is None:
+            return False
+        shapes, blocks = layout
+        x = _contiguous(x)
+        params = [[_contiguous(p) if isinstance(p, np.ndarray) else p for p in ps] for ps in params]
+        whole = len(blocks) == 1
+        last_stage = len(self.stages) - 1
+        for n in range(x.shape[0]):
+            for r0, r1, bands in blocks:
+                first, last, _ = bands[0]
+                current = x[n : n + 1, :, first:last]
+                if not current.flags.c_contiguous:
+                    copy = _scratch("chain_in", current.size).reshape(current.shape)
+                    np.copyto(copy, current)
+                    current = copy
+                for k in range(len(self.stages)):
+                    if k == last_stage:
+                        rows, name = r1 - r0, "chain_out"
+                    else:
+                        rows, name = bands[k + 1][1] - bands[k + 1][0], f"chain_band{k % 2}"
+                    channels, width = shapes[k][1], shapes[k][3]
+                    if k == last_stage and whole and finish_block is None:
+                        target = out[n : n + 1]
+                    else:
+                        target = _scratch(name, channels * rows * width)
+                        target = target.reshape(1, channels, rows, width)
+                    self._run(k, current, params[k], target, bands[k][2])
+                    if k < last_stage and finish[k] is not None:
+                        finish[k](target)  # type: ignore[misc]
+                    current = target
+                if finish_block is not None:
+                    finish_block(current, n, r0, r1)
+                elif not whole:
+                    out[n : n + 1, :, r0:r1] = current
+            if epilogue is not None:
+                epilogue(n, n + 1)
+        if epilogue is not None and x.shape[0] == 0:
+            epilogue(0, 0)
+        return True
+
+    def _is_conv(self, k: int) -> bool:
+        return isinstance(self.stages[k], ConvKernel)
+
+    def _run(
+        self, k: int, x: np.ndarray, params: Sequence[Any], out: np.ndarray, band: Any
+    ) -> None:
+        stage = self.stages[k]
+        if isinstance(stage, ConvKernel):
+            stage.run_with(x, params[0], params[1] if len(params) > 1 else None, out, band)
+        else:
+            stage.run_rows(x, out, band)
+
+    def _output_shape(
+        self, k: int, x_shape: tuple[int, ...], params: Sequence[Any]
+    ) -> tuple[tuple[int, ...], Any] | None:
+        """Stage k's output shape for input X of `x_shape` (and its geometry, for a Conv)."""
+        stage = self.stages[k]
+        if isinstance(stage, ResizeKernel):
+            shape = stage.output_shape(x_shape, params)
+            return None if shape is None else (shape, None)
+        w, bias = params[0], params[1] if len(params) > 1 else None
+        if len(x_shape) != 4 or w.ndim != 4 or not stage.fits(x_shape, w, bias):
+            return None
+        geometry = stage._geometry(x_shape[2:], w.shape[2:])
+        spatial = geometry.output_shape(x_shape[2:])
+        if min(spatial) < 1:
+            return None
+        return (x_shape[0], w.shape[0], *spatial), geometry
+
+    def _input_rows(
+        self,
+        k: int,
+        in_shape: tuple[int, ...],
+        out_shape: tuple[int, ...],
+        geometry: Any,
+        params: Sequence[Any],
+        lo: int,
+        hi: int,
+    ) -> tuple[int, int, Any]:
+        """The rows of stage k's input that its output rows [lo, hi) read, and how to run."""
+        stage = self.stages[k]
+        if isinstance(stage, ConvKernel):
+            return band_rows(geometry, in_shape[2], lo, hi)
+        return stage.rows(in_shape, out_shape, params, lo, hi)
+
+    def _layout(
+        self,
+        x_shape: tuple[int, ...],
+        params: Sequence[Sequence[Any]],
+        out_shape: tuple[int, ...],
+    ) -> tuple[list[tuple[int, ...]], list[Any]] | None:
+        """Each stage's output shape, and the blocks: the last stage's output rows [r0, r1)
+        with, per stage, the input rows it reads and how to run it over them; None when the
+        shapes do not fit (the stages run whole, the reference names the fault) or a block
+        would read padding only."""
+        if len(x_shape) != 4 or len(params) != len(self.stages):
+            return None
+        shapes: list[tuple[int, ...]] = []
+        geometries: list[Any] = []
+        current = x_shape
+        for k in range(len(self.stages)):
+            made = self._output_shape(k, current, params[k])
+            if made is None:
+                return None
+            current, geometry = made
+            shapes.append(current)
+            geometries.append(geometry)
+        if shapes[-1] != tuple(out_shape):
+            return None
+        step = shapes[-1][2]
+        while True:
+            blocks = self._blocks(x_shape, shapes, geometries, params, step)
+            if blocks is None:
+                return None
+            widest = max(
+                4 * shapes[k - 1][1] * shapes[k - 1][3] * (bands[k][1] - bands[k][0])
+                for _, _, bands in blocks[:1]
+                for k in range(1, len(self.stages))
+            )
+            if widest <= CHAIN_BAND_BYTES or step == 1:
+                return shapes, blocks
+            step = max(1, step * CHAIN_BAND_BYTES // widest)
+
+    def _blocks(
+        self,
+        x_shape: tuple[int, ...],
+        shapes: Sequence[tuple[int, ...]],
+        geometries: Sequence[Any],
+        params: Sequence[Sequence[Any]],
+        step: int,
+    ) -> list[Any] | None:
+        """Blocks of `step` rows of the last stage's output (`_layout`)."""
+        blocks = []
+        height = shapes[-1][2]
+        inputs = [x_shape, *shapes[:-1]]
+        for r0 in range(0, height, step):
+            r1 = min(height, r0 + step)
+            bands: list[Any] = [None] * len(self.stages)
+            lo, hi = r0, r1
+            for k in reversed(range(len(self.stages))):
+                first, last, how = self._input_rows(
+                    k, inputs[k], shapes[k], geometries[k], params[k], lo, hi
+                )
+                if last <= first:
+                    return None  # these rows read padding only: no band to compute
+                bands[k] = (first, last, how)
+                lo, hi = first, last
+            blocks.append((r0, r1, bands))
+        return blocks
+
+
+def band_chain(stages: Sequence[FastKernel | None]) -> BandChain | None:
+    """The chain of Conv and Resize kernels from `fast_kernel` (None when one is not one)."""
+    bodies = [getattr(k, "body", None) for k in stages]
+    if not all(isinstance(b, (ConvKernel, ResizeKernel)) for b in bodies):
+        return None
+    return BandChain(bodies)  # type: ignore[arg-type]
 
 
 def _lift(geometry: WindowGeometry) -> WindowGeometry:
@@ -1395,6 +1650,111 @@ class _ResizeTaps:
         self.indices = np.clip(taps, 0, last).astype(np.int64)
 
 
+class ResizeKernel:
+    """Resize (nearest or linear over H and W of a 4-D float32 tensor) into a preallocated
+    output; the taps of each axis are computed once per shape. `rows` and `run_rows` compute a
+    band of output rows (a stage of a `BandChain`)."""
+
+    def __init__(self, mode: str, coordinates: str, nearest: str) -> None:
+        self.mode = mode
+        self.coordinates = coordinates
+        self.nearest = nearest
+        self._plans: dict[tuple[Any, ...], tuple[_ResizeTaps, _ResizeTaps]] = {}
+
+    def __call__(
+        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None = None
+    ) -> None:
+        x, out = inputs[0], outputs[0]
+        _float32(x, out)
+        if x.ndim != 4 or out.ndim != 4 or out.shape[:2] != x.shape[:2] or 0 in x.shape:
+            raise _Unfit
+        rows, cols = self.taps(x.shape, out.shape, _resize_scales(inputs, x.shape, out.shape))
+        self._planes(_contiguous(x), out, rows.indices, rows.weights, cols)
+        _finish(epilogue, out)
+
+    def output_shape(
+        self, x_shape: tuple[int, ...], params: Sequence[Any]
+    ) -> tuple[int, ...] | None:
+        """The output shape the roi, scales and sizes inputs `params` give X of `x_shape` (None
+        for what the kernel has no loop for)."""
+        if len(x_shape) != 4 or 0 in x_shape:
+            return None
+        sizes = params[2] if len(params) > 2 else None
+        try:
+            if sizes is not None and np.asarray(sizes).size > 0:
+                shape = tuple(int(v) for v in np.asarray(sizes).reshape(-1))
+            else:
+                values = np.asarray(params[1], dtype=np.float64).reshape(-1)
+                shape = tuple(math.floor(s * v) for s, v in zip(x_shape, values, strict=True))
+            _resize_scales([None, *params], x_shape, shape)
+        except (_Unfit, ValueError, TypeError, IndexError):
+            return None
+        if shape[:2] != x_shape[:2] or min(shape) < 1:
+            return None
+        return shape
+
+    def taps(
+        self,
+        x_shape: tuple[int, ...],
+        out_shape: tuple[int, ...],
+        scales: tuple[float, float] | None,
+    ) -> tuple[_ResizeTaps, _ResizeTaps]:
+        """The source rows and columns of every output row and column, with their weights."""
+        key = (x_shape[2:], out_shape[2:], scales)
+        taps = self._plans.get(key)
+        if taps is None:
+            taps = self._plans[key] = tuple(  # type: ignore[assignment]
+                _ResizeTaps(
+                    _axis_plan(axis, x_shape, out_shape, scales),
+                    self.mode,
+                    self.coordinates,
+                    self.nearest,
+                )
+                for axis in (2, 3)
+            )
+        return taps  # type: ignore[return-value]
+
+    def rows(
+        self,
+        x_shape: tuple[int, ...],
+        out_shape: tuple[int, ...],
+        params: Sequence[Any],
+        lo: int,
+        hi: int,
+    ) -> tuple[int, int, Any]:
+        """The input rows [first, last) that output rows [lo, hi) read, and what `run_rows`
+        needs to compute them from those rows."""
+        scales = _resize_scales([None, *params], x_shape, out_shape)
+        rows, cols = self.taps(x_shape, out_shape, scales)
+        indices = rows.indices[lo:hi]
+        first, last = int(indices.min()), int(indices.max()) + 1
+        weights = rows.weights[lo:hi] if rows.weights.size else rows.weights
+        return first, last, (indices - first, weights, cols)
+
+    def run_rows(self, x: np.ndarray, out: np.ndarray, band: Any) -> None:
+        """Output rows into `out` from the input rows `x` (C-contiguous), as `rows` said."""
+        indices, weights, cols = band
+        self._planes(x, out, indices, weights, cols)
+
+    def _planes(
+        self,
+        x: np.ndarray,
+        out: np.ndarray,
+        rows: np.ndarray,
+        row_weights: np.ndarray,
+        cols: _ResizeTaps,
+    ) -> None:
+        planes = x.shape[0] * x.shape[1]
+        source = x.reshape(planes, *x.shape[2:])
+        target = out.reshape(planes, *out.shape[2:])
+        if self.mode == "nearest":
+            _pick(_RESIZE_NEAREST, out.size)(source, target, rows, cols.indices)
+        else:
+            _pick(_RESIZE_LINEAR, out.size)(
+                source, target, rows, row_weights, cols.indices, cols.weights
+            )
+
+
 def _resize(node: Node, opset: int) -> Body | None:
     mode = str(node.attr("mode", "nearest"))
     coordinates = str(node.attr("coordinate_transformation_mode", "half_pixel"))
@@ -1407,36 +1767,7 @@ def _resize(node: Node, opset: int) -> Body | None:
         return None
     if str(node.attr("keep_aspect_ratio_policy", "stretch")) != "stretch":
         return None
-    plans: dict[tuple[Any, ...], tuple[_ResizeTaps, _ResizeTaps]] = {}
-
-    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
-        x, out = inputs[0], outputs[0]
-        _float32(x, out)
-        if x.ndim != 4 or out.ndim != 4 or out.shape[:2] != x.shape[:2] or 0 in x.shape:
-            raise _Unfit
-        scales = _resize_scales(inputs, x.shape, out.shape)
-        key = (x.shape[2:], out.shape[2:], scales)
-        taps = plans.get(key)
-        if taps is None:
-            taps = plans[key] = tuple(  # type: ignore[assignment]
-                _ResizeTaps(
-                    _axis_plan(axis, x.shape, out.shape, scales), mode, coordinates, nearest
-                )
-                for axis in (2, 3)
-            )
-        rows, cols = taps  # type: ignore[misc]
-        planes = x.shape[0] * x.shape[1]
-        source = _contiguous(x).reshape(planes, *x.shape[2:])
-        target = out.reshape(planes, *out.shape[2:])
-        if mode == "nearest":
-            _pick(_RESIZE_NEAREST, out.size)(source, target, rows.indices, cols.indices)
-        else:
-            _pick(_RESIZE_LINEAR, out.size)(
-                source, target, rows.indices, rows.weights, cols.indices, cols.weights
-            )
-        _finish(epilogue, out)
-
-    return body
+    return ResizeKernel(mode, coordinates, nearest)
 
 
 def _resize_scales(

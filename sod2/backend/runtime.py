@@ -3,12 +3,13 @@
 `compile_model(model)` does the ahead-of-time work and `CompiledModel.run(feeds)` the per-call
 work. Ahead of time:
 1. clean-up passes (constant folding, dead code), then RDP (`sod2.analysis.rdp`);
-2. fusion (`sod2.opt.fusion`): elementwise chains and heavy-op epilogues become `sod2::Fused`
-   nodes, then RDP again on the fused model;
+2. fusion (`sod2.opt.fusion`): elementwise chains, heavy-op epilogues and chains of
+   convolutions become `sod2::Fused` nodes, then RDP again on the fused model;
 3. the memory plan (`sod2.opt.memory_plan`): SEP's execution order and DMP's symbolic offsets;
 4. one *step* per node of that order, each holding the kernel it will call: a generated loop
    nest (`sod2.backend.codegen`) for a fused group, a fast kernel writing into its output
-   (`sod2.backend.kernels`) where there is one, else the catalogue's reference kernel;
+   (`sod2.backend.kernels`) where there is one, else the catalogue's reference kernel; a
+   chain's stages run as one `BandChain`, band by band;
 5. a generated evaluator of every resolved dim, so shapes cost one call per binding.
 
 Per call: the symbols are bound from the input shapes, the recorded assumptions are checked (a
@@ -46,7 +47,7 @@ from sod2.ir.model import Model
 from sod2.ops.fused import is_fused
 from sod2.ops.registry import KernelContext, Value, lookup_node
 from sod2.opt.evaluator import Evaluator, EvaluatorError
-from sod2.opt.fusion import copy_node
+from sod2.opt.fusion import CHAIN_STAGE_OPS, copy_node
 from sod2.opt.memory_plan import ConcretePlan, GraphPlan, MemoryPlan, PlanOptions, plan_memory
 
 Env = dict[Tensor, Value] | ChainMap
@@ -63,6 +64,9 @@ class CompileOptions:
 
     fusion: bool = True
     """Fuse elementwise chains and heavy-op epilogues into generated loop nests."""
+    chains: bool = True
+    """With fusion: run a convolution whose result only another convolution reads together with
+    that one, in bands of rows, so the result never takes arena memory (`sod2.opt.fusion`)."""
     sep: bool = True
     """Search the execution order for a lower memory peak (else the model's own order)."""
     dmp: bool = True
@@ -108,6 +112,13 @@ class _Step:
 
     def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
         raise NotImplementedError
+
+    def planned_outputs(self, frame: _Frame, dtypes: Sequence[np.dtype]) -> list[np.ndarray] | None:
+        """The arrays the outputs are to be written into (arena views, or fresh arrays of the
+        shapes the binding fixes); None inside a subgraph whose shapes only running gives."""
+        if self.outputs[0] not in frame.shapes:
+            return None
+        return [_out(t, frame, d) for t, d in zip(self.outputs, dtypes, strict=True)]  # type: ignore[arg-type]
 
 
 def _out(tensor: Tensor, frame: _Frame, dtype: np.dtype) -> np.ndarray:
@@ -188,9 +199,8 @@ class _FusedStep(_Step):
 
     def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
         values = self.values(env)
-        if self.outputs[0] in frame.shapes:
-            outs = [_out(t, frame, d) for t, d in zip(self.outputs, self.dtypes, strict=True)]  # type: ignore[arg-type]
-        else:  # inside a subgraph: the iteration shape is the broadcast of the inputs
+        outs = self.planned_outputs(frame, self.dtypes)
+        if outs is None:  # inside a subgraph: the iteration shape is the broadcast of the inputs
             shape = _broadcast(self.node, values)
             outs = [np.empty(shape, dtype=d) for d in self.dtypes]
         self.kernel(values, outs)
@@ -198,57 +208,174 @@ class _FusedStep(_Step):
             env[tensor] = array  # type: ignore[index]
 
 
-class _EpilogueStep(_Step):
-    """A heavy op writing into the group's first output, then the generated epilogue applied in
-    place to each block of rows the heavy kernel finishes."""
+class _Stage:
+    """A heavy op and the generated epilogue applied in place to each block of rows its kernel
+    finishes: the computing part of an epilogue step, and each half of a chain."""
 
-    __slots__ = ("anchor", "anchor_inputs", "anchor_slot", "dtypes", "epilogue", "opset", "others")
+    __slots__ = ("anchor", "anchor_inputs", "epilogue", "others", "reference")
 
     def __init__(
         self,
-        node: Node,
         anchor: Any,
         anchor_inputs: list[int],
         epilogue: Any,
         others: list[int],
-        dtypes: list[np.dtype],
         reference: Callable[[list[Value]], np.ndarray],
     ) -> None:
-        super().__init__(node)
         self.anchor = anchor
         self.anchor_inputs = anchor_inputs
         self.epilogue = epilogue
         self.others = others
-        self.dtypes = dtypes
-        self.anchor_slot = reference
+        self.reference = reference
 
-    def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
-        values = self.values(env)
-        anchor_values = [values[i] if i >= 0 else None for i in self.anchor_inputs]
+    def operands(self, values: Sequence[Value], first: Value = None) -> list[Value]:
+        """The anchor's inputs among the node's `values` (position -2: `first`, the value a
+        chain hands from its first stage to its second)."""
+        return [first if i == -2 else values[i] if i >= 0 else None for i in self.anchor_inputs]
+
+    def run(
+        self,
+        values: Sequence[Value],
+        outs: list[np.ndarray] | None,
+        dtypes: Sequence[np.dtype],
+        first: Value = None,
+    ) -> list[np.ndarray]:
+        """The anchor into `outs[0]` (fresh arrays of the anchor's result shape when None), the
+        epilogue over it into every out; returns the outs."""
+        anchor_values = self.operands(values, first)
         computed = None
-        if self.outputs[0] in frame.shapes:
-            outs = [_out(t, frame, d) for t, d in zip(self.outputs, self.dtypes, strict=True)]  # type: ignore[arg-type]
-        else:  # inside a subgraph: the anchor's result gives the shape
-            computed = self.anchor_slot(anchor_values)
-            outs = [np.empty(computed.shape, dtype=d) for d in self.dtypes]
+        if outs is None:  # (inside a subgraph, unplanned: the anchor's result gives the shape)
+            computed = self.reference(anchor_values)
+            outs = [np.empty(computed.shape, dtype=d) for d in dtypes]
         target = outs[0]
-        others = [values[i] for i in self.others]
-        rows = target.shape[0] if target.ndim else 1
-
-        def finish(lo: int, hi: int) -> None:
-            if target.ndim == 0 or (lo == 0 and hi == rows):
-                self.epilogue([target, *others], outs)
-                return
-            blocks = [_rows(v, lo, hi, target.ndim, rows) for v in others]
-            self.epilogue([target[lo:hi], *blocks], [o[lo:hi] for o in outs])
-
+        finish = _row_finisher(self.epilogue, [values[i] for i in self.others], outs)
         if computed is None and self.anchor is not None:
             self.anchor(anchor_values, [target], finish)
         else:
-            np.copyto(target, self.anchor_slot(anchor_values) if computed is None else computed)
-            finish(0, rows)
+            np.copyto(target, self.reference(anchor_values) if computed is None else computed)
+            finish(0, target.shape[0] if target.ndim else 1)
+        return outs
+
+
+def _row_finisher(
+    epilogue: Any, others: list[Value], outs: list[np.ndarray]
+) -> Callable[[int, int], None]:
+    """`finish(lo, hi)`: the epilogue (None: nothing) over rows [lo, hi) of the first output,
+    which the anchor wrote, into those rows of every output."""
+    target = outs[0]
+    rows = target.shape[0] if target.ndim else 1
+
+    def finish(lo: int, hi: int) -> None:
+        if epilogue is None:
+            return
+        if target.ndim == 0 or (lo == 0 and hi == rows):
+            epilogue([target, *others], outs)
+            return
+        blocks = [_rows(v, lo, hi, target.ndim, rows) for v in others]
+        epilogue([target[lo:hi], *blocks], [o[lo:hi] for o in outs])
+
+    return finish
+
+
+class _EpilogueStep(_Step):
+    """A heavy op writing into the group's first output, then the generated epilogue applied in
+    place to each block of rows the heavy kernel finishes."""
+
+    __slots__ = ("dtypes", "stage")
+
+    def __init__(self, node: Node, stage: _Stage, dtypes: list[np.dtype]) -> None:
+        super().__init__(node)
+        self.stage = stage
+        self.dtypes = dtypes
+
+    def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
+        outs = self.stage.run(
+            self.values(env), self.planned_outputs(frame, self.dtypes), self.dtypes
+        )
         for tensor, array in zip(self.outputs, outs, strict=True):
             env[tensor] = array  # type: ignore[index]
+
+
+class _ChainStep(_Step):
+    """Stages (Conv or Resize, each with its epilogue), each reading the one before's result
+    alone: run as a `BandChain`, band by band, so those results never exist whole; where the
+    chain has no loop for the inputs (or with fast kernels off), the stages run one after the
+    other on whole values."""
+
+    __slots__ = ("chain", "dtypes", "stages")
+
+    def __init__(
+        self, node: Node, stages: list[_Stage], chain: Any, dtypes: list[np.dtype]
+    ) -> None:
+        super().__init__(node)
+        self.stages = stages
+        self.chain = chain
+        self.dtypes = dtypes
+
+    def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
+        values = self.values(env)
+        outs = self.planned_outputs(frame, self.dtypes)
+        if outs is None or self.chain is None or not self._banded(values, outs):
+            middle = None
+            for stage in self.stages[:-1]:
+                middle = stage.run(values, None, [_F32], middle)[0]
+            # (fresh arrays: the output may share its bytes with an epilogue operand)
+            made = self.stages[-1].run(values, None, self.dtypes, middle)
+            if outs is None:
+                outs = made
+            else:
+                for out, value in zip(outs, made, strict=True):
+                    np.copyto(out, value)
+        for tensor, array in zip(self.outputs, outs, strict=True):
+            env[tensor] = array  # type: ignore[index]
+
+    def _banded(self, values: Sequence[Value], outs: list[np.ndarray]) -> bool:
+        finish = [_band_finisher(stage, values) for stage in self.stages[:-1]]
+        last = self.stages[-1]
+        target = outs[0]
+        others = [values[i] for i in last.others]
+        epilogue = last.epilogue
+        finish_rows = _row_finisher(epilogue, others, outs)
+        operands = [stage.operands(values) for stage in self.stages]
+        params = [ops[1:] for ops in operands]
+        if epilogue is None or len(outs) != 1:
+            return bool(self.chain(operands[0][0], params, target, finish, finish_rows))
+
+        def finish_block(block: np.ndarray, n: int, r0: int, r1: int) -> None:
+            epilogue([block, *(_block_rows(v, n, r0, r1, target.shape) for v in others)], [block])
+            target[n : n + 1, :, r0:r1] = block
+
+        return bool(self.chain(operands[0][0], params, target, finish, None, finish_block))
+
+
+def _block_rows(value: Any, n: int, r0: int, r1: int, shape: tuple[int, ...]) -> Any:
+    """Rows [r0, r1) of image n of an operand that broadcasts to the 4-D `shape` (an axis it
+    broadcasts along is kept whole)."""
+    if not isinstance(value, np.ndarray) or value.ndim < 2:
+        return value
+    index: list[slice] = [slice(None)] * value.ndim
+    if value.ndim == 4 and value.shape[0] == shape[0] != 1:
+        index[0] = slice(n, n + 1)
+    if value.shape[-2] == shape[2] != 1:
+        index[-2] = slice(r0, r1)
+    return value[tuple(index)]
+
+
+_F32 = np.dtype(np.float32)
+"""The element type of the values inside a chain (fusion chains float32 values only)."""
+
+
+def _band_finisher(stage: _Stage, values: Sequence[Value]) -> Callable[[np.ndarray], None] | None:
+    """The stage's epilogue over a band of its output, in place (None without one)."""
+    epilogue = stage.epilogue
+    if epilogue is None:
+        return None
+    others = [values[i] for i in stage.others]
+
+    def finish(band: np.ndarray) -> None:
+        epilogue([band, *others], [band])
+
+    return finish
 
 
 def _broadcast(node: Node, values: Sequence[Value]) -> tuple[int, ...]:
@@ -619,20 +746,79 @@ def _fast_kernel(node: Node, opset: int) -> Any:
 
 
 def _fused_step(node: Node, opset: int, rdp: RDPResult, options: CompileOptions) -> _Step | None:
-    """The step of a fused node: a generated loop nest, or a heavy kernel plus one."""
+    """The step of a fused node: a generated loop nest, a heavy kernel plus one, or a chain."""
     from sod2.backend.codegen import compile_group
 
     body: Graph = node.attr("body")
     dtypes = [_numpy_dtype(rdp.facts.get(t)) for t in node.outputs]
     if any(d is None for d in dtypes):
         return None
-    if node.attr("kind", "elementwise") != "epilogue":
+    kind = node.attr("kind", "elementwise")
+    if kind == "elementwise":
         return _FusedStep(node, compile_group(body, opset, name=node.name), dtypes)  # type: ignore[arg-type]
-    anchor, *rest = body.topological_order()
-    epilogue_body, others = _epilogue_body(body, anchor, rest)
-    kernel = compile_group(epilogue_body, opset, name=node.name + "_epilogue")
+    order = body.topological_order()
+    if kind != "chain":
+        stage = _stage(node.name, body, order[0], order[1:], list(body.outputs), opset, options)
+        return _EpilogueStep(node, stage, dtypes)  # type: ignore[arg-type]
+    from sod2.backend.kernels import band_chain
+
+    anchors = [n for n in order if n.op_type in CHAIN_STAGE_OPS]
+    stages = []
+    done: set[Node] = set()
+    for k, anchor in enumerate(anchors):
+        if k + 1 < len(anchors):
+            middle = anchors[k + 1].inputs[0]
+            assert middle is not None
+            outputs, members = [middle], _ancestors(middle, body) - done
+        else:
+            outputs, members = list(body.outputs), set(order) - done
+        done |= members
+        rest = [n for n in order if n in members and n is not anchor]
+        handed = anchor.inputs[0] if k else None
+        stages.append(
+            _stage(f"{node.name}_{k}", body, anchor, rest, outputs, opset, options, handed)
+        )
+    chain = band_chain([s.anchor for s in stages]) if options.mvc else None
+    return _ChainStep(node, stages, chain, dtypes)  # type: ignore[arg-type]
+
+
+def _ancestors(tensor: Tensor, body: Graph) -> set[Node]:
+    """The nodes of `body` that `tensor` is computed from (its producer included)."""
+    found: set[Node] = set()
+    stack = [tensor.producer]
+    while stack:
+        node = stack.pop()
+        if node is None or node in found or node.graph is not body:
+            continue
+        found.add(node)
+        stack.extend(t.producer for t in node.inputs if t is not None)
+    return found
+
+
+def _stage(
+    name: str,
+    body: Graph,
+    anchor: Node,
+    rest: Sequence[Node],
+    outputs: list[Tensor],
+    opset: int,
+    options: CompileOptions,
+    middle: Tensor | None = None,
+) -> _Stage:
+    """A heavy op `anchor` of a fused body with the elementwise nodes `rest` after it, which
+    compute `outputs`; `middle`, a value of the body that the anchor reads, is handed to it by
+    the stage before (position -2)."""
+    from sod2.backend.codegen import compile_group
+
+    epilogue = None
+    others: list[int] = []
+    if rest:
+        epilogue_body, others = _epilogue_body(body, anchor, rest, outputs)
+        epilogue = compile_group(epilogue_body, opset, name=name + "_epilogue")
     positions = {t: i for i, t in enumerate(body.inputs)}
-    anchor_inputs = [-1 if t is None else positions[t] for t in anchor.inputs]
+    anchor_inputs = [
+        -1 if t is None else -2 if t is middle else positions[t] for t in anchor.inputs
+    ]
     fast = _fast_kernel(anchor, opset) if options.mvc else None
     reference = lookup_node(anchor, opset).kernel
     context = KernelContext(anchor, opset)
@@ -640,20 +826,15 @@ def _fused_step(node: Node, opset: int, rdp: RDPResult, options: CompileOptions)
     def run_anchor(values: list[Value]) -> np.ndarray:
         return reference(context, values)[0]
 
-    return _EpilogueStep(
-        node,
-        fast,
-        anchor_inputs,
-        kernel,
-        others,
-        dtypes,
-        run_anchor,  # type: ignore[arg-type]
-    )
+    return _Stage(fast, anchor_inputs, epilogue, others, run_anchor)
 
 
-def _epilogue_body(body: Graph, anchor: Node, rest: Sequence[Node]) -> tuple[Graph, list[int]]:
-    """A standalone graph of the elementwise nodes after `anchor`: input 0 is the anchor's output,
-    then the body inputs they read (their positions in the fused node's inputs are returned)."""
+def _epilogue_body(
+    body: Graph, anchor: Node, rest: Sequence[Node], outputs: Sequence[Tensor]
+) -> tuple[Graph, list[int]]:
+    """A standalone graph of the elementwise nodes after `anchor` computing `outputs` (values of
+    `body`): input 0 is the anchor's output, then the body inputs they read (their positions in
+    the fused node's inputs are returned)."""
     graph = Graph(body.name + "_epilogue")
     mapped: dict[Tensor, Tensor] = {}
     anchor_out = anchor.outputs[0]
@@ -666,7 +847,7 @@ def _epilogue_body(body: Graph, anchor: Node, rest: Sequence[Node]) -> tuple[Gra
                 mapped[tensor] = graph.add_input(graph.fresh_name(tensor.name), tensor.type)
                 others.append(positions[tensor])
         copy_node(graph, node, mapped)
-    graph.set_outputs([mapped[t] for t in body.outputs])
+    graph.set_outputs([mapped[t] for t in outputs])
     return graph, others
 
 
@@ -748,7 +929,7 @@ def _analyse(
     rdp = propagate(model)
     groups = 0
     if options.fusion:
-        groups = len(fuse(model, rdp))
+        groups = len(fuse(model, rdp, chains=options.chains))
         if groups:
             rdp = propagate(model)
     plan = None
@@ -789,6 +970,7 @@ def _cache_name(
     key = (
         str(resolved),
         options.fusion,
+        options.chains,
         options.sep,
         options.dmp,
         options.plan_validation,

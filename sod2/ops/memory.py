@@ -48,13 +48,46 @@ ROW_INPLACE_OPS = frozenset({"Softmax", "LogSoftmax"})
 output may overwrite the input too (every kernel of theirs computes correctly in place)."""
 
 
+def overwritable_inputs(node: Node) -> frozenset[int] | None:
+    """The positions of the inputs `node`'s output may overwrite when they die at it (None: any
+    input, where `may_write_in_place` allows it at all).
+
+    A fused chain (`sod2.opt.fusion`) computes its last stage block by block into a buffer of
+    its own and finishes each block with its epilogue before writing it out, so its output may
+    overwrite an input that only that epilogue reads (the residual of a block): block `b` of
+    the output is written after block `b` of that input was read, and no later block reads it.
+    Inputs the stages themselves read (in bands that overlap) are never overwritten."""
+    if not (is_fused(node) and node.attr("kind", "") == "chain"):
+        return None
+    body = node.attr("body")
+    if len(node.outputs) != 1:
+        return frozenset()
+    order = body.topological_order()
+    last = [n for n in order if n.op_type == "Conv"][-1]
+    after: set[Node] = set()
+    frontier = [last]
+    while frontier:
+        current = frontier.pop()
+        for tensor in current.outputs:
+            for user in () if tensor is None else tensor.users:
+                if user not in after:
+                    after.add(user)
+                    frontier.append(user)
+    return frozenset(
+        i
+        for i, tensor in enumerate(body.inputs)
+        if tensor.users and all(user in after for user in tensor.users)
+    )
+
+
 def may_write_in_place(node: Node) -> bool:
     """True when `node`'s output may overwrite a same-sized input that dies at it: a standard
-    elementwise op of `INPLACE_OPS` or a row op of `ROW_INPLACE_OPS`, or a fused elementwise
+    elementwise op of `INPLACE_OPS` or a row op of `ROW_INPLACE_OPS`, a fused elementwise
     group with one output (its loop nest reads element `i` of every input before writing
-    element `i`)."""
+    element `i`), or a fused chain with one output (over the inputs `overwritable_inputs`
+    names)."""
     if is_fused(node):
-        return node.attr("kind", "") == "elementwise" and len(node.outputs) == 1
+        return node.attr("kind", "") in ("elementwise", "chain") and len(node.outputs) == 1
     return node.domain in ("", "ai.onnx") and (
         node.op_type in INPLACE_OPS or node.op_type in ROW_INPLACE_OPS
     )

@@ -20,6 +20,16 @@ Invariants of the groups (checked by `tests/opt/test_fusion.py`):
 - every tensor a group hands out (read outside it or a graph output) has the iteration shape;
 - an epilogue group has exactly one heavy op, first, whose output is read only by the group.
 
+A *chain* joins up to CHAIN_MAX_STAGES stages, convolutions (each with its epilogue if it has
+one) and Resizes, where each stage's result is read by the next alone, as its X, and the last is
+a convolution. The runtime computes the last stage's output a block of rows at a time from bands
+of the earlier stages' output rows (`sod2.backend.kernels.BandChain`), so those results, often
+the largest tensors alive at their step (a stem, a subsampling, the inside of a residual block,
+an upsampled image), never take arena memory. A link is formed when the tensor between two
+stages is 4-D float32 whose shape is symbolic or which holds at least CHAIN_MIN_BYTES, and when
+the earlier stage's epilogue reads nothing that varies along the batch or the height (so that it
+can finish any band of rows).
+
 `fuse(model, rdp)` rewrites the model in place and returns the groups; the pass `fuse` does the
 same inside a pipeline. RDP must be re-run afterwards (the fused nodes' outputs are new tensors).
 """
@@ -56,6 +66,17 @@ GROUP_TYPES = FLOAT_TYPES | {DType.BOOL}
 EPILOGUE_ANCHORS = frozenset({"Conv", "MatMul", "Gemm"})
 """Heavy ops whose output an elementwise epilogue may finish (runtime kernels call it back)."""
 
+CHAIN_STAGE_OPS = frozenset({"Conv", "Resize"})
+"""Ops a chain is made of: their output rows read a band of their input rows."""
+
+CHAIN_MAX_STAGES = 3
+"""Stages in a chain at most: each one more widens the bands of the ones before (a 3x3 Conv
+reads two more rows), which are computed again where blocks overlap."""
+
+CHAIN_MIN_BYTES = 1 << 20
+"""A static tensor between two convolutions is chained away only from this size on (a smaller
+one costs the arena little, and bands would only cut the products into smaller pieces)."""
+
 
 @dataclass(frozen=True)
 class FusionGroup:
@@ -63,7 +84,8 @@ class FusionGroup:
 
     name: str
     kind: str
-    """"elementwise" (one loop nest) or "epilogue" (a heavy op, then a loop nest on its output)."""
+    """"elementwise" (one loop nest), "epilogue" (a heavy op, then a loop nest on its output) or
+    "chain" (convolutions and Resizes, each result but the last made in bands)."""
     nodes: tuple[Node, ...]
     shape: tuple[Dim, ...]
     inputs: tuple[Tensor, ...]
@@ -223,8 +245,13 @@ class _Former:
         return result
 
     def _anchored(self, nodes: list[Node]) -> list[Node] | None:
+        """The group led by its anchor; of several possible anchors, the last computed (the
+        group runs once its last operand is made anyway, and an epilogue is where a chain ends
+        that can then absorb it: `relu(shortcut + residual)` is finished by the residual's
+        last convolution)."""
         members = set(nodes)
         shape = self.shapes[self.group_of[nodes[0]]]
+        found: list[Node] = []
         for node in nodes:
             for tensor in node.inputs:
                 anchor = None if tensor is None else tensor.producer
@@ -241,10 +268,11 @@ class _Former:
                     continue
                 if fact.dtype is not DType.FLOAT32:
                     continue
-                if not self._convex(members | {anchor}):
-                    continue
-                return [anchor, *nodes]
-        return None
+                if anchor not in found and self._convex(members | {anchor}):
+                    found.append(anchor)
+        if not found:
+            return None
+        return [max(found, key=self.position.__getitem__), *nodes]
 
 
 def _enclosing(node: Node, graph: Graph) -> Iterable[Node]:
@@ -364,18 +392,115 @@ def find_groups(
     return found
 
 
+def find_chains(graph: Graph, groups: Sequence[list[Node]], rdp: RDPResult) -> list[list[Node]]:
+    """The chains of `graph` (module docstring): runs of up to CHAIN_MAX_STAGES units, each
+    reading the one before's result alone, with a Conv among them. A unit is a Conv alone, a
+    Conv's epilogue group from `groups`, or a Resize. Runs are taken in execution order, each
+    unit in one chain at most."""
+    grouped = {node for nodes in groups for node in nodes}
+    units: dict[Node, list[Node]] = {nodes[0]: nodes for nodes in groups if _is_stage(nodes[0])}
+    order = graph.topological_order()
+    for node in order:
+        if _is_stage(node) and node not in grouped:
+            units[node] = [node]
+    position = {node: i for i, node in enumerate(order)}
+    chains: list[list[Node]] = []
+    used: set[Node] = set()
+    for head in sorted(units, key=position.__getitem__):
+        if head in used:
+            continue
+        run = [head]
+        while len(run) < CHAIN_MAX_STAGES:
+            follower = _chain_follower(units[run[-1]], units, rdp)
+            if follower is None or follower in used or follower in run:
+                break
+            run.append(follower)
+        while run and run[-1].op_type != "Conv":
+            run.pop()  # (a Resize ending a run: nothing is saved by making its output in bands)
+        if len(run) < 2 or not any(n.op_type == "Conv" for n in run):
+            continue
+        used.update(run)
+        chains.append([n for anchor in run for n in units[anchor]])
+    return chains
+
+
+def _is_stage(node: Node) -> bool:
+    return node.op_type in CHAIN_STAGE_OPS and node.domain in ("", "ai.onnx")
+
+
+def _chain_follower(unit: list[Node], units: dict[Node, list[Node]], rdp: RDPResult) -> Node | None:
+    """The stage that `unit` can chain into, or None."""
+    members = set(unit)
+    escaping = [
+        t
+        for node in unit
+        for t in node.outputs
+        if t is not None and (t.is_graph_output or any(u not in members for u in t.users))
+    ]
+    if len(escaping) != 1 or escaping[0].is_graph_output:
+        return None
+    middle = escaping[0]
+    users = list(middle.users)
+    if len(users) != 1 or users[0] not in units or users[0].graph is not unit[0].graph:
+        return None
+    follower = users[0]
+    if follower.inputs[0] is not middle or middle in follower.inputs[1:]:
+        return None
+    fact = rdp.facts.get(middle)
+    source = rdp.facts.get(unit[0].inputs[0]) if unit[0].inputs[0] is not None else None
+    if fact is None or fact.dtype is not DType.FLOAT32 or fact.shape.dims is None:
+        return None
+    dims = tuple(fact.shape.dims)
+    if len(dims) != 4 or source is None or source.shape.rank != 4:
+        return None
+    if not all(rdp.is_resolved(d) for d in dims):
+        return None
+    if all(isinstance(d, int) for d in dims) and 4 * int(np.prod(dims)) < CHAIN_MIN_BYTES:
+        return None  # a small static tensor: bands would only cut the products smaller
+    for node in unit[1:]:
+        for tensor in node.inputs:
+            if tensor is None or tensor.producer in members:
+                continue
+            operand = rdp.facts.get(tensor)
+            if operand is None or operand.shape.dims is None or operand.shape.rank > 4:
+                return None
+            aligned = (1,) * (4 - operand.shape.rank) + tuple(operand.shape.dims)
+            if not (aligned[0] == 1 and aligned[2] == 1):
+                return None  # it varies along the batch or the height: no band of it
+    return follower
+
+
 def fuse(
-    model: Model, rdp: RDPResult | None = None, *, supports: Supports = default_supports
+    model: Model,
+    rdp: RDPResult | None = None,
+    *,
+    supports: Supports = default_supports,
+    chains: bool = True,
 ) -> list[FusionGroup]:
-    """Rewrite `model` in place: every group becomes a `sod2::Fused` node (module docstring)."""
+    """Rewrite `model` in place: every group becomes a `sod2::Fused` node (module docstring);
+    with `chains`, pairs of convolutions become chains."""
     rdp = rdp or propagate(model)
     found = find_groups(model, rdp, supports=supports)
-    if found and FUSED_DOMAIN not in model.opset_imports:
+    kinds: dict[Graph, list[tuple[list[Node], str]]] = {}
+    for graph in [model.graph, *model.graph.subgraphs()]:
+        if graph.parent is not None and is_fused(graph.parent):
+            continue
+        groups = found.get(graph, [])
+        linked = find_chains(graph, groups, rdp) if chains else []
+        inside = {node for nodes in linked for node in nodes}
+        listed = [
+            (nodes, "epilogue" if nodes[0].op_type in EPILOGUE_ANCHORS else "elementwise")
+            for nodes in groups
+            if nodes[0] not in inside
+        ]
+        listed += [(nodes, "chain") for nodes in linked]
+        if listed:
+            kinds[graph] = listed
+    if kinds and FUSED_DOMAIN not in model.opset_imports:
         model.opset_imports[FUSED_DOMAIN] = 1
     done = []
-    for graph, groups in found.items():
-        for nodes in groups:
-            kind = "epilogue" if nodes[0].op_type in EPILOGUE_ANCHORS else "elementwise"
+    for graph, listed in kinds.items():
+        for nodes, kind in listed:
             last = nodes[-1].outputs[0]
             dims = rdp.facts[last].shape.dims if last in rdp.facts else None  # type: ignore[index]
             done.append(_rewrite(graph, nodes, kind, tuple(dims or ())))

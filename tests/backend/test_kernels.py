@@ -107,6 +107,122 @@ def small_blocks(monkeypatch):
 # -- Conv ----------------------------------------------------------------------------------------
 
 
+def conv_attrs(kernel, stride, dilation, padding, groups: int = 1) -> dict:
+    attrs = {"group": groups, "strides": list(stride), "dilations": list(dilation)}
+    if padding == "pads":
+        attrs["pads"] = [1, 0, 2, 1]
+    elif padding != "none":
+        attrs["auto_pad"] = padding
+    return attrs
+
+
+CONV_GEOMETRY = {
+    "kernel": st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 1)]),
+    "stride": st.sampled_from([(1, 1), (2, 2), (3, 1)]),
+    "dilation": st.sampled_from([(1, 1), (2, 1)]),
+    "padding": st.sampled_from(["none", "pads", "SAME_UPPER", "SAME_LOWER", "VALID"]),
+}
+
+RESIZES = st.fixed_dictionaries(
+    {
+        "mode": st.sampled_from(["nearest", "linear"]),
+        "coordinate_transformation_mode": st.sampled_from(
+            ["half_pixel", "align_corners", "asymmetric"]
+        ),
+        "scales": st.sampled_from([(2.0, 2.0), (1.5, 1.0), (0.5, 2.0), (3.0, 0.75)]),
+    }
+)
+
+
+def chain_stage(kind, geometry, resize, channels, filters, groups, bias, rng):
+    """A stage of a chain: (node, kernel, params) for a Conv or a Resize."""
+    if kind == "Resize":
+        attrs = {k: v for k, v in resize.items() if k != "scales"}
+        node = node_of("Resize", 3, absent=(1,), **attrs)
+        scales = np.array([1.0, 1.0, *resize["scales"]], np.float32)
+        return node, kernels._resize(node, OPSET), [None, scales], channels
+    w = rand(rng, filters * groups, channels // groups, *geometry["kernel"])
+    b = rand(rng, filters * groups) if bias else None
+    node = node_of("Conv", 3 if bias else 2, **conv_attrs(**geometry, groups=groups))
+    return node, ConvKernel(node, OPSET), [w, b], filters * groups
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batch=st.integers(1, 2),
+    channels=st.integers(1, 4),
+    widths=st.tuples(st.integers(1, 4), st.integers(1, 3)),
+    kinds=st.sampled_from(
+        [("Conv", "Conv"), ("Conv", "Conv", "Conv"), ("Resize", "Conv"), ("Conv", "Resize", "Conv")]
+    ),
+    geometries=st.lists(st.fixed_dictionaries(CONV_GEOMETRY), min_size=3, max_size=3),
+    resize=RESIZES,
+    groups=st.sampled_from([1, 2]),
+    band_bytes=st.sampled_from([1, 300, 3000, 1 << 20]),
+    bias=st.booleans(),
+    size=st.tuples(st.integers(6, 20), st.integers(5, 9)),
+    seed=st.integers(0, 2**16),
+)
+def test_band_chain_equals_its_stages_run_whole(
+    batch, channels, widths, kinds, geometries, resize, groups, band_bytes, bias, size, seed
+):
+    """The last stage's output made band by band (blocks of one row up to the whole image, any
+    Conv geometry and grouping, nearest and linear Resizes) equals the stages run one after
+    the other on whole tensors, with an epilogue (tanh) finishing each band."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels, "CHAIN_BAND_BYTES", band_bytes)
+        check_chain(batch, channels, widths, kinds, geometries, resize, groups, bias, size, seed)
+
+
+def check_chain(batch, channels, widths, kinds, geometries, resize, groups, bias, size, seed):
+    rng = np.random.default_rng(seed)
+    x = rand(rng, batch, channels, *size)
+    stages, value, width = [], x, channels
+    for k, kind in enumerate(kinds):
+        last = k == len(kinds) - 1
+        g = groups if last and width % groups == 0 else 1
+        filters = widths[k % 2] if not last else max(1, widths[1] // g)
+        node, kernel, params, width = chain_stage(
+            kind, geometries[k], resize, width, filters, g, bias, rng
+        )
+        try:
+            value = reference(node, [value, *params])[0]
+        except Sod2Error:
+            assume(False)
+        assume(min(value.shape[2:]) >= 1)
+        if not last:
+            value = np.tanh(value)
+        stages.append((kernel, [p for p in params]))
+    chain = kernels.BandChain([k for k, _ in stages])
+    out = np.full(value.shape, np.nan, np.float32)
+    images = []
+    params = [p for _, p in stages]
+    layout = chain._layout(x.shape, params, out.shape)
+    tanh = [lambda band: np.tanh(band, out=band)] * (len(stages) - 1)
+    done = chain(x, params, out, tanh, lambda lo, hi: images.append((lo, hi)))
+    if layout is None:  # a block of the last stage reads padding only: declined, nothing written
+        assert not done and np.isnan(out).all() and images == []
+        return
+    assert done
+    np.testing.assert_allclose(out, value, rtol=1e-4, atol=1e-5)
+    assert images == [(n, n + 1) for n in range(batch)]
+
+
+def test_band_chain_declines_what_it_has_no_loop_for():
+    node = node_of("Conv", 2, pads=[1, 1, 1, 1])
+    chain = kernels.BandChain([ConvKernel(node, OPSET), ConvKernel(node, OPSET)])
+    x, w = np.ones((1, 2, 5, 5), np.float32), np.ones((2, 2, 3, 3), np.float32)
+    out = np.zeros((1, 2, 5, 5), np.float32)
+    assert chain(x, [[w, None], [w, None]], out, [None], None)
+    np.testing.assert_allclose(out[0, 0, 2, 2], 2 * 9 * 18)
+    assert not chain(x.astype(np.float64), [[w, None], [w, None]], out, [None], None)
+    assert not chain(x[0], [[w[0], None], [w[0], None]], out[0], [None], None)  # 1-D
+    assert not chain(x, [[w, None], [w, None]], out[:, :, :4], [None], None)  # the wrong output
+    assert not chain(x, [[w[:, :1], None], [w, None]], out, [None], None)  # channels do not fit
+    assert kernels.band_chain([fast_kernel(node, OPSET), None]) is None
+    assert isinstance(kernels.band_chain([fast_kernel(node, OPSET)] * 2), kernels.BandChain)
+
+
 @SMALL
 @given(
     batch=st.integers(1, 2),

@@ -171,3 +171,132 @@ def test_if_branches_write_their_results_into_the_if_outputs(fusion):
     assert frame.views[a] is frame.views[z1]  # computed in place of its If output
     assert frame.views[b] is frame.views[z3]
     assert z2 in frame.views and not np.shares_memory(frame.views[z2], frame.views[z1])
+
+
+def _chain_model() -> Model:
+    """Conv, Relu, Conv, Resize, Conv, Sigmoid over X[N, 3, H, W] (two chains once fused), and
+    a three-stage chain inside the then-branch of an If."""
+    graph = Graph()
+    x_type = TensorType(DType.FLOAT32, Shape([symbol("N"), 3, symbol("H"), symbol("W")]))
+    x = graph.add_input("x", x_type)
+    cond = graph.add_input("cond", TensorType(DType.BOOL, Shape([])))
+    rng = np.random.default_rng(1)
+    floats = [TensorType(DType.FLOAT32, Shape(None))]
+
+    def op(g: Graph, op_type: str, inputs: list, **attrs):
+        return g.add_node(op_type, inputs, attrs=attrs, output_types=floats).outputs[0]
+
+    def conv(g: Graph, value, channels: int, filters: int, stride: int, name: str):
+        scale = 1 / np.sqrt(9 * channels)  # values stay near 1 through the layers
+        w = g.add_constant(
+            (rng.standard_normal((filters, channels, 3, 3)) * scale).astype(np.float32), name
+        )
+        b = g.add_constant(rng.standard_normal(filters).astype(np.float32), name + "_b")
+        return op(g, "Conv", [value, w, b], pads=[1, 1, 1, 1], strides=[stride, stride])
+
+    a = op(graph, "Relu", [conv(graph, x, 3, 8, 2, "w1")])
+    b = conv(graph, a, 8, 8, 1, "w2")
+    scales = graph.add_constant(np.array([1, 1, 2, 2], np.float32), "scales")
+    c = op(graph, "Resize", [b, None, scales], mode="linear")
+    d = op(graph, "Sigmoid", [conv(graph, c, 8, 4, 2, "w3")])
+    then_branch = graph.new_subgraph("then")
+    e = op(then_branch, "Relu", [conv(then_branch, d, 4, 4, 1, "w4")])
+    f = op(then_branch, "Relu", [conv(then_branch, e, 4, 4, 1, "w5")])
+    then_branch.set_outputs([conv(then_branch, f, 4, 4, 1, "w6")])
+    else_branch = graph.new_subgraph("else")
+    else_branch.set_outputs([op(else_branch, "Neg", [d])])
+    node = graph.add_node(
+        "If", [cond], outputs=["y"], attrs={"then_branch": then_branch, "else_branch": else_branch}
+    )
+    graph.set_outputs([op(graph, "Abs", [node.outputs[0]])])
+    return Model(graph, opset_imports={"": 21})
+
+
+@pytest.mark.parametrize("band_bytes", [256, 1 << 21])
+def test_chains_compute_in_bands_what_the_reference_does(band_bytes, monkeypatch):
+    from sod2.backend import kernels
+    from sod2.backend.reference import run_reference
+
+    monkeypatch.setattr(kernels, "CHAIN_BAND_BYTES", band_bytes)
+    calls = []
+    banded = kernels.BandChain.__call__
+
+    def spy(self, *args):
+        calls.append(banded(self, *args))
+        return calls[-1]
+
+    monkeypatch.setattr(kernels.BandChain, "__call__", spy)
+    model = _chain_model()
+    chained = compile_model(model)
+    kinds = [n.attr("kind") for n in chained.model.graph.nodes if n.op_type == "Fused"]
+    assert kinds.count("chain") == 2
+    unchained = compile_model(model, CompileOptions(chains=False))
+    reference_only = compile_model(model, CompileOptions(mvc=False))
+    rng = np.random.default_rng(0)
+    for n, h, w in [(1, 9, 7), (2, 16, 12), (1, 33, 20)]:
+        for flag in (True, False):
+            feeds = {
+                "x": rng.standard_normal((n, 3, h, w)).astype(np.float32),
+                "cond": np.array(flag),
+            }
+            want = run_reference(model, feeds).outputs
+            for compiled in (chained, unchained, reference_only):
+                got = compiled.run(feeds)
+                for key in want:
+                    np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5)
+        assert chained.arena_bytes(feeds) < unchained.arena_bytes(feeds)
+    assert calls and all(calls)  # every chain ran in bands (none fell back to whole values)
+
+
+def _residual_chain_model() -> Model:
+    """sigmoid(relu(shortcut(x) + residual(x))), a bottleneck: the residual is Conv 1x1, Relu,
+    Conv 3x3, Relu, Conv 1x1, the shortcut a strided Conv 1x1 computed first; then a
+    Transpose."""
+    graph = Graph()
+    x_type = TensorType(DType.FLOAT32, Shape([symbol("N"), 8, symbol("H"), symbol("W")]))
+    x = graph.add_input("x", x_type)
+    rng = np.random.default_rng(2)
+    floats = [TensorType(DType.FLOAT32, Shape(None))]
+
+    def conv(value, channels: int, filters: int, kernel: int, stride: int, name: str):
+        scale = 1 / np.sqrt(kernel * kernel * channels)
+        w = (rng.standard_normal((filters, channels, kernel, kernel)) * scale).astype(np.float32)
+        pads = [kernel // 2] * 4
+        attrs = {"pads": pads, "strides": [stride, stride]}
+        inputs = [value, graph.add_constant(w, name)]
+        return graph.add_node("Conv", inputs, attrs=attrs, output_types=floats).outputs[0]
+
+    def relu(value):
+        return graph.add_node("Relu", [value], output_types=floats).outputs[0]
+
+    shortcut = conv(x, 8, 16, 1, 2, "ws")
+    residual = relu(conv(relu(conv(x, 8, 4, 1, 1, "w1")), 4, 4, 3, 2, "w2"))
+    residual = conv(residual, 4, 16, 1, 1, "w3")
+    total = graph.add_node("Add", [shortcut, residual], output_types=floats).outputs[0]
+    sigmoid = graph.add_node("Sigmoid", [relu(total)], output_types=floats).outputs[0]
+    flipped = graph.add_node("Transpose", [sigmoid], attrs={"perm": [0, 1, 3, 2]})
+    graph.set_outputs(flipped.outputs)  # (an intermediate may be written in place; an output not)
+    return Model(graph, opset_imports={"": 21})
+
+
+@pytest.mark.parametrize("band_bytes", [64, 1 << 21])
+def test_a_chain_writes_its_output_over_the_residual_it_adds(band_bytes, monkeypatch):
+    from sod2.backend import kernels
+    from sod2.backend.reference import run_reference
+
+    monkeypatch.setattr(kernels, "CHAIN_BAND_BYTES", band_bytes)
+    model = _residual_chain_model()
+    compiled = compile_model(model)
+    (chain,) = [n for n in compiled.model.graph.nodes if n.attr("kind", None) == "chain"]
+    ops = [n.op_type for n in chain.attr("body").topological_order()]
+    assert ops == ["Conv", "Relu", "Conv", "Relu", "Conv", "Add", "Relu", "Sigmoid"]
+    (pair,) = [p for p in compiled.plan.top.liveness.inplace if p.node is chain]
+    assert pair.input.producer.op_type == "Conv"  # the shortcut's storage holds the output
+    rng = np.random.default_rng(0)
+    for n, h, w in [(1, 9, 7), (2, 16, 12), (1, 40, 21)]:
+        feeds = {"x": rng.standard_normal((n, 8, h, w)).astype(np.float32)}
+        want = run_reference(model, feeds).outputs
+        for options in (CompileOptions(), CompileOptions(mvc=False)):
+            got = (compiled if options.mvc else compile_model(model, options)).run(feeds)
+            for key in want:
+                np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5)

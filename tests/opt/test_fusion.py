@@ -205,3 +205,86 @@ def test_an_epilogue_keeps_its_constants_as_inputs():
     (group,) = fuse(model, supports=everything)
     assert group.kind == "epilogue"
     assert {t.name for t in group.inputs} == {"a", "w", "half"}
+
+
+def conv_model(stages: list[str], *, height="H", channels: int = 4) -> Model:
+    """X[N, C, H, W] through `stages` in turn: "conv" (3x3, padded), "relu", "resize" (x2),
+    "scale" (a Mul by a per-channel constant), "residual" (an Add of X itself)."""
+    graph = Graph()
+    x = graph.add_input("X", f32("N", channels, height, "W"))
+    value = x
+    for k, stage in enumerate(stages):
+        if stage == "conv":
+            w = graph.add_constant(np.full((channels, channels, 3, 3), 0.1, np.float32), f"w{k}")
+            value = graph.add_node("Conv", [value, w], attrs={"pads": [1, 1, 1, 1]}).outputs[0]
+        elif stage == "relu":
+            value = graph.add_node("Relu", [value]).outputs[0]
+        elif stage == "resize":
+            scales = graph.add_constant(np.array([1, 1, 2, 2], np.float32), f"scales{k}")
+            value = graph.add_node("Resize", [value, None, scales]).outputs[0]
+        elif stage == "scale":
+            c = graph.add_constant(np.ones((channels, 1, 1), np.float32), f"c{k}")
+            value = graph.add_node("Mul", [value, c]).outputs[0]
+        elif stage == "residual":
+            value = graph.add_node("Add", [value, x]).outputs[0]
+    graph.set_outputs([value])
+    return model_of(graph)
+
+
+def kinds_of(groups) -> list[tuple[str, list[str]]]:
+    return [(g.kind, [n.op_type for n in g.nodes]) for g in groups]
+
+
+def test_convolutions_reading_each_other_form_chains_of_up_to_three_stages():
+    model = conv_model(["conv", "relu", "conv", "conv", "scale", "relu", "conv", "resize", "conv"])
+    groups = fuse(model, supports=everything)
+    assert kinds_of(groups) == [
+        ("chain", ["Conv", "Relu", "Conv", "Conv", "Mul", "Relu"]),
+        ("chain", ["Conv", "Resize", "Conv"]),
+    ]
+    unchained = conv_model(["conv", "relu", "conv", "conv", "scale", "relu"])
+    assert kinds_of(fuse(unchained, supports=everything, chains=False)) == [
+        ("epilogue", ["Conv", "Relu"]),
+        ("epilogue", ["Conv", "Mul", "Relu"]),
+    ]
+    assert "[chain]" in group_table(groups)
+
+
+@pytest.mark.parametrize(
+    "stages, height",
+    [
+        (["conv", "residual", "conv"], "H"),  # the epilogue reads X, which varies along H
+        (["conv", "relu", "resize"], "H"),  # a Resize ends the run: nothing to save
+        (["conv", "conv"], 8),  # a small static tensor between them
+    ],
+)
+def test_what_does_not_chain(stages, height):
+    model = conv_model(stages, height=height)
+    if height == 8:
+        model.graph.inputs[0].type = f32(1, 4, 8, 8)
+    assert all(g.kind != "chain" for g in fuse(model, supports=everything))
+
+
+def test_a_result_read_twice_does_not_chain():
+    model = conv_model(["conv", "relu", "conv"])
+    relu = next(n for n in model.graph.nodes if n.op_type == "Relu")
+    model.graph.set_outputs([*model.graph.outputs, relu.outputs[0]])
+    assert kinds_of(fuse(model, supports=everything)) == [("epilogue", ["Conv", "Relu"])]
+
+
+def test_a_large_static_tensor_chains():
+    model = conv_model(["conv", "relu", "conv"], height=256, channels=8)  # 8 * 256 * W floats
+    model.graph.inputs[0].type = f32(1, 8, 256, 256)
+    assert kinds_of(fuse(model, supports=everything)) == [("chain", ["Conv", "Relu", "Conv"])]
+
+
+def test_a_chained_model_computes_what_the_original_does():
+    model = conv_model(["conv", "relu", "conv", "resize", "conv", "scale"])
+    fused = copy(model)
+    assert [g.kind for g in fuse(fused, supports=everything)] == ["chain", "chain"]
+    verify(fused)
+    x = np.random.default_rng(0).standard_normal((2, 4, 7, 5)).astype(np.float32)
+    want = run_reference(model, {"X": x}).outputs
+    got = run_reference(fused, {"X": x}).outputs
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6)
