@@ -212,7 +212,7 @@ class _Stage:
     """A heavy op and the generated epilogue applied in place to each block of rows its kernel
     finishes: the computing part of an epilogue step, and each half of a chain."""
 
-    __slots__ = ("anchor", "anchor_inputs", "epilogue", "others", "reference")
+    __slots__ = ("anchor", "anchor_inputs", "constants", "epilogue", "others", "reference")
 
     def __init__(
         self,
@@ -221,17 +221,22 @@ class _Stage:
         epilogue: Any,
         others: list[int],
         reference: Callable[[list[Value]], np.ndarray],
+        constants: Mapping[int, Value] | None = None,
     ) -> None:
         self.anchor = anchor
         self.anchor_inputs = anchor_inputs
         self.epilogue = epilogue
         self.others = others
         self.reference = reference
+        self.constants = dict(constants or {})
 
     def operands(self, values: Sequence[Value], first: Value = None) -> list[Value]:
         """The anchor's inputs among the node's `values` (position -2: `first`, the value a
-        chain hands from its first stage to its second)."""
-        return [first if i == -2 else values[i] if i >= 0 else None for i in self.anchor_inputs]
+        chain hands from one stage to the next; -3: a constant of the body, in `constants`)."""
+        return [
+            first if i == -2 else values[i] if i >= 0 else self.constants.get(k)
+            for k, i in enumerate(self.anchor_inputs)
+        ]
 
     def run(
         self,
@@ -816,9 +821,18 @@ def _stage(
         epilogue_body, others = _epilogue_body(body, anchor, rest, outputs)
         epilogue = compile_group(epilogue_body, opset, name=name + "_epilogue")
     positions = {t: i for i, t in enumerate(body.inputs)}
-    anchor_inputs = [
-        -1 if t is None else -2 if t is middle else positions[t] for t in anchor.inputs
-    ]
+    anchor_inputs: list[int] = []
+    constants: dict[int, Value] = {}
+    for k, tensor in enumerate(anchor.inputs):
+        if tensor is None:
+            anchor_inputs.append(-1)
+        elif tensor is middle:
+            anchor_inputs.append(-2)
+        elif tensor in positions:
+            anchor_inputs.append(positions[tensor])
+        else:  # a constant of the body (a chain's Resize scales)
+            anchor_inputs.append(-3)
+            constants[k] = tensor.const_value
     fast = _fast_kernel(anchor, opset) if options.mvc else None
     reference = lookup_node(anchor, opset).kernel
     context = KernelContext(anchor, opset)
@@ -826,7 +840,7 @@ def _stage(
     def run_anchor(values: list[Value]) -> np.ndarray:
         return reference(context, values)[0]
 
-    return _Stage(fast, anchor_inputs, epilogue, others, run_anchor)
+    return _Stage(fast, anchor_inputs, epilogue, others, run_anchor, constants)
 
 
 def _epilogue_body(

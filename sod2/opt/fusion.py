@@ -111,8 +111,11 @@ def default_supports(node: Node, opset: int) -> str | None:
 class _Former:
     """Forms the groups of one graph (see the module docstring for the rules)."""
 
-    def __init__(self, graph: Graph, model: Model, rdp: RDPResult, supports: Supports) -> None:
+    def __init__(
+        self, graph: Graph, model: Model, rdp: RDPResult, supports: Supports, chains: bool
+    ) -> None:
         self.graph = graph
+        self.chains = chains
         self.model = model
         self.rdp = rdp
         self.supports = supports
@@ -245,10 +248,10 @@ class _Former:
         return result
 
     def _anchored(self, nodes: list[Node]) -> list[Node] | None:
-        """The group led by its anchor; of several possible anchors, the last computed (the
-        group runs once its last operand is made anyway, and an epilogue is where a chain ends
-        that can then absorb it: `relu(shortcut + residual)` is finished by the residual's
-        last convolution)."""
+        """The group led by its anchor. Of several possible anchors, one where a chain of
+        convolutions can end (`_ends_chain`) leads, so that the chain absorbs the group:
+        `relu(shortcut + residual)` is finished by the residual's last convolution; else the
+        first found."""
         members = set(nodes)
         shape = self.shapes[self.group_of[nodes[0]]]
         found: list[Node] = []
@@ -272,7 +275,25 @@ class _Former:
                     found.append(anchor)
         if not found:
             return None
-        return [max(found, key=self.position.__getitem__), *nodes]
+        ends = [anchor for anchor in found if self.chains and self._ends_chain(anchor)]
+        return [max(ends, key=self.position.__getitem__) if ends else found[0], *nodes]
+
+    def _ends_chain(self, anchor: Node) -> bool:
+        """True for a Conv whose X is another Conv's or a Resize's result, perhaps through
+        elementwise ops of one data input (a chain can end at it)."""
+        if anchor.op_type != "Conv":
+            return False
+        tensor = anchor.inputs[0]
+        while tensor is not None and tensor.producer is not None:
+            producer = tensor.producer
+            if producer.graph is not self.graph:
+                return False
+            if _is_stage(producer):
+                return True
+            if not self.fusable(producer):
+                return False
+            tensor = producer.inputs[0]
+        return False
 
 
 def _enclosing(node: Node, graph: Graph) -> Iterable[Node]:
@@ -325,6 +346,8 @@ def _rewrite(graph: Graph, nodes: Sequence[Node], kind: str, shape: tuple[Dim, .
                 continue
             if kind == "elementwise" and _scalar_constant(tensor):
                 inlined.append(tensor)  # the loop nest sees its value (Pow(x, 2) is x * x)
+            elif kind == "chain" and _shape_constant(tensor, node):
+                inlined.append(tensor)  # RDP sees the output shape it gives
             else:
                 inputs.append(tensor)
     outputs = [
@@ -370,6 +393,14 @@ def _rewrite(graph: Graph, nodes: Sequence[Node], kind: str, shape: tuple[Dim, .
     )
 
 
+def _shape_constant(tensor: Tensor, node: Node) -> bool:
+    """A constant that gives `node`'s output shape (a Resize's roi, scales or sizes): a chain's
+    body holds it, so that RDP resolves the shapes inside and after the chain."""
+    return (
+        tensor.const_value is not None and node.op_type != "Conv" and tensor is not node.inputs[0]
+    )
+
+
 def _scalar_constant(tensor: Tensor) -> bool:
     """A one-element constant: an elementwise group's body holds it, not an input."""
     value = tensor.const_value
@@ -377,15 +408,16 @@ def _scalar_constant(tensor: Tensor) -> bool:
 
 
 def find_groups(
-    model: Model, rdp: RDPResult, *, supports: Supports = default_supports
+    model: Model, rdp: RDPResult, *, supports: Supports = default_supports, chains: bool = True
 ) -> dict[Graph, list[list[Node]]]:
     """The groups fusion would form, per graph (top-level and control-flow bodies), without
-    rewriting anything; single nodes count as groups of one (they still become loop nests)."""
+    rewriting anything; single nodes count as groups of one (they still become loop nests).
+    With `chains`, an epilogue prefers an anchor where a chain can end (`fuse`)."""
     found: dict[Graph, list[list[Node]]] = {}
     for graph in [model.graph, *model.graph.subgraphs()]:
         if graph.parent is not None and is_fused(graph.parent):
             continue
-        former = _Former(graph, model, rdp, supports)
+        former = _Former(graph, model, rdp, supports, chains)
         groups = former.form()
         if groups:
             found[graph] = groups
@@ -480,7 +512,7 @@ def fuse(
     """Rewrite `model` in place: every group becomes a `sod2::Fused` node (module docstring);
     with `chains`, pairs of convolutions become chains."""
     rdp = rdp or propagate(model)
-    found = find_groups(model, rdp, supports=supports)
+    found = find_groups(model, rdp, supports=supports, chains=chains)
     kinds: dict[Graph, list[tuple[list[Node], str]]] = {}
     for graph in [model.graph, *model.graph.subgraphs()]:
         if graph.parent is not None and is_fused(graph.parent):

@@ -171,6 +171,7 @@ def test_band_chain_equals_its_stages_run_whole(
     the other on whole tensors, with an epilogue (tanh) finishing each band."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(kernels, "CHAIN_BAND_BYTES", band_bytes)
+        patch.setattr(kernels, "CHAIN_MIN_ROWS", 1)
         check_chain(batch, channels, widths, kinds, geometries, resize, groups, bias, size, seed)
 
 
@@ -327,6 +328,7 @@ def test_conv_transpose_of_groups_is_left_to_the_reference(allow_reference):
 
 def test_conv_kn2row_in_blocks_of_rows_with_dilation_and_uneven_pads(monkeypatch):
     monkeypatch.setattr(kernels, "KN2ROW_BLOCK_BYTES", 4 * 9 * 10 * 13 * 7)  # a few rows a block
+    monkeypatch.setattr(kernels, "KN2ROW_MIN_ROWS", 1)
     rng = np.random.default_rng(3)
     arrays = [rand(rng, 2, 24, 13, 9), rand(rng, 10, 24, 3, 3), rand(rng, 10)]
     node = node_of("Conv", 3, pads=[2, 1, 0, 3], dilations=[2, 1])

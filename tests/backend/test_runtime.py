@@ -218,6 +218,7 @@ def test_chains_compute_in_bands_what_the_reference_does(band_bytes, monkeypatch
     from sod2.backend.reference import run_reference
 
     monkeypatch.setattr(kernels, "CHAIN_BAND_BYTES", band_bytes)
+    monkeypatch.setattr(kernels, "CHAIN_MIN_ROWS", 1)
     calls = []
     banded = kernels.BandChain.__call__
 
@@ -245,6 +246,9 @@ def test_chains_compute_in_bands_what_the_reference_does(band_bytes, monkeypatch
                 for key in want:
                     np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5)
         assert chained.arena_bytes(feeds) < unchained.arena_bytes(feeds)
+    for frame in chained._frames.values():  # RDP resolves every shape after the chains
+        nodes = chained.model.graph.nodes
+        assert all(t in frame.shapes for n in nodes for t in n.outputs if t is not None)
     assert calls and all(calls)  # every chain ran in bands (none fell back to whole values)
 
 
@@ -285,6 +289,7 @@ def test_a_chain_writes_its_output_over_the_residual_it_adds(band_bytes, monkeyp
     from sod2.backend.reference import run_reference
 
     monkeypatch.setattr(kernels, "CHAIN_BAND_BYTES", band_bytes)
+    monkeypatch.setattr(kernels, "CHAIN_MIN_ROWS", 1)
     model = _residual_chain_model()
     compiled = compile_model(model)
     (chain,) = [n for n in compiled.model.graph.nodes if n.attr("kind", None) == "chain"]

@@ -288,3 +288,31 @@ def test_a_chained_model_computes_what_the_original_does():
     got = run_reference(fused, {"X": x}).outputs
     for key in want:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6)
+
+
+def test_a_residual_sum_is_finished_by_the_chain_of_its_residual():
+    """relu(shortcut(x) + residual(x)): with chains, the sum is the epilogue of the residual's
+    last Conv, which ends a chain (without, of the first Conv found, the shortcut's)."""
+
+    def block() -> Model:
+        graph = Graph()
+        x = graph.add_input("X", f32("N", 4, "H", "W"))
+        w = graph.add_constant(np.full((4, 4, 3, 3), 0.1, np.float32), "w")
+        pads = {"pads": [1, 1, 1, 1]}
+        shortcut = graph.add_node("Conv", [x, w], attrs=pads, name="shortcut").outputs[0]
+        inner = graph.add_node("Conv", [x, w], attrs=pads, name="inner").outputs[0]
+        inner = graph.add_node("Relu", [inner]).outputs[0]
+        outer = graph.add_node("Conv", [inner, w], attrs=pads, name="outer").outputs[0]
+        total = graph.add_node("Add", [shortcut, outer]).outputs[0]
+        graph.set_outputs([graph.add_node("Relu", [total]).outputs[0]])
+        return model_of(graph)
+
+    chained = fuse(block(), supports=everything)
+    assert kinds_of(chained) == [("chain", ["Conv", "Relu", "Conv", "Add", "Relu"])]
+    assert [n.name for n in chained[0].nodes if n.op_type == "Conv"] == ["inner_1", "outer_1"]
+    plain = fuse(block(), supports=everything, chains=False)
+    assert kinds_of(plain) == [
+        ("epilogue", ["Conv", "Relu"]),
+        ("epilogue", ["Conv", "Add", "Relu"]),
+    ]
+    assert plain[1].nodes[0].name == "shortcut_1"
