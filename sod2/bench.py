@@ -23,8 +23,9 @@ What is measured, and how:
   (MALLOC_MMAP_THRESHOLD_=128 KiB), so the dropped instance's memory has gone back to the
   system. A second instance is loaded, the peak resident set size is reset (writing "5" to
   /proc/self/clear_refs resets VmHWM to the current VmRSS) and every sweep point runs once; the
-  growth is VmHWM minus the VmRSS right after the reset: arenas, workspace, intermediates and
-  the outputs of the run in flight. Where clear_refs cannot be written, a
+  growth is VmHWM minus the VmRSS right after the reset: arenas, workspace (sod2's kernel
+  scratch buffers, which outlive a runtime, are given back with the first instance, so they
+  count), intermediates and the outputs of the run in flight. Where clear_refs cannot be written, a
   thread samples VmRSS every millisecond instead. Inputs are made before the reset, so only what
   inference allocates counts (intermediates, arenas, the outputs of the run in flight).
 
@@ -222,6 +223,9 @@ class Loaded:
 
     run: Runner
     arena_bytes: Callable[[Feeds], int] | None = None
+    release: Callable[[], object] | None = None
+    """Gives back what the peer keeps beyond an instance once the instance is dropped (sod2's
+    per-thread kernel scratch buffers), so that the next instance's memory counts them."""
 
 
 Loader = Callable[[BenchModel, int], Loaded]
@@ -241,8 +245,10 @@ def sod2_loader(flags: Mapping[str, bool] | None = None) -> Loader:
         from sod2.backend.runtime import CompileOptions
 
         options = CompileOptions(**dict(flags or {}), threads=threads)
+        from sod2.backend.kernels import release_scratch
+
         compiled = compile_sod2(model.path, options)
-        return Loaded(compiled.run, compiled.arena_bytes)
+        return Loaded(compiled.run, compiled.arena_bytes, release_scratch)
 
     return load
 
@@ -682,7 +688,10 @@ def child_memory(model: BenchModel, loader: Loader, threads: int) -> dict[str, A
     first = loader(model, threads)
     for feeds in inputs:
         first.run(feeds)
+    release = first.release
     del first
+    if release is not None:
+        release()
     gc.collect()
     _trim_heap()
     loaded = loader(model, threads)

@@ -302,6 +302,28 @@ def test_peak_rss_sees_an_allocation():
     assert peak.method and peak.growth >= 32 * 2**20
 
 
+def test_the_memory_child_gives_back_the_first_instance_s_workspace(tiny):
+    events = []
+
+    def loader(model, threads):
+        events.append("load")
+        return Loaded(lambda feeds: {"y": feeds["x"] * 2}, release=lambda: events.append("release"))
+
+    result = bench.child_memory(tiny, loader, 1)
+    assert events == ["load", "release", "load"]  # released before the measured instance
+    assert result["growth_bytes"] >= 0
+
+
+def test_sod2_kernel_scratch_is_released_and_made_again():
+    from sod2.backend import kernels
+
+    kernels._scratch("patches", 1024)
+    assert kernels.release_scratch() >= 4096
+    assert kernels.release_scratch() == 0  # nothing held any more
+    assert kernels._scratch("patches", 16).shape == (16,)
+    kernels.release_scratch()
+
+
 def test_memory_and_compile_children_measure_onnxruntime(tiny):
     memory = bench.peak_memory(tiny, "ort", threads=1, timeout=300)
     assert not memory.error and memory.method

@@ -390,6 +390,23 @@ def _direct_conv(x, w, bias, out, group, strides, dilations, pads):  # type: ign
 _DIRECT = _jit(_direct_conv)
 
 
+def _pad_rows(image: np.ndarray, target: np.ndarray, first: int, left: int) -> None:
+    """`target[c, r, left + w] = image[c, first + r, w]` where that row exists, 0 elsewhere: rows
+    of the image padded with zeros (`first` may be negative: rows above the image)."""
+    height, width = image.shape[1:]
+    rows = target.shape[1]
+    lo, hi = max(first, 0), min(first + rows, height)
+    if hi <= lo:
+        target.fill(0.0)
+        return
+    top, bottom = lo - first, hi - first
+    target[:, :top] = 0.0
+    target[:, bottom:] = 0.0
+    target[:, top:bottom, :left] = 0.0
+    target[:, top:bottom, left + width :] = 0.0
+    target[:, top:bottom, left : left + width] = image[:, lo:hi]
+
+
 def _shift_add(products, out, r0, r1, filters, kh, kw, dh, dw, padded_w):  # type: ignore[no-untyped-def]
     """out[m, oh, ow] = sum_{i, j} products[(i * kw + j) * filters + m, q] for output rows oh in
     [r0, r1), where q = (oh - r0 + i * dh) * padded_w + ow + j * dw: tap (i, j)'s product over
@@ -415,7 +432,18 @@ _SHIFT_ADD = _jit(_shift_add)
 
 _SCRATCH = threading.local()
 """Each thread's Conv and ConvTranspose scratch buffers (`_scratch`): im2col's patches, kn2row's
-padded image, stacked weights and products."""
+padded rows, stacked weights and products, a chain's bands."""
+
+
+def release_scratch() -> int:
+    """Drop this thread's scratch buffers (the next kernel that needs one makes it again);
+    returns the bytes they held. The memory benchmark calls it when it drops a runtime, so that
+    a second runtime's workspace counts as its own."""
+    held = 0
+    for name, buffer in list(vars(_SCRATCH).items()):
+        held += buffer.nbytes
+        delattr(_SCRATCH, name)
+    return held
 
 
 def _scratch(name: str, size: int) -> np.ndarray:
@@ -628,36 +656,38 @@ class ConvKernel:
         geometry: WindowGeometry,
         epilogue: Epilogue | None,
     ) -> None:
-        """Unit stride, one group: the image is padded once (not copied per tap, as im2col
-        does), one sgemm of every tap's filters (kh * kw * M rows) against a block of padded
-        rows, then each output row is the sum of the taps' products read at their shifts."""
+        """Unit stride, one group: per block of output rows, the padded input rows it reads are
+        copied once (not once per tap, as im2col does), one sgemm of every tap's filters
+        (kh * kw * M rows) runs against them, then each output row is the sum of the taps'
+        products read at their shifts."""
         if self.group != 1 or geometry.strides != (1, 1):
             raise _Unfit
-        batch, channels, height, width = x.shape
+        batch, channels, _, width = x.shape
         filters, _, kh, kw = w.shape
         dh, dw = geometry.dilations
-        (ph, pw), (eh, ew) = geometry.pads_begin, geometry.pads_end
-        padded_h, padded_w = height + ph + eh, width + pw + ew
+        (ph, pw), ew = geometry.pads_begin, geometry.pads_end[1]
+        padded_w = width + pw + ew
         out_h = out.shape[2]
         taps = kh * kw
         stacked = _scratch("stacked", taps * filters * channels)
         np.copyto(stacked.reshape(kh, kw, filters, channels), w.transpose(2, 3, 0, 1))
         stacked = stacked.reshape(taps * filters, channels)
-        padded = _scratch("padded", channels * padded_h * padded_w)
-        padded = padded.reshape(channels, padded_h, padded_w)
-        if ph or eh or pw or ew:
-            padded.fill(0.0)
-        flat = padded.reshape(channels, padded_h * padded_w)
         reach = (kh - 1) * dh  # padded rows a block of output rows reads beyond its own
         row_bytes = 4 * taps * filters * padded_w
-        block = max(1, min(out_h, max(KN2ROW_BLOCK_BYTES // row_bytes - reach, KN2ROW_MIN_ROWS)))
+        block = KN2ROW_BLOCK_BYTES // row_bytes - reach
+        if block < KN2ROW_MIN_ROWS:  # (wide rows: more products, for less work at the edges)
+            block = min(KN2ROW_MIN_ROWS, max(block, 4 * KN2ROW_BLOCK_BYTES // row_bytes - reach))
+        block = max(1, min(out_h, block))
         products = _scratch("products", taps * filters * (block + reach) * padded_w)
+        band = _scratch("padded", channels * (block + reach) * padded_w)
         biases = None if bias is None else bias.reshape(filters, 1, 1)
         for n in _images(batch, epilogue):
-            padded[:, ph : ph + height, pw : pw + width] = x[n]
             for r0 in range(0, out_h, block):
                 r1 = min(out_h, r0 + block)
-                columns = flat[:, r0 * padded_w : (r1 + reach) * padded_w]
+                rows = r1 - r0 + reach
+                padded = band[: channels * rows * padded_w].reshape(channels, rows, padded_w)
+                _pad_rows(x[n], padded, r0 - ph, pw)
+                columns = padded.reshape(channels, rows * padded_w)
                 product = products[: taps * filters * columns.shape[1]]
                 product = product.reshape(taps * filters, columns.shape[1])
                 np.matmul(stacked, columns, out=product)
@@ -757,7 +787,8 @@ class BandChain:
     taps for a Resize); going forwards, each stage computes its band from the band before, and
     the stage's epilogue (`finish`) finishes it in place. Where the windows of two blocks
     overlap, the shared rows are computed twice (`kernel - stride` rows of a Conv's input per
-    block). Blocks are sized so that the largest band holds about CHAIN_BAND_BYTES; when one
+    block). Blocks are sized so that the largest band (the input rows and the block of output
+    included) holds about CHAIN_BAND_BYTES; when one
     block covers the image, the last stage writes straight into the output and nothing is
     computed twice. Blocks have CHAIN_MIN_ROWS rows at least, where bands would be thinner.
 
@@ -908,10 +939,11 @@ class BandChain:
             blocks = self._blocks(x_shape, shapes, geometries, params, step)
             if blocks is None:
                 return None
-            widest = max(
-                4 * shapes[k - 1][1] * shapes[k - 1][3] * (bands[k][1] - bands[k][0])
-                for _, _, bands in blocks[:1]
-                for k in range(1, len(self.stages))
+            r0, r1, bands = blocks[0]
+            inputs = [x_shape, *shapes[:-1]]
+            widest = max(  # the input rows, each band and the block of output, in bytes
+                *(4 * inputs[k][1] * inputs[k][3] * (b[1] - b[0]) for k, b in enumerate(bands)),
+                4 * shapes[-1][1] * shapes[-1][3] * (r1 - r0),
             )
             if widest <= CHAIN_BAND_BYTES or step <= CHAIN_MIN_ROWS:
                 return shapes, blocks

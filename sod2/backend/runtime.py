@@ -343,8 +343,13 @@ class _ChainStep(_Step):
         finish_rows = _row_finisher(epilogue, others, outs)
         operands = [stage.operands(values) for stage in self.stages]
         params = [ops[1:] for ops in operands]
-        if epilogue is None or len(outs) != 1:
+        overwritten = [
+            v for v in others if isinstance(v, np.ndarray) and np.may_share_memory(v, target)
+        ]
+        if epilogue is None or len(outs) != 1 or not overwritten:
             return bool(self.chain(operands[0][0], params, target, finish, finish_rows))
+        # the output is written over an operand of the epilogue: block by block, each block
+        # finished from that operand's rows before they are overwritten
 
         def finish_block(block: np.ndarray, n: int, r0: int, r1: int) -> None:
             epilogue([block, *(_block_rows(v, n, r0, r1, target.shape) for v in others)], [block])
