@@ -112,12 +112,16 @@ def merged(path: Path, fresh: list[dict], scale: str) -> list[dict]:
     return [by_name[name] for name in REGISTRY if name in by_name]
 
 
-def previous_commands(path: Path, scale: str) -> list[str]:
-    """The commands that measured the records already in `path` at `scale`."""
+def previous_commands(path: Path, scale: str, measured: set[str]) -> list[str]:
+    """The commands that measured the records already in `path` at `scale`, where this run keeps
+    some of them (none when it measures every model of the file again)."""
     if not path.is_file():
         return []
     previous = json.loads(path.read_text())
-    return list(previous.get("commands", [])) if previous.get("scale") == scale else []
+    if previous.get("scale") != scale:
+        return []
+    kept = {record["model"] for record in previous.get("models", [])} - measured
+    return list(previous.get("commands", [])) if kept else []
 
 
 def section(payload: dict) -> str:
@@ -191,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(
         ["python benchmarks/latency.py", *(argv if argv is not None else sys.argv[1:])]
     )
-    commands = [*previous_commands(out, args.scale), command]
+    measured = set() if args.render or args.refresh_compile else set(model_names(args.models))
+    commands = [*previous_commands(out, args.scale, measured), command]
     payload: dict = {}
     if args.render or args.refresh_compile:
         if not out.is_file():
