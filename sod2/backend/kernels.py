@@ -503,7 +503,29 @@ class ConvKernel:
         self.group = int(node.attr("group", 1))
         self.kernel_shape = node.attr("kernel_shape", None)
         self.strategy = strategy
+        self.unit_stride = all(int(v) == 1 for v in node.attr("strides", None) or (1,))
         self._geometries: dict[tuple[tuple[int, ...], tuple[int, ...]], WindowGeometry] = {}
+        self._packed: tuple[np.ndarray, np.ndarray] | None = None
+
+    def prepare(self, w: np.ndarray) -> None:
+        """Lay out the constant weights `w` for kn2row once, now (every tap's filters stacked),
+        where kn2row would otherwise stack them into scratch at every call; only for weights
+        kn2row takes. The packed copy lives as long as the kernel, like the model's weights."""
+        if not (isinstance(w, np.ndarray) and w.dtype == _F32 and w.ndim == 4):
+            return
+        filters, channels, kh, kw = w.shape
+        kn2row = (
+            self.strategy in (None, "kn2row")
+            and self.group == 1
+            and self.unit_stride
+            and DIRECT_MAX_FILTERS < filters <= channels
+            and kh * kw > 1
+        )
+        if kn2row:
+            packed = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(
+                kh * kw * filters, channels
+            )
+            self._packed = (w, packed)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -669,9 +691,13 @@ class ConvKernel:
         padded_w = width + pw + ew
         out_h = out.shape[2]
         taps = kh * kw
-        stacked = _scratch("stacked", taps * filters * channels)
-        np.copyto(stacked.reshape(kh, kw, filters, channels), w.transpose(2, 3, 0, 1))
-        stacked = stacked.reshape(taps * filters, channels)
+        packed = self._packed
+        if packed is not None and packed[0] is w:
+            stacked = packed[1]
+        else:
+            stacked = _scratch("stacked", taps * filters * channels)
+            np.copyto(stacked.reshape(kh, kw, filters, channels), w.transpose(2, 3, 0, 1))
+            stacked = stacked.reshape(taps * filters, channels)
         reach = (kh - 1) * dh  # padded rows a block of output rows reads beyond its own
         row_bytes = 4 * taps * filters * padded_w
         block = KN2ROW_BLOCK_BYTES // row_bytes - reach

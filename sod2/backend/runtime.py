@@ -458,6 +458,7 @@ class CompiledModel:
         if node.subgraphs:
             return _ControlStep(node, opset)
         fast = _fast_kernel(node, opset) if self.options.mvc else None
+        _prepare(fast, node.inputs)
         return _ReferenceStep(node, opset, fast, self._dtypes(node))
 
     def _dtypes(self, node: Node) -> list[np.dtype | None]:
@@ -755,6 +756,14 @@ def _fast_kernel(node: Node, opset: int) -> Any:
     return fast_kernel(node, opset)
 
 
+def _prepare(fast: Any, inputs: Sequence[Tensor | None]) -> None:
+    """Let a kernel lay out its constant weights once, at compile time (a Conv's W: input 1)."""
+    prepare = getattr(getattr(fast, "body", None), "prepare", None)
+    weight = inputs[1] if len(inputs) > 1 else None
+    if prepare is not None and weight is not None and weight.const_value is not None:
+        prepare(weight.const_value)
+
+
 def _fused_step(node: Node, opset: int, rdp: RDPResult, options: CompileOptions) -> _Step | None:
     """The step of a fused node: a generated loop nest, a heavy kernel plus one, or a chain."""
     from sod2.backend.codegen import compile_group
@@ -768,7 +777,16 @@ def _fused_step(node: Node, opset: int, rdp: RDPResult, options: CompileOptions)
         return _FusedStep(node, compile_group(body, opset, name=node.name), dtypes)  # type: ignore[arg-type]
     order = body.topological_order()
     if kind != "chain":
-        stage = _stage(node.name, body, order[0], order[1:], list(body.outputs), opset, options)
+        stage = _stage(
+            node.name,
+            body,
+            order[0],
+            order[1:],
+            list(body.outputs),
+            opset,
+            options,
+            outer=node.inputs,
+        )
         return _EpilogueStep(node, stage, dtypes)  # type: ignore[arg-type]
     from sod2.backend.kernels import band_chain
 
@@ -786,7 +804,17 @@ def _fused_step(node: Node, opset: int, rdp: RDPResult, options: CompileOptions)
         rest = [n for n in order if n in members and n is not anchor]
         handed = anchor.inputs[0] if k else None
         stages.append(
-            _stage(f"{node.name}_{k}", body, anchor, rest, outputs, opset, options, handed)
+            _stage(
+                f"{node.name}_{k}",
+                body,
+                anchor,
+                rest,
+                outputs,
+                opset,
+                options,
+                handed,
+                node.inputs,
+            )
         )
     chain = band_chain([s.anchor for s in stages]) if options.mvc else None
     return _ChainStep(node, stages, chain, dtypes)  # type: ignore[arg-type]
@@ -814,10 +842,12 @@ def _stage(
     opset: int,
     options: CompileOptions,
     middle: Tensor | None = None,
+    outer: Sequence[Tensor | None] | None = None,
 ) -> _Stage:
     """A heavy op `anchor` of a fused body with the elementwise nodes `rest` after it, which
     compute `outputs`; `middle`, a value of the body that the anchor reads, is handed to it by
-    the stage before (position -2)."""
+    the stage before (position -2); `outer` are the fused node's inputs (constant weights are
+    laid out once, `_prepare`)."""
     from sod2.backend.codegen import compile_group
 
     epilogue = None
@@ -839,6 +869,8 @@ def _stage(
             anchor_inputs.append(-3)
             constants[k] = tensor.const_value
     fast = _fast_kernel(anchor, opset) if options.mvc else None
+    if outer is not None:  # the anchor's inputs as the fused node sees them
+        _prepare(fast, [outer[i] if i >= 0 else None for i in anchor_inputs])
     reference = lookup_node(anchor, opset).kernel
     context = KernelContext(anchor, opset)
 

@@ -760,3 +760,20 @@ def test_errors_of_the_reference_name_the_node(allow_reference):
     kernel = fast_kernel(node, OPSET)
     with pytest.raises(Sod2Error, match=node.name):
         kernel([np.ones((3, 2), np.float32), np.array([3])], [np.empty((1, 2), np.float32)])
+
+
+def test_kn2row_weights_are_laid_out_once_when_constant():
+    rng = np.random.default_rng(5)
+    node = node_of("Conv", 3, pads=[1, 1, 1, 1])
+    kernel = ConvKernel(node, OPSET)
+    x, w, b = rand(rng, 1, 16, 9, 7), rand(rng, 12, 16, 3, 3), rand(rng, 12)
+    assert kernel.strategy_for(x.shape, w.shape) == "kn2row"
+    kernel.prepare(w)
+    kernels.release_scratch()
+    check(node, [x, w, b], kernel=kernel)
+    assert not hasattr(kernels._SCRATCH, "stacked")  # the laid-out copy served
+    check(node, [x, w * 2, b], kernel=kernel)  # other weights: stacked at the call, as before
+    assert hasattr(kernels._SCRATCH, "stacked")
+    strided = ConvKernel(node_of("Conv", 3, pads=[1, 1, 1, 1], strides=[2, 2]), OPSET)
+    strided.prepare(w)  # (no kn2row for a stride of 2: nothing laid out)
+    assert strided._packed is None
