@@ -397,7 +397,10 @@ def _shape_constant(tensor: Tensor, node: Node) -> bool:
     """A constant that gives `node`'s output shape (a Resize's roi, scales or sizes): a chain's
     body holds it, so that RDP resolves the shapes inside and after the chain."""
     return (
-        tensor.const_value is not None and node.op_type != "Conv" and tensor is not node.inputs[0]
+        tensor.const_value is not None
+        and node.op_type == "Resize"
+        and node.domain in ("", "ai.onnx")
+        and tensor is not node.inputs[0]
     )
 
 

@@ -305,3 +305,22 @@ def test_a_chain_writes_its_output_over_the_residual_it_adds(band_bytes, monkeyp
             got = (compiled if options.mvc else compile_model(model, options)).run(feeds)
             for key in want:
                 np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5)
+
+
+def test_a_chain_whose_epilogues_read_constants():
+    """Per-channel constants in both stages' epilogues stay inputs of the chain (only a Resize's
+    scales move into its body)."""
+    from sod2.backend.reference import run_reference
+    from tests.opt.test_fusion import conv_model
+
+    model = conv_model(["conv", "scale", "relu", "conv", "scale"])
+    for node in model.graph.nodes:
+        node.outputs[0].type = TensorType(DType.FLOAT32, Shape(None))
+    compiled = compile_model(model)
+    kinds = [n.attr("kind", None) for n in compiled.model.graph.nodes]
+    assert kinds == ["chain"]
+    x = np.random.default_rng(0).standard_normal((2, 4, 9, 7)).astype(np.float32)
+    want = run_reference(model, {"X": x}).outputs
+    got = compiled.run({"X": x})
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6)
