@@ -470,8 +470,8 @@ KN2ROW_BLOCK_BYTES = 1 << 23
 KN2ROW_MIN_ROWS = 8
 """kn2row's blocks have at least this many output rows (where the image has them): each block
 also computes `(kernel height - 1) * dilation` rows of products that only its edge reads, which
-for a wide layer and a block of one row would triple the work (a 3x3 over 512 channels runs
-25% faster with blocks of 8 rows, for some MiB more of products)."""
+for a wide layer and a block of one row would triple the work (eight rows cost some MiB more
+of products)."""
 
 DIRECT_MAX_FILTERS = 8
 """A convolution with at most this many filters per group (a gate, a mask head) runs as the direct
@@ -821,11 +821,12 @@ class BandChain:
     Invariants: the result equals the stages run one after the other on whole tensors (the same
     kernels, band by band), within float32 rounding; bands, input rows and a block of output
     live in this thread's scratch buffers, so the memory a chain adds is a few bands, whatever
-    the image size.
+    the image size. The blocks are worked out once per shape (and Resize scales), then reused.
     """
 
     def __init__(self, stages: Sequence[ConvKernel | ResizeKernel]) -> None:
         self.stages = tuple(stages)
+        self._layouts: dict[tuple[Any, ...], Any] = {}
 
     def __call__(
         self,
@@ -850,8 +851,13 @@ class BandChain:
             _float32(*(a for a in floats if a is not None))
         except _Unfit:
             return False
-        layout = self._layout(x.shape, params, out.shape)
+        key = self._key(x.shape, params, out.shape)
+        layout = self._layouts.get(key)
         if layout is None:
+            if len(self._layouts) >= 64:
+                self._layouts.clear()
+            layout = self._layouts[key] = self._layout(x.shape, params, out.shape) or ()
+        if not layout:
             return False
         shapes, blocks = layout
         x = _contiguous(x)
@@ -890,6 +896,23 @@ class BandChain:
         if epilogue is not None and x.shape[0] == 0:
             epilogue(0, 0)
         return True
+
+    def _key(
+        self, x_shape: tuple[int, ...], params: Sequence[Sequence[Any]], out_shape: tuple[int, ...]
+    ) -> tuple[Any, ...]:
+        """What `_layout` depends on: the shapes, a Conv's weight and bias shapes, a Resize's
+        roi, scales and sizes values, and the block budgets."""
+        parts: list[Any] = [x_shape, out_shape, CHAIN_BAND_BYTES, CHAIN_MIN_ROWS]
+        for k, stage_params in enumerate(params):
+            for p in stage_params:
+                if p is None:
+                    parts.append(None)
+                elif self._is_conv(k):
+                    parts.append(np.shape(p))
+                else:
+                    value = np.asarray(p)
+                    parts.append((value.dtype.str, value.shape, value.tobytes()))
+        return tuple(parts)
 
     def _is_conv(self, k: int) -> bool:
         return isinstance(self.stages[k], ConvKernel)
