@@ -8,11 +8,15 @@ views of the exact shape and element type that RDP fixed) and writes into them:
   a 1x1 convolution is a plain matrix product over the image (`pointwise`); a depthwise-like
   convolution (few input channels per group), or one of few filters, is a Numba loop nest
   (`direct`); a unit-stride one with no more filters than input channels is a kn2row
-  (`kn2row`): the image padded once, one sgemm of every tap's filters against it, and each
-  output row the sum of the taps' products read at their shifts, which moves M * taps values per
-  pixel where im2col moves C * taps; any other is an im2col into a scratch buffer, filled by Numba
+  (`kn2row`): per block of output rows, the rows it reads padded once, an sgemm of the taps'
+  filters against them (every tap at once, or one kernel row of taps at a time where blocks
+  are thin), and each output row the sum of the taps' products read at their shifts, which
+  moves M * taps values per pixel where im2col moves C * taps; any other is an im2col into a
+  scratch buffer, filled by Numba
   a block of output rows at a time, then one sgemm per block through `np.matmul(..., out=)`
-  (`im2col`). Scratch buffers are one per thread, shared by every Conv; the bias is added to the
+  (`im2col`). Scratch comes from the workspace region the runtime gives the step
+  (`use_workspace`, blocks sized to fit it) or else from buffers kept per thread, shared by
+  every Conv; the bias is added to the
   output while it is in cache (the weights are never copied, except kn2row's per-tap stacking);
   `windows`, numpy's strided view of every patch (what the reference does), stays available for
   comparison;
@@ -407,18 +411,23 @@ def _pad_rows(image: np.ndarray, target: np.ndarray, first: int, left: int) -> N
     target[:, top:bottom, left : left + width] = image[:, lo:hi]
 
 
-def _shift_add(products, out, r0, r1, filters, kh, kw, dh, dw, padded_w):  # type: ignore[no-untyped-def]
-    """out[m, oh, ow] = sum_{i, j} products[(i * kw + j) * filters + m, q] for output rows oh in
-    [r0, r1), where q = (oh - r0 + i * dh) * padded_w + ow + j * dw: tap (i, j)'s product over
-    the padded image, read where that tap's window starts (kn2row)."""
+def _shift_add(products, out, r0, r1, filters, kh, kw, dh, dw, padded_w, accumulate):  # type: ignore[no-untyped-def]
+    """out[m, oh, ow] (+)= sum_{i, j} products[(i * kw + j) * filters + m, q] for output rows
+    oh in [r0, r1), where q = (oh - r0 + i * dh) * padded_w + ow + j * dw: the products of `kh`
+    rows of kn2row's taps over the padded rows they read, each tap read where its window
+    starts; added to what `out` holds when `accumulate`, else written over it."""
     out_w = out.shape[2]
     for m in prange(filters):
         for oh in range(r0, r1):
             row = out[m, oh]
             base = (oh - r0) * padded_w
             first = products[m, base : base + out_w]
-            for t in range(out_w):
-                row[t] = first[t]
+            if accumulate:
+                for t in range(out_w):
+                    row[t] += first[t]
+            else:
+                for t in range(out_w):
+                    row[t] = first[t]
             for tap in range(1, kh * kw):
                 i = tap // kw
                 j = tap % kw
@@ -446,9 +455,73 @@ def release_scratch() -> int:
     return held
 
 
+_WORKSPACE = threading.local()
+"""The workspace region the runtime gave the step the calling thread runs (`use_workspace`)."""
+
+WORKSPACE_CHAIN_SHARE = 8
+"""In a workspace region, a chain's bands are sized to 1/WORKSPACE_CHAIN_SHARE of its room each
+(it holds up to four), which leaves about half of it to its stages' own scratch."""
+
+
+class _Region:
+    """A float32 workspace region handed out by name: a name keeps its slice while the region is
+    set (as a thread buffer of that name would), new names take the next free floats."""
+
+    __slots__ = ("floats", "taken", "used")
+
+    def __init__(self, floats: np.ndarray) -> None:
+        self.floats = floats
+        self.taken: dict[str, np.ndarray] = {}
+        self.used = 0
+
+    def take(self, name: str, size: int) -> np.ndarray | None:
+        """`size` floats for `name`, or None when the region has no room left for them."""
+        held = self.taken.get(name)
+        if held is not None and held.size >= size:
+            return held[:size]
+        if self.used + size > self.floats.size:
+            return None
+        held = self.taken[name] = self.floats[self.used : self.used + size]
+        self.used += -(-size // 16) * 16  # the next slice starts on a 64-byte boundary
+        return held
+
+
+def use_workspace(region: np.ndarray | None) -> None:
+    """Serve the scratch of the kernels this thread runs next from `region`, a float32 array
+    whose bytes no value in use shares while it is set (`sod2.opt.workspace`), and size their
+    blocks to it; None: from the thread's own buffers, with the default block budgets. A
+    request that does not fit the region falls back to the thread's buffer."""
+    _WORKSPACE.region = None if region is None else _Region(region)
+
+
+def _budget(nbytes: int, *names: str) -> int:
+    """A kernel's default scratch budget `nbytes` for the buffers `names`; in a workspace region,
+    at most the bytes the region has left for them (its free room plus what they hold), so that
+    they fit it (at least 64 bytes)."""
+    region = getattr(_WORKSPACE, "region", None)
+    if region is None:
+        return nbytes
+    room = region.floats.size - region.used
+    for name in names:
+        held = region.taken.get(name)
+        room += 0 if held is None else held.size
+    return max(64, min(nbytes, 4 * room - 64 * len(names)))
+
+
+def _in_region() -> bool:
+    """Whether the running step's scratch comes from a workspace region (`use_workspace`)."""
+    return getattr(_WORKSPACE, "region", None) is not None
+
+
 def _scratch(name: str, size: int) -> np.ndarray:
-    """This thread's scratch buffer `name` (shared by every kernel, which uses it only while it
-    runs), of `size` floats, grown as needed."""
+    """Scratch `name` of `size` floats (shared by every kernel, which uses it only while it
+    runs): from the workspace region set for the running step when it has room, else this
+    thread's buffer of that name, grown as needed."""
+    region = getattr(_WORKSPACE, "region", None)
+    if region is not None:
+        held = region.take(name, size)
+        if held is not None:
+            return held
     buffer = getattr(_SCRATCH, name, None)
     if buffer is None or buffer.size < size:
         buffer = np.empty(size, dtype=np.float32)
@@ -465,13 +538,13 @@ runs as the direct loop nest: an im2col would copy every pixel that many times f
 
 
 KN2ROW_BLOCK_BYTES = 1 << 23
-"""kn2row's products of all taps cover about this many bytes (a block of output rows)."""
+"""kn2row's products of one block of output rows cover about this many bytes."""
 
 KN2ROW_MIN_ROWS = 8
-"""kn2row's blocks have at least this many output rows (where the image has them): each block
-also computes `(kernel height - 1) * dilation` rows of products that only its edge reads, which
-for a wide layer and a block of one row would triple the work (eight rows cost some MiB more
-of products)."""
+"""kn2row runs one sgemm of every tap's filters per block where a block has at least this many
+output rows per row of reach (the `(kernel height - 1) * dilation` rows of products that only
+the block's edge reads, computed twice), else one sgemm per kernel row of taps, which computes
+no row twice; outside a workspace region, blocks have at least this many rows."""
 
 DIRECT_MAX_FILTERS = 8
 """A convolution with at most this many filters per group (a gate, a mask head) runs as the direct
@@ -652,7 +725,7 @@ class ConvKernel:
         out_h, out_w = out.shape[2:]
         taps = per_group_in * w.shape[2] * w.shape[3]
         weights = w.reshape(group, per_group_out, taps)  # a view: W is C-contiguous
-        block = max(1, min(out_h, IM2COL_BLOCK_BYTES // (4 * taps * out_w)))
+        block = max(1, min(out_h, _budget(IM2COL_BLOCK_BYTES, "patches") // (4 * taps * out_w)))
         columns = self._patches(taps, block * out_w)
         args = (w.shape[2:], geometry.strides, geometry.dilations, geometry.pads_begin)
         targets = out.reshape(batch, group, per_group_out, out_h * out_w)
@@ -699,28 +772,54 @@ class ConvKernel:
             np.copyto(stacked.reshape(kh, kw, filters, channels), w.transpose(2, 3, 0, 1))
             stacked = stacked.reshape(taps * filters, channels)
         reach = (kh - 1) * dh  # padded rows a block of output rows reads beyond its own
-        row_bytes = 4 * taps * filters * padded_w
-        block = KN2ROW_BLOCK_BYTES // row_bytes - reach
-        if block < KN2ROW_MIN_ROWS:  # (wide rows: more products, for less work at the edges)
-            block = min(KN2ROW_MIN_ROWS, max(block, 4 * KN2ROW_BLOCK_BYTES // row_bytes - reach))
+        block, rows_of_taps = self._kn2row_block(channels, filters, kh, kw, reach, padded_w)
         block = max(1, min(out_h, block))
-        products = _scratch("products", taps * filters * (block + reach) * padded_w)
+        span = (rows_of_taps - 1) * dh  # product rows a block computes beyond its own
+        products = _scratch("products", rows_of_taps * kw * filters * (block + span) * padded_w)
         band = _scratch("padded", channels * (block + reach) * padded_w)
         biases = None if bias is None else bias.reshape(filters, 1, 1)
+        taps = rows_of_taps * kw * filters  # the stacked filters of one sgemm
         for n in _images(batch, epilogue):
             for r0 in range(0, out_h, block):
                 r1 = min(out_h, r0 + block)
                 rows = r1 - r0 + reach
                 padded = band[: channels * rows * padded_w].reshape(channels, rows, padded_w)
                 _pad_rows(x[n], padded, r0 - ph, pw)
-                columns = padded.reshape(channels, rows * padded_w)
-                product = products[: taps * filters * columns.shape[1]]
-                product = product.reshape(taps * filters, columns.shape[1])
-                np.matmul(stacked, columns, out=product)
+                count = (r1 - r0 + span) * padded_w
+                product = products[: taps * count].reshape(taps, count)
                 shift_add = _pick(_SHIFT_ADD, filters * (r1 - r0) * out.shape[3] * taps)
-                shift_add(product, out[n], r0, r1, filters, kh, kw, dh, dw, padded_w)
+                for i in range(0, kh, rows_of_taps):  # kernel rows i.. read from padded row i*dh
+                    first = i * dh
+                    columns = padded[:, first : first + r1 - r0 + span].reshape(channels, count)
+                    np.matmul(
+                        stacked[i * kw * filters : i * kw * filters + taps], columns, out=product
+                    )
+                    args = (filters, rows_of_taps, kw, dh, dw, padded_w, i > 0)
+                    shift_add(product, out[n], r0, r1, *args)
             if biases is not None:
                 np.add(out[n], biases, out=out[n])
+
+    @staticmethod
+    def _kn2row_block(
+        channels: int, filters: int, kh: int, kw: int, reach: int, padded_w: int
+    ) -> tuple[int, int]:
+        """kn2row's output rows per block, and the kernel rows of taps per sgemm: every row (one
+        sgemm) where a block has at least KN2ROW_MIN_ROWS rows per row of reach, else one
+        (an sgemm per kernel row, no rows computed twice). Sized to KN2ROW_BLOCK_BYTES of
+        products, or, in a workspace region, to what the region has left for the products and
+        the padded rows."""
+        pad_bytes = 4 * channels * padded_w
+        region = _in_region()
+        room = _budget(2 * KN2ROW_BLOCK_BYTES, "products", "padded") - pad_bytes * reach
+        for rows_of_taps in (kh, 1) if kh > 1 else (1,):
+            span = (rows_of_taps - 1) * reach // max(kh - 1, 1)
+            row_bytes = 4 * rows_of_taps * kw * filters * padded_w
+            block = KN2ROW_BLOCK_BYTES // row_bytes - span
+            if region:
+                block = min(block, (room - row_bytes * span) // (row_bytes + pad_bytes))
+            if rows_of_taps == 1 or block >= KN2ROW_MIN_ROWS * span:
+                return max(block, 1 if region else KN2ROW_MIN_ROWS), rows_of_taps
+        raise AssertionError("unreachable")
 
     def _direct(
         self,
@@ -772,6 +871,19 @@ class ConvKernel:
 
 
 # -- Conv chains --------------------------------------------------------------------------------
+
+
+def _band_budget() -> int:
+    """The bytes of a chain's widest band: CHAIN_BAND_BYTES, or less in a small workspace region
+    (WORKSPACE_CHAIN_SHARE)."""
+    if not _in_region():
+        return CHAIN_BAND_BYTES
+    names = ("chain_in", "chain_band0", "chain_band1", "chain_out")
+    return min(
+        CHAIN_BAND_BYTES,
+        _budget(WORKSPACE_CHAIN_SHARE * CHAIN_BAND_BYTES, *names) // WORKSPACE_CHAIN_SHARE,
+    )
+
 
 CHAIN_BAND_BYTES = 1 << 21
 """A chain computes about this many bytes of an earlier stage's output at a time (a band of its
@@ -902,7 +1014,7 @@ class BandChain:
     ) -> tuple[Any, ...]:
         """What `_layout` depends on: the shapes, a Conv's weight and bias shapes, a Resize's
         roi, scales and sizes values, and the block budgets."""
-        parts: list[Any] = [x_shape, out_shape, CHAIN_BAND_BYTES, CHAIN_MIN_ROWS]
+        parts: list[Any] = [x_shape, out_shape, _band_budget(), CHAIN_MIN_ROWS]
         for k, stage_params in enumerate(params):
             for p in stage_params:
                 if p is None:
@@ -983,7 +1095,7 @@ class BandChain:
             geometries.append(geometry)
         if shapes[-1] != tuple(out_shape):
             return None
-        step = shapes[-1][2]
+        step, budget = shapes[-1][2], _band_budget()
         while True:
             blocks = self._blocks(x_shape, shapes, geometries, params, step)
             if blocks is None:
@@ -994,9 +1106,9 @@ class BandChain:
                 *(4 * inputs[k][1] * inputs[k][3] * (b[1] - b[0]) for k, b in enumerate(bands)),
                 4 * shapes[-1][1] * shapes[-1][3] * (r1 - r0),
             )
-            if widest <= CHAIN_BAND_BYTES or step <= CHAIN_MIN_ROWS:
+            if widest <= budget or step <= CHAIN_MIN_ROWS:
                 return shapes, blocks
-            step = max(1, CHAIN_MIN_ROWS, step * CHAIN_BAND_BYTES // widest)
+            step = max(1, CHAIN_MIN_ROWS, step * budget // widest)
 
     def _blocks(
         self,
@@ -1118,7 +1230,13 @@ class ConvTransposeKernel:
         stacked = _scratch("stacked_t", taps * filters * channels)
         np.copyto(stacked.reshape(kh, kw, filters, channels), w.transpose(2, 3, 1, 0))
         stacked = stacked.reshape(taps * filters, channels)
-        block = max(1, min(height, CONV_TRANSPOSE_BLOCK_BYTES // (4 * taps * filters * width)))
+        block = max(
+            1,
+            min(
+                height,
+                _budget(CONV_TRANSPOSE_BLOCK_BYTES, "products_t") // (4 * taps * filters * width),
+            ),
+        )
         products = _scratch("products_t", taps * filters * block * width)
         for n in _images(batch, epilogue):
             target = out[n]

@@ -14,12 +14,14 @@ work. Ahead of time:
 
 Per call: the symbols are bound from the input shapes, the recorded assumptions are checked (a
 violated one is an error that names it), and, once per distinct binding, the plan is instantiated
-into one arena (grown when a binding needs more, reused across calls) and every planned tensor
-gets its arena view. Then the steps run in order, each writing its outputs into their views.
+into one arena (grown when a binding needs more, reused across calls), every planned tensor
+gets its arena view and every step whose kernel takes scratch its workspace region, bytes of the
+arena nothing alive at that step uses (`sod2.opt.workspace`). Then the steps run in order, each
+writing its outputs into their views.
 
-Invariants: a step writes only to its outputs' views or to fresh arrays; a value kept outside
-the arena (a graph output, an EDO-shaped tensor, a subgraph's values) never aliases the arena
-once its storage may be reused (it is copied out); a binding that violates an assumption never
+Invariants: a step writes only to its outputs' views, its workspace region or fresh arrays; a
+value kept outside the arena (a graph output, an EDO-shaped tensor, a subgraph's values) never
+aliases the arena once its storage may be reused (it is copied out); a binding that violates an assumption never
 runs.
 """
 
@@ -49,6 +51,7 @@ from sod2.ops.registry import KernelContext, Value, lookup_node
 from sod2.opt.evaluator import Evaluator, EvaluatorError
 from sod2.opt.fusion import CHAIN_STAGE_OPS, copy_node
 from sod2.opt.memory_plan import ConcretePlan, GraphPlan, MemoryPlan, PlanOptions, plan_memory
+from sod2.opt.workspace import Lifetimes, Regions, workspace_regions
 
 Env = dict[Tensor, Value] | ChainMap
 """Values by tensor: a dict for the top graph, a ChainMap (innermost first) in subgraphs."""
@@ -56,6 +59,14 @@ Env = dict[Tensor, Value] | ChainMap
 
 class AssumptionError(Sod2Error):
     """The inputs violate a relation the compiled model relies on (a recorded assumption)."""
+
+
+WORKSPACE_OPS = frozenset({"Conv", "ConvTranspose"})
+"""Ops whose fast kernels take scratch memory while they run (`sod2.backend.kernels._scratch`)."""
+
+WORKSPACE_BYTES = 8 << 20
+"""`CompileOptions.workspace`'s default: the kernels' default block budgets fit in about twice
+this, and in this they run within a few percent of their speed with those."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,11 @@ class CompileOptions:
     plan_validation: int = 512
     """Bindings the plan's versions are validated on (`PlanOptions.validation`; the memory
     benchmark uses 4096): fewer make compiling faster, never the plan invalid."""
+    workspace: int | None = WORKSPACE_BYTES
+    """The least bytes of workspace each step whose kernel takes scratch gets in the arena
+    (`sod2.opt.workspace`): the widest span its plan leaves free, or this many above what is
+    alive, the arena grown to hold them. Kernels fit their blocks to their region, so less
+    saves memory for some speed. None: no regions, kernels keep buffers of their own."""
     cache: bool = True
     """Keep the analysed model of a file in the compile cache, and load it from there while
     the file, sod2 and these options are unchanged (`compile_model`)."""
@@ -92,6 +108,9 @@ class _Frame:
     concrete: ConcretePlan | None
     views: dict[Tensor, np.ndarray]
     shapes: dict[Tensor, tuple[int, ...]]
+    regions: list[np.ndarray | None] = field(default_factory=list)
+    """Per top-level step, its workspace region in the arena (None: the kernels' own buffers);
+    empty without a plan."""
 
 
 # -- steps -------------------------------------------------------------------------------------
@@ -441,6 +460,15 @@ class CompiledModel:
         self._assumptions = self._assumption_checks(rdp.assumptions)
         self._frames: dict[tuple[int, ...], _Frame] = {}
         self.arena = np.zeros(0, dtype=np.uint8)
+        self._workspace_steps = [
+            i
+            for i, step in enumerate(self.steps)
+            if plan is not None and options.workspace is not None and _needs_workspace(step.node)
+        ]
+        self._lifetimes = Lifetimes.of(plan.top.storages) if plan is not None else None
+        from sod2.backend.kernels import use_workspace
+
+        self._use_workspace = use_workspace
         self._constants = {t: t.const_value for t in graph.constants}
         self.compile_seconds = compile_seconds + 0.0
         self.from_cache = False
@@ -533,8 +561,19 @@ class CompiledModel:
             frame = self._prepare(binding, key)
         env: dict[Tensor, Value] = dict(self._constants)
         env.update(bound)
-        for step in self.steps:
-            step.run(env, frame, self)
+        if not frame.regions:
+            for step in self.steps:
+                step.run(env, frame, self)
+        else:
+            for step, region in zip(self.steps, frame.regions, strict=True):
+                if region is None:
+                    step.run(env, frame, self)
+                    continue
+                self._use_workspace(region)
+                try:
+                    step.run(env, frame, self)
+                finally:
+                    self._use_workspace(None)
         return {t.name: self._release(env[t]) for t in graph.outputs}
 
     __call__ = run
@@ -544,7 +583,8 @@ class CompiledModel:
         if self.plan is None:
             return 0
         binding = bind_symbols(self.model, self.rdp, feeds)
-        return self.plan.top.instantiate(binding).arena_bytes
+        concrete = self.plan.top.instantiate(binding)
+        return self._regions(concrete, binding).arena_bytes
 
     def run_subgraph(
         self, graph: Graph, inputs: Sequence[Value], outer: Env, frame: _Frame
@@ -579,18 +619,44 @@ class CompiledModel:
             shapes[tensor] = tuple(-1 - i if i < 0 else dims[i] for i in row)
         views: dict[Tensor, np.ndarray] = {}
         concrete = None
+        frame_regions: list[np.ndarray | None] = []
         if self.plan is not None:
             top = self.plan.top
             concrete = top.instantiate(binding)
-            if self.arena.nbytes < concrete.arena_bytes:
-                self.arena = np.empty(concrete.arena_bytes, dtype=np.uint8)
+            regions = self._regions(concrete, binding)
+            if self.arena.nbytes < regions.arena_bytes:
+                self.arena = np.empty(regions.arena_bytes, dtype=np.uint8)
                 self._frames.clear()
             self._add_views(top, concrete, 0, binding, shapes, views)
-        frame = _Frame(concrete, views, shapes)
+            spans = [regions.spans.get(i) for i in range(len(self.steps))]
+            if regions.spans:
+                frame_regions = [
+                    None
+                    if span is None
+                    else np.frombuffer(
+                        self.arena, dtype=np.float32, count=span[1] // 4, offset=span[0]
+                    )
+                    for span in spans
+                ]
+        frame = _Frame(concrete, views, shapes, frame_regions)
         if len(self._frames) >= 64:
             self._frames.clear()
         self._frames[key] = frame
         return frame
+
+    def _regions(self, concrete: ConcretePlan, binding: Mapping[str, int]) -> Regions:
+        """The workspace region of every step whose kernel may need one (`sod2.opt.workspace`),
+        and the arena's size with them."""
+        if not self._workspace_steps:
+            return Regions({}, concrete.arena_bytes)
+        return workspace_regions(
+            self._lifetimes,
+            concrete.offsets,
+            concrete.sizes(binding),
+            concrete.arena_bytes,
+            self._workspace_steps,
+            self.options.workspace or 0,
+        )
 
     def _add_views(
         self,
@@ -707,6 +773,14 @@ class CompiledModel:
             f"compiled in {self.compile_seconds:.2f} s"
             + (" (analysis from the compile cache)" if self.from_cache else "")
         )
+
+
+def _needs_workspace(node: Node) -> bool:
+    """Whether `node`'s step may run a kernel that takes scratch: a Conv or ConvTranspose, a fused
+    group or control-flow body holding one."""
+    if node.op_type in WORKSPACE_OPS and node.domain in ("", "ai.onnx"):
+        return True
+    return any(_needs_workspace(inner) for _, sub in node.subgraphs for inner in sub.nodes)
 
 
 def _free_symbols(dims: Sequence[Dim]) -> set[sympy.Symbol]:

@@ -224,6 +224,95 @@ def test_band_chain_declines_what_it_has_no_loop_for():
     assert isinstance(kernels.band_chain([fast_kernel(node, OPSET)] * 2), kernels.BandChain)
 
 
+class Region:
+    """A workspace region inside a NaN-filled canvas: `outside_untouched` says whether every
+    byte around it is still NaN."""
+
+    def __init__(self, floats: int) -> None:
+        self.canvas = np.full(floats + 64, np.nan, np.float32)
+        self.floats = floats
+
+    def __enter__(self) -> Region:
+        kernels.release_scratch()
+        kernels.use_workspace(self.canvas[32 : 32 + self.floats])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        kernels.use_workspace(None)
+
+    def outside_untouched(self) -> bool:
+        return bool(np.isnan(self.canvas[:32]).all() and np.isnan(self.canvas[-32:]).all())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    strategy=st.sampled_from(["im2col", "kn2row"]),
+    channels=st.integers(1, 6),
+    filters=st.integers(1, 6),
+    kernel=st.sampled_from([(1, 1), (3, 3), (2, 3)]),
+    padding=st.sampled_from(["none", "pads", "SAME_UPPER"]),
+    size=st.tuples(st.integers(3, 12), st.integers(3, 9)),
+    floats=st.sampled_from([16, 200, 1000, 1 << 16]),
+    seed=st.integers(0, 2**16),
+)
+def test_conv_in_a_workspace_region(
+    strategy, channels, filters, kernel, padding, size, floats, seed
+):
+    """In a workspace region of any size, a convolution sizes its blocks to the region, takes
+    its scratch from it when it fits (else from the thread's buffers) and never writes outside
+    it; the result is the reference's."""
+    rng = np.random.default_rng(seed)
+    arrays = [rand(rng, 1, channels, *size), rand(rng, filters, channels, *kernel)]
+    attrs = {"pads": [1, 0, 2, 1]} if padding == "pads" else {}
+    if padding == "SAME_UPPER":
+        attrs["auto_pad"] = padding
+    node = node_of("Conv", 2, **attrs)
+    with Region(floats) as region:
+        check(node, arrays, kernel=ConvKernel(node, OPSET, strategy=strategy))
+        spilled = kernels.release_scratch()
+    assert region.outside_untouched()
+    if floats == 1 << 16:  # room for any block of these sizes: nothing spills
+        assert spilled == 0
+
+
+def test_workspace_region_names_keep_their_slices_and_spill_when_full():
+    kernels.release_scratch()
+    canvas = np.zeros(100, np.float32)
+    kernels.use_workspace(canvas)
+    try:
+        a = kernels._scratch("a", 10)
+        assert np.shares_memory(a, canvas) and kernels._scratch("a", 8).base is a.base
+        b = kernels._scratch("b", 50)  # starts on the next 16-float boundary
+        assert np.shares_memory(b, canvas) and not np.shares_memory(a, b)
+        assert kernels._budget(1 << 20, "b") == 4 * (100 - 16 - 64 + 50) - 64
+        c = kernels._scratch("c", 40)  # no room left: the thread's buffer
+        assert not np.shares_memory(c, canvas) and kernels.release_scratch() == 160
+    finally:
+        kernels.use_workspace(None)
+    assert kernels._budget(1 << 20) == 1 << 20
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    channels=st.integers(1, 4),
+    widths=st.tuples(st.integers(1, 4), st.integers(1, 3)),
+    kinds=st.sampled_from([("Conv", "Conv"), ("Conv", "Conv", "Conv"), ("Resize", "Conv")]),
+    geometries=st.lists(st.fixed_dictionaries(CONV_GEOMETRY), min_size=3, max_size=3),
+    resize=RESIZES,
+    floats=st.sampled_from([64, 600, 4000, 1 << 16]),
+    size=st.tuples(st.integers(6, 20), st.integers(5, 9)),
+    seed=st.integers(0, 2**16),
+)
+def test_band_chain_in_a_workspace_region(
+    channels, widths, kinds, geometries, resize, floats, size, seed
+):
+    """A chain sizes its bands to the region it runs in and stays inside it."""
+    with pytest.MonkeyPatch.context() as patch, Region(floats) as region:
+        patch.setattr(kernels, "CHAIN_MIN_ROWS", 1)
+        check_chain(1, channels, widths, kinds, geometries, resize, 1, True, size, seed)
+    assert region.outside_untouched()
+
+
 @SMALL
 @given(
     batch=st.integers(1, 2),
@@ -326,14 +415,22 @@ def test_conv_transpose_of_groups_is_left_to_the_reference(allow_reference):
     check(node, arrays, kernel=kernel)
 
 
-def test_conv_kn2row_in_blocks_of_rows_with_dilation_and_uneven_pads(monkeypatch):
-    monkeypatch.setattr(kernels, "KN2ROW_BLOCK_BYTES", 4 * 9 * 10 * 13 * 7)  # a few rows a block
+@pytest.mark.parametrize(
+    "budget, rows_of_taps", [(1 << 20, 3), (4 * 9 * 10 * 13 * 9, 3), (4 * 3 * 10 * 13 * 2, 1)]
+)
+def test_conv_kn2row_in_blocks_of_rows_with_dilation_and_uneven_pads(
+    budget, rows_of_taps, monkeypatch
+):
+    """Thick blocks take every tap in one sgemm; thin ones (two output rows against four rows of
+    reach) one kernel row of taps per sgemm, accumulated; one block, a few, or many."""
+    monkeypatch.setattr(kernels, "KN2ROW_BLOCK_BYTES", budget)
     monkeypatch.setattr(kernels, "KN2ROW_MIN_ROWS", 1)
     rng = np.random.default_rng(3)
     arrays = [rand(rng, 2, 24, 13, 9), rand(rng, 10, 24, 3, 3), rand(rng, 10)]
     node = node_of("Conv", 3, pads=[2, 1, 0, 3], dilations=[2, 1])
     kernel = ConvKernel(node, OPSET)
     assert kernel.strategy_for((2, 24, 13, 9), (10, 24, 3, 3)) == "kn2row"
+    assert kernel._kn2row_block(24, 10, 3, 3, 4, 13)[1] == rows_of_taps
     check(node, arrays, kernel=kernel)
     arrays[1] *= -2  # new weight values in the same buffer: nothing stale is kept
     check(node, arrays, kernel=kernel)

@@ -252,6 +252,56 @@ def test_chains_compute_in_bands_what_the_reference_does(band_bytes, monkeypatch
     assert calls and all(calls)  # every chain ran in bands (none fell back to whole values)
 
 
+def test_kernel_workspace_regions_can_be_turned_off():
+    compiled = compile_model(_chain_model(), CompileOptions(workspace=None))
+    feeds = {"x": np.ones((1, 3, 9, 7), np.float32), "cond": np.array(True)}
+    compiled.run(feeds)
+    assert all(frame.regions == [] for frame in compiled._frames.values())
+    assert (
+        compiled.arena_bytes(feeds)
+        == compiled.plan.top.instantiate({"N": 1, "H": 9, "W": 7}).arena_bytes
+    )
+
+
+@pytest.mark.parametrize("minimum", [256, 1 << 20])
+def test_kernel_workspace_lives_in_free_arena_bytes(minimum):
+    """Every step that may need workspace gets a region of the arena that no value alive at
+    that step shares; with a large enough one, no kernel spills into buffers of its own, and
+    with a tiny one, results are still the reference's."""
+    from sod2.backend import kernels
+    from sod2.backend.reference import run_reference
+
+    model = _chain_model()
+    compiled = compile_model(model, CompileOptions(workspace=minimum))
+    rng = np.random.default_rng(2)
+    for n, h, w in [(1, 9, 7), (2, 33, 20)]:
+        feeds = {"x": rng.standard_normal((n, 3, h, w)).astype(np.float32), "cond": np.array(True)}
+        want = run_reference(model, feeds).outputs
+        kernels.release_scratch()
+        got = compiled.run(feeds)
+        spilled = kernels.release_scratch()
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5)
+        if minimum > 1 << 16:
+            assert spilled == 0
+        binding = {"N": n, "H": h, "W": w}
+        top = compiled.plan.top
+        assert compiled.arena_bytes(feeds) >= top.instantiate(binding).arena_bytes
+    steps = {s.node.op_type for s in compiled.steps}
+    assert {"Fused", "If"} <= steps
+    for frame in compiled._frames.values():
+        used = [i for i, region in enumerate(frame.regions) if region is not None]
+        assert {compiled.steps[i].node.op_type for i in used} == {"Fused", "If"}
+        for i in used:
+            region = frame.regions[i]
+            assert region.nbytes >= minimum
+            for storage in top.storages:
+                if storage.start <= i <= storage.end:
+                    for tensor in storage.tensors:
+                        view = frame.views.get(tensor)
+                        assert view is None or not np.shares_memory(view, region)
+
+
 def _residual_chain_model() -> Model:
     """sigmoid(relu(shortcut(x) + residual(x))), a bottleneck: the residual is Conv 1x1, Relu,
     Conv 3x3, Relu, Conv 1x1, the shortcut a strided Conv 1x1 computed first; then a
