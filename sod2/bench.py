@@ -238,8 +238,8 @@ def compile_sod2(path: Path, options: Any) -> Any:
     return compile_model(path, options)
 
 
-def sod2_loader(flags: Mapping[str, bool] | None = None) -> Loader:
-    """A loader of sod2 with the given `CompileOptions` switches (default: everything on)."""
+def sod2_loader(flags: Mapping[str, Any] | None = None) -> Loader:
+    """A loader of sod2 with the given `CompileOptions` settings (default: everything on)."""
 
     def load(model: BenchModel, threads: int) -> Loaded:
         from sod2.backend.runtime import CompileOptions
@@ -332,7 +332,7 @@ LOADERS: Mapping[str, Loader] = {
 }
 
 
-def loader_for(peer: str, flags: Mapping[str, bool] | None = None) -> Loader:
+def loader_for(peer: str, flags: Mapping[str, Any] | None = None) -> Loader:
     """The loader of `peer` (sod2 with `flags` when given)."""
     if peer == "sod2":
         return sod2_loader(flags)
@@ -728,7 +728,7 @@ def run_child(
     peer: str,
     threads: int,
     *,
-    flags: Mapping[str, bool] | None = None,
+    flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 1800.0,
 ) -> dict[str, Any]:
@@ -786,12 +786,20 @@ def compile_times(
     )
 
 
-def peak_memory(model: BenchModel, peer: str, threads: int, timeout: float = 1800.0) -> PeakMemory:
-    """Peak intermediate memory of `peer` over the sweep, in a child process (module docstring).
-    The child's large allocations are always mapped (MALLOC_MMAP_THRESHOLD_), so memory freed
-    before the measurement goes back to the system instead of serving it unseen."""
+def peak_memory(
+    model: BenchModel,
+    peer: str,
+    threads: int,
+    timeout: float = 1800.0,
+    flags: Mapping[str, Any] | None = None,
+) -> PeakMemory:
+    """Peak intermediate memory of `peer` (sod2: compiled with `flags`, `CompileOptions`
+    settings) over the sweep, in a child process (module docstring). The child's large
+    allocations are always mapped (MALLOC_MMAP_THRESHOLD_), so memory freed before the
+    measurement goes back to the system instead of serving it unseen."""
     env = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
-    return PeakMemory(**run_child("memory", model, peer, threads, env=env, timeout=timeout))
+    result = run_child("memory", model, peer, threads, flags=flags, env=env, timeout=timeout)
+    return PeakMemory(**result)
 
 
 def child_main() -> int:

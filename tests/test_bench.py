@@ -332,6 +332,11 @@ def test_memory_and_compile_children_measure_onnxruntime(tiny):
     assert not times.error and times.cold_seconds is not None and times.warm_seconds is not None
 
 
+def test_the_memory_child_compiles_sod2_with_the_flags_given(tiny):
+    memory = bench.peak_memory(tiny, "sod2", threads=1, timeout=300, flags={"no_such": 1})
+    assert "no_such" in memory.error  # CompileOptions refused it: the flags reached the child
+
+
 def test_a_failing_child_reports_its_error(tiny):
     result = bench.run_child("memory", tiny, "no_such_peer", threads=1, timeout=300)
     assert result == {

@@ -778,7 +778,7 @@ class ConvKernel:
         products = _scratch("products", rows_of_taps * kw * filters * (block + span) * padded_w)
         band = _scratch("padded", channels * (block + reach) * padded_w)
         biases = None if bias is None else bias.reshape(filters, 1, 1)
-        taps = rows_of_taps * kw * filters  # the stacked filters of one sgemm
+        stacked_rows = rows_of_taps * kw * filters  # the stacked filters of one sgemm
         for n in _images(batch, epilogue):
             for r0 in range(0, out_h, block):
                 r1 = min(out_h, r0 + block)
@@ -786,14 +786,13 @@ class ConvKernel:
                 padded = band[: channels * rows * padded_w].reshape(channels, rows, padded_w)
                 _pad_rows(x[n], padded, r0 - ph, pw)
                 count = (r1 - r0 + span) * padded_w
-                product = products[: taps * count].reshape(taps, count)
-                shift_add = _pick(_SHIFT_ADD, filters * (r1 - r0) * out.shape[3] * taps)
+                product = products[: stacked_rows * count].reshape(stacked_rows, count)
+                shift_add = _pick(_SHIFT_ADD, stacked_rows * (r1 - r0) * out.shape[3])
                 for i in range(0, kh, rows_of_taps):  # kernel rows i.. read from padded row i*dh
                     first = i * dh
                     columns = padded[:, first : first + r1 - r0 + span].reshape(channels, count)
-                    np.matmul(
-                        stacked[i * kw * filters : i * kw * filters + taps], columns, out=product
-                    )
+                    filters_of = stacked[i * kw * filters : i * kw * filters + stacked_rows]
+                    np.matmul(filters_of, columns, out=product)
                     args = (filters, rows_of_taps, kw, dh, dw, padded_w, i > 0)
                     shift_add(product, out[n], r0, r1, *args)
             if biases is not None:
@@ -811,15 +810,18 @@ class ConvKernel:
         pad_bytes = 4 * channels * padded_w
         region = _in_region()
         room = _budget(2 * KN2ROW_BLOCK_BYTES, "products", "padded") - pad_bytes * reach
-        for rows_of_taps in (kh, 1) if kh > 1 else (1,):
-            span = (rows_of_taps - 1) * reach // max(kh - 1, 1)
+
+        def rows(rows_of_taps: int, span: int) -> int:
             row_bytes = 4 * rows_of_taps * kw * filters * padded_w
             block = KN2ROW_BLOCK_BYTES // row_bytes - span
             if region:
                 block = min(block, (room - row_bytes * span) // (row_bytes + pad_bytes))
-            if rows_of_taps == 1 or block >= KN2ROW_MIN_ROWS * span:
-                return max(block, 1 if region else KN2ROW_MIN_ROWS), rows_of_taps
-        raise AssertionError("unreachable")
+            return block
+
+        rows_of_taps, block = kh, rows(kh, reach)
+        if kh > 1 and block < KN2ROW_MIN_ROWS * reach:
+            rows_of_taps, block = 1, rows(1, 0)
+        return max(block, 1 if region else KN2ROW_MIN_ROWS), rows_of_taps
 
     def _direct(
         self,
@@ -873,6 +875,16 @@ class ConvKernel:
 # -- Conv chains --------------------------------------------------------------------------------
 
 
+CHAIN_BAND_BYTES = 1 << 21
+"""A chain computes about this many bytes of an earlier stage's output at a time (a band of its
+rows): small enough to stay in the cache, big enough for a fast sgemm."""
+
+CHAIN_MIN_ROWS = 8
+"""A chain's blocks have at least this many rows of its output (where the image has them),
+whatever the bands then hold: rows that two blocks read are computed twice, and a kn2row over a
+band computes `kernel height - 1` rows more than it keeps, so short blocks cost time."""
+
+
 def _band_budget() -> int:
     """The bytes of a chain's widest band: CHAIN_BAND_BYTES, or less in a small workspace region
     (WORKSPACE_CHAIN_SHARE)."""
@@ -883,16 +895,6 @@ def _band_budget() -> int:
         CHAIN_BAND_BYTES,
         _budget(WORKSPACE_CHAIN_SHARE * CHAIN_BAND_BYTES, *names) // WORKSPACE_CHAIN_SHARE,
     )
-
-
-CHAIN_BAND_BYTES = 1 << 21
-"""A chain computes about this many bytes of an earlier stage's output at a time (a band of its
-rows): small enough to stay in the cache, big enough for a fast sgemm."""
-
-CHAIN_MIN_ROWS = 8
-"""A chain's blocks have at least this many rows of its output (where the image has them),
-whatever the bands then hold: rows that two blocks read are computed twice, and a kn2row over a
-band computes `kernel height - 1` rows more than it keeps, so short blocks cost time."""
 
 
 def band_rows(
@@ -1230,13 +1232,8 @@ class ConvTransposeKernel:
         stacked = _scratch("stacked_t", taps * filters * channels)
         np.copyto(stacked.reshape(kh, kw, filters, channels), w.transpose(2, 3, 1, 0))
         stacked = stacked.reshape(taps * filters, channels)
-        block = max(
-            1,
-            min(
-                height,
-                _budget(CONV_TRANSPOSE_BLOCK_BYTES, "products_t") // (4 * taps * filters * width),
-            ),
-        )
+        budget = _budget(CONV_TRANSPOSE_BLOCK_BYTES, "products_t")
+        block = max(1, min(height, budget // (4 * taps * filters * width)))
         products = _scratch("products_t", taps * filters * block * width)
         for n in _images(batch, epilogue):
             target = out[n]

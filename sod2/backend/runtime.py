@@ -21,8 +21,8 @@ writing its outputs into their views.
 
 Invariants: a step writes only to its outputs' views, its workspace region or fresh arrays; a
 value kept outside the arena (a graph output, an EDO-shaped tensor, a subgraph's values) never
-aliases the arena once its storage may be reused (it is copied out); a binding that violates an assumption never
-runs.
+aliases the arena once its storage may be reused (it is copied out); a binding that violates an
+assumption never runs.
 """
 
 from __future__ import annotations
@@ -465,7 +465,7 @@ class CompiledModel:
             for i, step in enumerate(self.steps)
             if plan is not None and options.workspace is not None and _needs_workspace(step.node)
         ]
-        self._lifetimes = Lifetimes.of(plan.top.storages) if plan is not None else None
+        self._lifetimes = Lifetimes.of(plan.top.storages) if self._workspace_steps else None
         from sod2.backend.kernels import use_workspace
 
         self._use_workspace = use_workspace
@@ -628,16 +628,12 @@ class CompiledModel:
                 self.arena = np.empty(regions.arena_bytes, dtype=np.uint8)
                 self._frames.clear()
             self._add_views(top, concrete, 0, binding, shapes, views)
-            spans = [regions.spans.get(i) for i in range(len(self.steps))]
             if regions.spans:
-                frame_regions = [
-                    None
-                    if span is None
-                    else np.frombuffer(
-                        self.arena, dtype=np.float32, count=span[1] // 4, offset=span[0]
+                frame_regions = [None] * len(self.steps)
+                for i, (offset, nbytes) in regions.spans.items():
+                    frame_regions[i] = np.frombuffer(
+                        self.arena, dtype=np.float32, count=nbytes // 4, offset=offset
                     )
-                    for span in spans
-                ]
         frame = _Frame(concrete, views, shapes, frame_regions)
         if len(self._frames) >= 64:
             self._frames.clear()
@@ -647,7 +643,7 @@ class CompiledModel:
     def _regions(self, concrete: ConcretePlan, binding: Mapping[str, int]) -> Regions:
         """The workspace region of every step whose kernel may need one (`sod2.opt.workspace`),
         and the arena's size with them."""
-        if not self._workspace_steps:
+        if self._lifetimes is None:
             return Regions({}, concrete.arena_bytes)
         return workspace_regions(
             self._lifetimes,
