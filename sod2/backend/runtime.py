@@ -65,8 +65,8 @@ WORKSPACE_OPS = frozenset({"Conv", "ConvTranspose"})
 """Ops whose fast kernels take scratch memory while they run (`sod2.backend.kernels._scratch`)."""
 
 WORKSPACE_BYTES = 8 << 20
-"""`CompileOptions.workspace`'s default: the kernels' default block budgets fit in about twice
-this, and in this they run within a few percent of their speed with those."""
+"""`CompileOptions.workspace`'s default: about half of what the kernels' default block budgets
+take at the widest steps; `benchmarks/workspace.py` measures what each setting costs and saves."""
 
 
 @dataclass(frozen=True)
