@@ -74,6 +74,8 @@ def cases(rng: np.random.Generator) -> list[Case]:
     f32 = _f32
     return [
         _conv(rng, (1, 64, 128, 128), 64, 3, 1),
+        _conv(rng, (1, 256, 24, 32), 256, 3, 1),
+        _conv(rng, (1, 512, 64, 64), 512, 3, 1),
         _conv(rng, (1, 4, 64, 64), 64, 3, 1),
         _conv(rng, (1, 320, 32, 32), 320, 1, 0),
         _conv(rng, (1, 16, 512, 512), 16, 3, 1),

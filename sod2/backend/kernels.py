@@ -4,10 +4,13 @@ The catalogue's reference kernels (`sod2/ops/`) allocate their results, and the 
 would copy each one into its arena view. A kernel here is handed the outputs instead (C-contiguous
 views of the exact shape and element type that RDP fixed) and writes into them:
 
-- Conv: per image and group, one of five strategies, picked per shape (`ConvKernel.strategy_for`):
+- Conv: per image and group, one of six strategies, picked per shape (`ConvKernel.strategy_for`):
   a 1x1 convolution is a plain matrix product over the image (`pointwise`); a depthwise-like
   convolution (few input channels per group), or one of few filters, is a Numba loop nest
-  (`direct`); a unit-stride one with no more filters than input channels is a kn2row
+  (`direct`); a wide 3x3 unit-stride one is Winograd F(2x2, 3x3) (`winograd`): per block of
+  2x2 output tiles, the input tiles transformed (Numba), 16 sgemms, the products transformed
+  back, 2.25x fewer multiplies than any sum over taps; another unit-stride one with no more
+  filters than input channels is a kn2row
   (`kn2row`): per block of output rows, the rows it reads padded once, an sgemm of the taps'
   filters against them (every tap at once, or one kernel row of taps at a time where blocks
   are thin), and each output row the sum of the taps' products read at their shifts, which
@@ -17,7 +20,8 @@ views of the exact shape and element type that RDP fixed) and writes into them:
   (`im2col`). Scratch comes from the workspace region the runtime gives the step
   (`use_workspace`, blocks sized to fit it) or else from buffers kept per thread, shared by
   every Conv; the bias is added to the
-  output while it is in cache (the weights are never copied, except kn2row's per-tap stacking);
+  output while it is in cache (the weights are never copied, except kn2row's per-tap stacking
+  and Winograd's transform, done once at compile time for constant weights);
   `windows`, numpy's strided view of every patch (what the reference does), stays available for
   comparison;
 - ConvTranspose (one group): per block of input rows, one sgemm of every tap's filters into a
@@ -439,6 +443,121 @@ def _shift_add(products, out, r0, r1, filters, kh, kw, dh, dw, padded_w, accumul
 
 _SHIFT_ADD = _jit(_shift_add)
 
+
+# Winograd F(2x2, 3x3) (Lavin and Gray, 2016): a 3x3 unit-stride convolution computed per 2x2
+# tile of outputs from the 4x4 tile of inputs it reads. With the input tile d, the filter g and
+#   B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+#   G   = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]],
+#   A^T = [[1, 1, 1, 0], [0, 1, -1, -1]],
+# the output tile is A^T [(G g G^T) * (B^T d B)] A (* elementwise). Summed over input channels,
+# the elementwise product becomes 16 matrix products, one per position k of the 4x4 tile:
+# M[k] = U[k] @ V[k] with U[k] (filters x channels) and V[k] (channels x tiles). That is 16
+# multiplies per 4 outputs per channel pair where the direct sum takes 36: 2.25x fewer.
+
+_WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+
+
+def winograd_filters(w: np.ndarray) -> np.ndarray:
+    """U = G g G^T of every (filter, channel) pair of 3x3 weights `w` (M, C, 3, 3), as float32
+    of shape (16, M, C): U[4 * a + b] is the (a, b) entry of every pair's 4x4 transform
+    (computed in float64)."""
+    filters, channels = w.shape[:2]
+    u = np.einsum("ai,mcij,bj->abmc", _WINOGRAD_G, w.astype(np.float64), _WINOGRAD_G)
+    return np.ascontiguousarray(u.reshape(16, filters, channels), dtype=np.float32)
+
+
+def _winograd_in(image, v, t0, t1, tiles_w, ph, pw):  # type: ignore[no-untyped-def]
+    """V[4 * a + b, c, t] = (B^T d B)[a, b] for the 4x4 input tile d of every channel c and
+    tile t of tile rows [t0, t1) (tile (ti, tj) reads rows 2 ti - ph .., columns 2 tj - pw ..;
+    outside the image, zeros), t counted from tile row t0. Per tile row, the four input rows
+    are padded into a buffer and combined into B^T d row by row, then each tile's columns are
+    combined: loops over contiguous rows, which vectorize."""
+    channels, height, width = image.shape
+    span = 2 * tiles_w + 2
+    first, last = min(max(pw, 0), span), min(max(width + pw, 0), span)  # columns in the image
+    for c in prange(channels):
+        plane = image[c]
+        rows = np.zeros((4, span), dtype=np.float32)
+        s = np.empty((4, span), dtype=np.float32)
+        for ti in range(t0, t1):
+            r = 2 * ti - ph
+            for a in range(4):
+                row = rows[a]
+                if 0 <= r + a < height and first < last:
+                    source = plane[r + a]
+                    for q in range(first, last):
+                        row[q] = source[q - pw]
+                    row[:first] = 0.0
+                    row[last:] = 0.0
+                else:
+                    row[:] = 0.0
+            for q in range(span):  # s = B^T d, across every tile of the row at once
+                s[0, q] = rows[0, q] - rows[2, q]
+                s[1, q] = rows[1, q] + rows[2, q]
+                s[2, q] = rows[2, q] - rows[1, q]
+                s[3, q] = rows[1, q] - rows[3, q]
+            base = (ti - t0) * tiles_w
+            for a in range(4):  # V = s B, tile by tile
+                sa = s[a]
+                v0, v1, v2, v3 = v[4 * a, c], v[4 * a + 1, c], v[4 * a + 2, c], v[4 * a + 3, c]
+                for tj in range(tiles_w):
+                    j = 2 * tj
+                    v0[base + tj] = sa[j] - sa[j + 2]
+                    v1[base + tj] = sa[j + 1] + sa[j + 2]
+                    v2[base + tj] = sa[j + 2] - sa[j + 1]
+                    v3[base + tj] = sa[j + 1] - sa[j + 3]
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _winograd_tile(products, f, t):  # type: ignore[no-untyped-def]
+    """The 2x2 output tile A^T m A (row-major) of the 4x4 tile m = products[:, f, t]."""
+    s0 = products[0, f, t] + products[4, f, t] + products[8, f, t]  # s = A^T m
+    s1 = products[1, f, t] + products[5, f, t] + products[9, f, t]
+    s2 = products[2, f, t] + products[6, f, t] + products[10, f, t]
+    s3 = products[3, f, t] + products[7, f, t] + products[11, f, t]
+    e0 = products[4, f, t] - products[8, f, t] - products[12, f, t]
+    e1 = products[5, f, t] - products[9, f, t] - products[13, f, t]
+    e2 = products[6, f, t] - products[10, f, t] - products[14, f, t]
+    e3 = products[7, f, t] - products[11, f, t] - products[15, f, t]
+    return s0 + s1 + s2, s1 - s2 - s3, e0 + e1 + e2, e1 - e2 - e3  # y = s A
+
+
+def _winograd_out(products, out, bias, t0, t1, tiles_w):  # type: ignore[no-untyped-def]
+    """out[f, 2 ti + i, 2 tj + j] = (A^T m A)[i, j] + bias[f] for the 4x4 tile m of
+    products[:, f, t] of every filter f and tile t of tile rows [t0, t1), where the output
+    has those rows and columns (t counted from tile row t0)."""
+    filters, out_h, out_w = out.shape
+    full = out_w // 2  # tiles with both output columns
+    for f in prange(filters):
+        plane = out[f]
+        shift = bias[f]
+        for ti in range(t0, t1):
+            oh = 2 * ti
+            base = (ti - t0) * tiles_w
+            top = plane[oh]
+            if oh + 1 < out_h:
+                bottom = plane[oh + 1]
+                for tj in range(full):
+                    y00, y01, y10, y11 = _winograd_tile(products, f, base + tj)
+                    top[2 * tj] = y00 + shift
+                    top[2 * tj + 1] = y01 + shift
+                    bottom[2 * tj] = y10 + shift
+                    bottom[2 * tj + 1] = y11 + shift
+                if full < tiles_w:
+                    y00, y01, y10, y11 = _winograd_tile(products, f, base + full)
+                    top[2 * full] = y00 + shift
+                    bottom[2 * full] = y10 + shift
+            else:
+                for tj in range(tiles_w):
+                    y00, y01, y10, y11 = _winograd_tile(products, f, base + tj)
+                    top[2 * tj] = y00 + shift
+                    if 2 * tj + 1 < out_w:
+                        top[2 * tj + 1] = y01 + shift
+
+
+_WINOGRAD_IN = _jit(_winograd_in)
+_WINOGRAD_OUT = _jit(_winograd_out)
+
 _SCRATCH = threading.local()
 """Each thread's Conv and ConvTranspose scratch buffers (`_scratch`): im2col's patches, kn2row's
 padded rows, stacked weights and products, a chain's bands."""
@@ -529,7 +648,7 @@ def _scratch(name: str, size: int) -> np.ndarray:
     return buffer[:size]
 
 
-CONV_STRATEGIES = ("pointwise", "im2col", "kn2row", "direct", "windows")
+CONV_STRATEGIES = ("pointwise", "im2col", "kn2row", "winograd", "direct", "windows")
 """Ways ConvKernel computes a convolution (see the module docstring)."""
 
 DIRECT_MAX_TAPS = 16
@@ -545,6 +664,17 @@ KN2ROW_MIN_ROWS = 8
 output rows per row of reach (the `(kernel height - 1) * dilation` rows of products that only
 the block's edge reads, computed twice), else one sgemm per kernel row of taps, which computes
 no row twice; outside a workspace region, blocks have at least this many rows."""
+
+WINOGRAD_BLOCK_BYTES = 1 << 23
+"""Winograd's transformed inputs and products of one block of tile rows cover about this many
+bytes (16 floats per tile for each input channel and each filter)."""
+
+WINOGRAD_MIN_CHANNELS = 128
+"""A 3x3 unit-stride convolution of one group runs as Winograd F(2x2, 3x3) where it has at least
+this many input channels and filters. The 16 products then take 2.25x fewer multiplies than
+kn2row's; with fewer channels they are too thin for a fast sgemm to pay for the transforms,
+whose cost grows with channels + filters where the products' grows with channels * filters
+(`python benchmarks/kernels.py --ops Conv --strategies` compares them)."""
 
 DIRECT_MAX_FILTERS = 8
 """A convolution with at most this many filters per group (a gate, a mask head) runs as the direct
@@ -578,15 +708,21 @@ class ConvKernel:
         self.strategy = strategy
         self.unit_stride = all(int(v) == 1 for v in node.attr("strides", None) or (1,))
         self._geometries: dict[tuple[tuple[int, ...], tuple[int, ...]], WindowGeometry] = {}
+        self.dilated = any(int(v) != 1 for v in node.attr("dilations", None) or (1,))
         self._packed: tuple[np.ndarray, np.ndarray] | None = None
+        self._transformed: tuple[np.ndarray, np.ndarray] | None = None
 
     def prepare(self, w: np.ndarray) -> None:
-        """Lay out the constant weights `w` for kn2row once, now (every tap's filters stacked),
-        where kn2row would otherwise stack them into scratch at every call; only for weights
-        kn2row takes. The packed copy lives as long as the kernel, like the model's weights."""
+        """Lay out the constant weights `w` once, now, where the strategy that takes them would
+        otherwise do it at every call: Winograd's transformed filters, or kn2row's stacking of
+        every tap's filters. The copy lives as long as the kernel, like the model's weights."""
         if not (isinstance(w, np.ndarray) and w.dtype == _F32 and w.ndim == 4):
             return
         filters, channels, kh, kw = w.shape
+        winograd = self.strategy in (None, "winograd") and self.unit_stride and not self.dilated
+        if winograd and self._winograd_fits(w.shape, (1, 1), (1, 1)):
+            self._transformed = (w, winograd_filters(w))
+            return
         kn2row = (
             self.strategy in (None, "kn2row")
             and self.group == 1
@@ -672,9 +808,24 @@ class ConvKernel:
             return "direct"
         if w_shape[0] // self.group <= DIRECT_MAX_FILTERS:
             return "direct"
+        if self._winograd_fits(w_shape, geometry.strides, geometry.dilations):
+            return "winograd"
         if self.group == 1 and geometry.strides == (1, 1) and w_shape[0] <= x_shape[1]:
             return "kn2row"
         return "im2col"
+
+    def _winograd_fits(
+        self, w_shape: tuple[int, ...], strides: tuple[int, ...], dilations: tuple[int, ...]
+    ) -> bool:
+        """Whether `_choose` picks Winograd: 3x3, unit stride and dilation, one group, at least
+        WINOGRAD_MIN_CHANNELS input channels and filters."""
+        return (
+            self.group == 1
+            and tuple(w_shape[2:]) == (3, 3)
+            and tuple(strides) == (1, 1)
+            and tuple(dilations) == (1, 1)
+            and min(w_shape[0], w_shape[1]) >= WINOGRAD_MIN_CHANNELS
+        )
 
     def _geometry(self, spatial: tuple[int, ...], kernel: tuple[int, ...]) -> WindowGeometry:
         key = (spatial, kernel)
@@ -797,6 +948,49 @@ class ConvKernel:
                     shift_add(product, out[n], r0, r1, *args)
             if biases is not None:
                 np.add(out[n], biases, out=out[n])
+
+    def _winograd(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        bias: np.ndarray | None,
+        out: np.ndarray,
+        geometry: WindowGeometry,
+        epilogue: Epilogue | None,
+    ) -> None:
+        """Winograd F(2x2, 3x3) (see `winograd_filters`), per image and block of tile rows:
+        the block's input tiles transformed into V (Numba), 16 sgemms U[k] @ V[k] as one
+        batched `np.matmul`, then each output tile transformed back with the bias added."""
+        if self.group != 1 or w.shape[2:] != (3, 3):
+            raise _Unfit
+        if geometry.strides != (1, 1) or geometry.dilations != (1, 1):
+            raise _Unfit
+        batch, channels = x.shape[:2]
+        filters = w.shape[0]
+        out_h, out_w = out.shape[2:]
+        tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
+        transformed = self._transformed
+        if transformed is not None and transformed[0] is w:
+            u = transformed[1]
+        else:
+            u = winograd_filters(w)
+        tile_row_bytes = 64 * tiles_w * (channels + filters)
+        budget = _budget(WINOGRAD_BLOCK_BYTES, "winograd_in", "winograd_out")
+        block = max(1, min(tiles_h, budget // tile_row_bytes))
+        count = block * tiles_w
+        v_all = _scratch("winograd_in", 16 * channels * count)
+        m_all = _scratch("winograd_out", 16 * filters * count)
+        shift = np.zeros(filters, dtype=np.float32) if bias is None else _contiguous(bias)
+        ph, pw = geometry.pads_begin
+        for n in _images(batch, epilogue):
+            for t0 in range(0, tiles_h, block):
+                t1 = min(tiles_h, t0 + block)
+                tiles = (t1 - t0) * tiles_w
+                v = v_all[: 16 * channels * tiles].reshape(16, channels, tiles)
+                products = m_all[: 16 * filters * tiles].reshape(16, filters, tiles)
+                _pick(_WINOGRAD_IN, 16 * channels * tiles)(x[n], v, t0, t1, tiles_w, ph, pw)
+                np.matmul(u, v, out=products)
+                _pick(_WINOGRAD_OUT, 16 * filters * tiles)(products, out[n], shift, t0, t1, tiles_w)
 
     @staticmethod
     def _kn2row_block(

@@ -161,15 +161,29 @@ def chain_stage(kind, geometry, resize, channels, filters, groups, bias, rng):
     band_bytes=st.sampled_from([1, 300, 3000, 1 << 20]),
     bias=st.booleans(),
     size=st.tuples(st.integers(6, 20), st.integers(5, 9)),
+    winograd=st.booleans(),
     seed=st.integers(0, 2**16),
 )
 def test_band_chain_equals_its_stages_run_whole(
-    batch, channels, widths, kinds, geometries, resize, groups, band_bytes, bias, size, seed
+    batch,
+    channels,
+    widths,
+    kinds,
+    geometries,
+    resize,
+    groups,
+    band_bytes,
+    bias,
+    size,
+    winograd,
+    seed,
 ):
     """The last stage's output made band by band (blocks of one row up to the whole image, any
-    Conv geometry and grouping, nearest and linear Resizes) equals the stages run one after
-    the other on whole tensors, with an epilogue (tanh) finishing each band."""
+    Conv geometry and grouping, nearest and linear Resizes, 3x3 stages as Winograd or not)
+    equals the stages run one after the other on whole tensors, with an epilogue (tanh)
+    finishing each band."""
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels, "WINOGRAD_MIN_CHANNELS", 1 if winograd else 1 << 30)
         patch.setattr(kernels, "CHAIN_BAND_BYTES", band_bytes)
         patch.setattr(kernels, "CHAIN_MIN_ROWS", 1)
         check_chain(batch, channels, widths, kinds, geometries, resize, groups, bias, size, seed)
@@ -246,7 +260,7 @@ class Region:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    strategy=st.sampled_from(["im2col", "kn2row"]),
+    strategy=st.sampled_from(["im2col", "kn2row", "winograd"]),
     channels=st.integers(1, 6),
     filters=st.integers(1, 6),
     kernel=st.sampled_from([(1, 1), (3, 3), (2, 3)]),
@@ -261,6 +275,7 @@ def test_conv_in_a_workspace_region(
     """In a workspace region of any size, a convolution sizes its blocks to the region, takes
     its scratch from it when it fits (else from the thread's buffers) and never writes outside
     it; the result is the reference's."""
+    assume(strategy != "winograd" or kernel == (3, 3))  # its only kernel
     rng = np.random.default_rng(seed)
     arrays = [rand(rng, 1, channels, *size), rand(rng, filters, channels, *kernel)]
     attrs = {"pads": [1, 0, 2, 1]} if padding == "pads" else {}
@@ -343,10 +358,13 @@ def test_conv2d_every_strategy_matches_reference(
     check(node, arrays)
     unpadded_1x1 = kernel == (1, 1) and stride == (1, 1) and padding != "pads"
     unit_stride_one_group = stride == (1, 1) and groups == 1
+    winograd_3x3 = kernel == (3, 3) and dilation == (1, 1)
     for strategy in CONV_STRATEGIES:
         if strategy == "pointwise" and not unpadded_1x1:  # for those only
             continue
         if strategy == "kn2row" and not unit_stride_one_group:  # for those only
+            continue
+        if strategy == "winograd" and not (winograd_3x3 and unit_stride_one_group):
             continue
         check(node, arrays, kernel=ConvKernel(node, OPSET, strategy=strategy))
 
@@ -448,8 +466,8 @@ def test_conv_im2col_in_blocks_of_rows_with_bias(small_blocks):
 
 
 def test_conv_strategy_must_be_known():
-    with pytest.raises(Sod2Error, match="winograd"):
-        ConvKernel(node_of("Conv", 2), OPSET, strategy="winograd")
+    with pytest.raises(Sod2Error, match="fft"):
+        ConvKernel(node_of("Conv", 2), OPSET, strategy="fft")
 
 
 def test_conv1d_and_the_strategy_chosen_per_shape():
@@ -857,6 +875,60 @@ def test_errors_of_the_reference_name_the_node(allow_reference):
     kernel = fast_kernel(node, OPSET)
     with pytest.raises(Sod2Error, match=node.name):
         kernel([np.ones((3, 2), np.float32), np.array([3])], [np.empty((1, 2), np.float32)])
+
+
+@SMALL
+@given(
+    batch=st.integers(1, 2),
+    channels=st.integers(1, 5),
+    filters=st.integers(1, 5),
+    padding=st.sampled_from(["none", "pads", "wide", "SAME_UPPER", "SAME_LOWER", "VALID"]),
+    bias=st.booleans(),
+    size=st.tuples(st.integers(3, 11), st.integers(3, 11)),
+    block_bytes=st.sampled_from([1, 2000, 1 << 23]),
+    seed=st.integers(0, 2**16),
+)
+def test_conv_winograd_matches_reference(
+    batch, channels, filters, padding, bias, size, block_bytes, seed
+):
+    """Winograd F(2x2, 3x3) over odd and even output sizes (half tiles at the edges), pads of
+    0 to 3 on any side, blocks of one tile row up to the whole image, with and without bias."""
+    rng = np.random.default_rng(seed)
+    arrays = [rand(rng, batch, channels, *size), rand(rng, filters, channels, 3, 3)]
+    arrays += [rand(rng, filters)] if bias else []
+    attrs = {"pads": [1, 0, 2, 1]} if padding == "pads" else {}
+    if padding == "wide":
+        attrs["pads"] = [3, 2, 0, 3]
+    elif padding not in ("none", "pads"):
+        attrs["auto_pad"] = padding
+    node = node_of("Conv", len(arrays), **attrs)
+    kernel = ConvKernel(node, OPSET, strategy="winograd")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels, "WINOGRAD_BLOCK_BYTES", block_bytes)
+        check(node, arrays, kernel=kernel)
+
+
+def test_winograd_is_chosen_for_wide_3x3_convolutions_and_its_filters_laid_out_once():
+    rng = np.random.default_rng(6)
+    node = node_of("Conv", 3, pads=[1, 1, 1, 1])
+    kernel = ConvKernel(node, OPSET)
+    wide = kernels.WINOGRAD_MIN_CHANNELS
+    x, w, b = rand(rng, 1, wide, 6, 5), rand(rng, wide, wide, 3, 3, scale=0.1), rand(rng, wide)
+    assert kernel.strategy_for(x.shape, w.shape) == "winograd"
+    assert kernel.strategy_for((1, wide - 1, 6, 5), (wide, wide - 1, 3, 3)) == "im2col"
+    assert kernel.strategy_for(x.shape, (wide - 1, wide, 3, 3)) == "kn2row"
+    strided = ConvKernel(node_of("Conv", 3, pads=[1, 1, 1, 1], strides=[2, 2]), OPSET)
+    assert strided.strategy_for(x.shape, w.shape) == "im2col"
+    kernel.prepare(w)
+    assert kernel._transformed is not None and kernel._transformed[0] is w
+    check(node, [x, w, b], kernel=kernel)
+    check(node, [x, w * 2, b], kernel=kernel)  # other weights: transformed at the call
+    np.testing.assert_allclose(  # U[k] = (G g G^T)[a, b], here for a ones filter
+        kernels.winograd_filters(np.ones((1, 1, 3, 3), np.float32))[:, 0, 0],
+        np.outer([1, 1.5, 0.5, 1], [1, 1.5, 0.5, 1]).ravel(),
+    )
+    strided.prepare(w)  # (no Winograd for a stride of 2: nothing laid out)
+    assert strided._transformed is None
 
 
 def test_kn2row_weights_are_laid_out_once_when_constant():
