@@ -460,10 +460,33 @@ _WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
 def winograd_filters(w: np.ndarray) -> np.ndarray:
     """U = G g G^T of every (filter, channel) pair of 3x3 weights `w` (M, C, 3, 3), as float32
     of shape (16, M, C): U[4 * a + b] is the (a, b) entry of every pair's 4x4 transform
-    (computed in float64)."""
+    (computed in float64, by a Numba loop: a compiled model does this once per weight)."""
     filters, channels = w.shape[:2]
-    u = np.einsum("ai,mcij,bj->abmc", _WINOGRAD_G, w.astype(np.float64), _WINOGRAD_G)
-    return np.ascontiguousarray(u.reshape(16, filters, channels), dtype=np.float32)
+    u = np.empty((16, filters, channels), dtype=np.float32)
+    _pick(_WINOGRAD_FILTERS, w.size)(np.ascontiguousarray(w, dtype=np.float32), u)
+    return u
+
+
+def _winograd_filters(w, u):  # type: ignore[no-untyped-def]
+    """u[4 * a + b, m, c] = (G w[m, c] G^T)[a, b]: G's rows (g0, (g0 + g1 + g2) / 2,
+    (g0 - g1 + g2) / 2, g2) combine the filter's rows into t = G g, then t's columns."""
+    filters, channels = w.shape[:2]
+    for m in prange(filters):
+        for c in range(channels):
+            g = w[m, c]
+            t = np.empty((4, 3))  # one per iteration: threads share nothing
+            for j in range(3):
+                g0, g1, g2 = np.float64(g[0, j]), np.float64(g[1, j]), np.float64(g[2, j])
+                t[0, j] = g0
+                t[1, j] = 0.5 * (g0 + g1 + g2)
+                t[2, j] = 0.5 * (g0 - g1 + g2)
+                t[3, j] = g2
+            for a in range(4):
+                t0, t1, t2 = t[a, 0], t[a, 1], t[a, 2]
+                u[4 * a, m, c] = t0
+                u[4 * a + 1, m, c] = 0.5 * (t0 + t1 + t2)
+                u[4 * a + 2, m, c] = 0.5 * (t0 - t1 + t2)
+                u[4 * a + 3, m, c] = t2
 
 
 def _winograd_in(image, v, t0, t1, tiles_w, ph, pw):  # type: ignore[no-untyped-def]
@@ -555,6 +578,7 @@ def _winograd_out(products, out, bias, t0, t1, tiles_w):  # type: ignore[no-unty
                         top[2 * tj + 1] = y01 + shift
 
 
+_WINOGRAD_FILTERS = _jit(_winograd_filters)
 _WINOGRAD_IN = _jit(_winograd_in)
 _WINOGRAD_OUT = _jit(_winograd_out)
 
@@ -603,6 +627,28 @@ class _Region:
         held = self.taken[name] = self.floats[self.used : self.used + size]
         self.used += -(-size // 16) * 16  # the next slice starts on a 64-byte boundary
         return held
+
+
+class _ScratchScope:
+    """Scratch taken from the workspace region inside `with _ScratchScope():` is free again on
+    exit: the region's free floats and its names go back to what they were on entry. A kernel
+    call is one scope, and so is a block of a chain: what a call takes it no longer needs once it
+    returns, and the next call (another stage, another block, a larger request) takes its
+    slices from the same floats instead of from what the region has left. Without a region
+    (thread buffers), nothing happens."""
+
+    __slots__ = ("region", "taken", "used")
+
+    def __enter__(self) -> None:
+        region = self.region = getattr(_WORKSPACE, "region", None)
+        if region is not None:
+            self.used, self.taken = region.used, region.taken
+            region.taken = dict(region.taken)
+
+    def __exit__(self, *exc: object) -> None:
+        region = self.region
+        if region is not None:
+            region.used, region.taken = self.used, self.taken
 
 
 def use_workspace(region: np.ndarray | None) -> None:
@@ -759,7 +805,8 @@ class ConvKernel:
             x, w, out, geometry = x[:, :, None], w[:, :, None], out[:, :, None], _lift(geometry)
         x, w = _contiguous(x), _contiguous(w)
         run = getattr(self, "_" + self._choose(x.shape, w.shape, geometry))
-        run(x, w, bias, out, geometry, epilogue)
+        with _ScratchScope():
+            run(x, w, bias, out, geometry, epilogue)
 
     def fits(self, x_shape: tuple[int, ...], w: np.ndarray, bias: np.ndarray | None) -> bool:
         """True when X of `x_shape`, W and the bias (or None) make a convolution this kernel
@@ -782,7 +829,8 @@ class ConvKernel:
         """A 2-D convolution of C-contiguous `x` into C-contiguous `out` with `geometry` given
         (a band's, see `BandChain`), by the strategy `__call__` would pick for it."""
         run = getattr(self, "_" + self._choose(x.shape, w.shape, geometry))
-        run(x, w, bias, out, geometry, None)
+        with _ScratchScope():
+            run(x, w, bias, out, geometry, None)
 
     def strategy_for(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> str:
         """The strategy `__call__` uses for these input shapes (see `_choose`)."""
@@ -1171,39 +1219,60 @@ class BandChain:
         x = _contiguous(x)
         params = [[_contiguous(p) if isinstance(p, np.ndarray) else p for p in ps] for ps in params]
         whole = len(blocks) == 1
-        last_stage = len(self.stages) - 1
         for n in range(x.shape[0]):
             for r0, r1, bands in blocks:
-                first, last, _ = bands[0]
-                current = x[n : n + 1, :, first:last]
-                if not current.flags.c_contiguous:
-                    copy = _scratch("chain_in", current.size).reshape(current.shape)
-                    np.copyto(copy, current)
-                    current = copy
-                for k in range(len(self.stages)):
-                    if k == last_stage:
-                        rows, name = r1 - r0, "chain_out"
-                    else:
-                        rows, name = bands[k + 1][1] - bands[k + 1][0], f"chain_band{k % 2}"
-                    channels, width = shapes[k][1], shapes[k][3]
-                    if k == last_stage and whole and finish_block is None:
-                        target = out[n : n + 1]
-                    else:
-                        target = _scratch(name, channels * rows * width)
-                        target = target.reshape(1, channels, rows, width)
-                    self._run(k, current, params[k], target, bands[k][2])
-                    if k < last_stage and finish[k] is not None:
-                        finish[k](target)  # type: ignore[misc]
-                    current = target
-                if finish_block is not None:
-                    finish_block(current, n, r0, r1)
-                elif not whole:
-                    out[n : n + 1, :, r0:r1] = current
+                with _ScratchScope():
+                    self._block(
+                        x, n, r0, r1, bands, shapes, params, out, whole, finish, finish_block
+                    )
             if epilogue is not None:
                 epilogue(n, n + 1)
         if epilogue is not None and x.shape[0] == 0:
             epilogue(0, 0)
         return True
+
+    def _block(
+        self,
+        x: np.ndarray,
+        n: int,
+        r0: int,
+        r1: int,
+        bands: Sequence[Any],
+        shapes: Sequence[tuple[int, ...]],
+        params: Sequence[Sequence[Any]],
+        out: np.ndarray,
+        whole: bool,
+        finish: Sequence[Callable[[np.ndarray], None] | None],
+        finish_block: Callable[[np.ndarray, int, int, int], None] | None,
+    ) -> None:
+        """Rows [r0, r1) of image n of the last stage's output, through every stage's band
+        (`whole`: the one block covers the image)."""
+        first, last, _ = bands[0]
+        current = x[n : n + 1, :, first:last]
+        if not current.flags.c_contiguous:
+            copy = _scratch("chain_in", current.size).reshape(current.shape)
+            np.copyto(copy, current)
+            current = copy
+        last_stage = len(self.stages) - 1
+        for k in range(len(self.stages)):
+            if k == last_stage:
+                rows, name = r1 - r0, "chain_out"
+            else:
+                rows, name = bands[k + 1][1] - bands[k + 1][0], f"chain_band{k % 2}"
+            channels, width = shapes[k][1], shapes[k][3]
+            if k == last_stage and whole and finish_block is None:
+                target = out[n : n + 1]
+            else:
+                target = _scratch(name, channels * rows * width)
+                target = target.reshape(1, channels, rows, width)
+            self._run(k, current, params[k], target, bands[k][2])
+            if k < last_stage and finish[k] is not None:
+                finish[k](target)  # type: ignore[misc]
+            current = target
+        if finish_block is not None:
+            finish_block(current, n, r0, r1)
+        elif not whole:
+            out[n : n + 1, :, r0:r1] = current
 
     def _key(
         self, x_shape: tuple[int, ...], params: Sequence[Sequence[Any]], out_shape: tuple[int, ...]

@@ -258,6 +258,33 @@ class Region:
         return bool(np.isnan(self.canvas[:32]).all() and np.isnan(self.canvas[-32:]).all())
 
 
+@pytest.mark.parametrize("strategies", [("im2col", "kn2row", "im2col"), ("kn2row",) * 3])
+def test_band_chain_in_a_workspace_region_takes_all_its_scratch_from_it(strategies):
+    """A chain's blocks and stages take their scratch from the step's region, each block and
+    each stage's call from the same floats again (`_ScratchScope`): stages that ask for more
+    than the one before, and blocks whose bands differ (at the image's edges), spill nothing
+    into the thread's buffers, and nothing is written outside the region."""
+    rng = np.random.default_rng(11)
+    x = rand(rng, 2, 8, 40, 24)
+    stages, params, value = [], [], x
+    for k, strategy in enumerate(strategies):
+        filters = 12 if k % 2 == 0 else 6
+        node = node_of("Conv", 3, pads=[1, 1, 1, 1])
+        w, b = rand(rng, filters, value.shape[1], 3, 3, scale=0.2), rand(rng, filters)
+        value = reference(node, [value, w, b])[0]
+        stages.append(ConvKernel(node, OPSET, strategy=strategy))
+        params.append([w, b])
+    chain = kernels.BandChain(stages)
+    out = np.full(value.shape, np.nan, np.float32)
+    with Region(1 << 14) as region:
+        assert chain(x, params, out, [None] * (len(stages) - 1), None)
+        spilled = kernels.release_scratch()
+        blocks = chain._layouts[chain._key(x.shape, params, out.shape)][1]
+    assert len(blocks) > 2  # the region is what sizes the blocks
+    assert spilled == 0 and region.outside_untouched()
+    np.testing.assert_allclose(out, value, rtol=1e-4, atol=1e-5)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     strategy=st.sampled_from(["im2col", "kn2row", "winograd"]),
@@ -927,6 +954,9 @@ def test_winograd_is_chosen_for_wide_3x3_convolutions_and_its_filters_laid_out_o
         kernels.winograd_filters(np.ones((1, 1, 3, 3), np.float32))[:, 0, 0],
         np.outer([1, 1.5, 0.5, 1], [1, 1.5, 0.5, 1]).ravel(),
     )
+    g = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    expected = np.einsum("ai,mcij,bj->abmc", g, w.astype(np.float64), g).reshape(16, wide, wide)
+    np.testing.assert_allclose(kernels.winograd_filters(w), expected, rtol=1e-6, atol=1e-7)
     strided.prepare(w)  # (no Winograd for a stride of 2: nothing laid out)
     assert strided._transformed is None
 
