@@ -5,7 +5,8 @@
 Each case is one ONNX node with representative shapes of the zoo (weights and shape inputs are
 initializers, as in the models). For each, in this one process:
 - sod2: `fast_kernel(node, opset)` writing into preallocated outputs (what the compiled runtime
-  does per call), with the Conv strategy it picks per shape;
+  does per call), its constant weights laid out once by `prepare` as the runtime does, with the
+  Conv strategy it picks per shape;
 - reference: the catalogue's numpy kernel, which allocates its results;
 - onnxruntime: a session of the one-node model, `intra_op_num_threads` threads, every graph
   optimization on (ORT_ENABLE_ALL), inputs fed and outputs returned by `run`.
@@ -87,6 +88,21 @@ def cases(rng: np.random.Generator) -> list[Case]:
             "8x128x768 @ 768x3072",
             "MatMul",
             [("a", f32(rng, 8, 128, 768), False), ("b", f32(rng, 768, 3072), True)],
+        ),
+        Case(
+            "1x768 @ 768x768",
+            "MatMul",
+            [("a", f32(rng, 1, 768), False), ("b", f32(rng, 768, 768), True)],
+        ),
+        Case(
+            "1x8x768 @ 768x3072",
+            "MatMul",
+            [("a", f32(rng, 1, 8, 768), False), ("b", f32(rng, 768, 3072), True)],
+        ),
+        Case(
+            "1x32x3072 @ 3072x768",
+            "MatMul",
+            [("a", f32(rng, 1, 32, 3072), False), ("b", f32(rng, 3072, 768), True)],
         ),
         Case(
             "1x1x4096x4096 @ 1x1x4096x48",
@@ -294,6 +310,7 @@ def measure(case: Case, repeat: int, strategies: bool) -> Row:
     kernel = fast_kernel(node, opset)
     sod2_ms, note, by_strategy = None, "no fast kernel", {}
     if kernel is not None:
+        values = prepared(kernel, case, values)
         kernel(values, outs)
         for got, want in zip(outs, wants, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3, err_msg=case.label)
@@ -318,6 +335,16 @@ def measure(case: Case, repeat: int, strategies: bool) -> Row:
     return Row(case, sod2_ms, reference_ms, ort_ms, note, by_strategy)
 
 
+def prepared(kernel: object, case: Case, values: list) -> list:
+    """The inputs as the compiled runtime hands them to the kernel: a constant weight (input 1)
+    laid out once by the kernel's `prepare`, in the layout it returns where it returns one."""
+    prepare = getattr(getattr(kernel, "body", None), "prepare", None)
+    if prepare is None or len(case.inputs) < 2 or not case.inputs[1][2]:
+        return values
+    laid_out = prepare(values[1])
+    return values if laid_out is None else [values[0], laid_out, *values[2:]]
+
+
 def _strategy_times(
     node: Node, opset: int, values: list, out: np.ndarray, want: np.ndarray, repeat: int
 ) -> dict[str, float]:
@@ -327,6 +354,7 @@ def _strategy_times(
         if strategy == "pointwise" and picked != "pointwise":
             continue  # for 1x1 unpadded unit-stride kernels only
         kernel = ConvKernel(node, opset, strategy=strategy)
+        kernel.prepare(values[1])  # as the runtime does for constant weights
         kernel(values, [out])
         np.testing.assert_allclose(out, want, rtol=1e-3, atol=1e-3, err_msg=strategy)
         times[strategy] = best_of(lambda k=kernel: k(values, [out]), repeat)

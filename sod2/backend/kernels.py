@@ -30,7 +30,10 @@ views of the exact shape and element type that RDP fixed) and writes into them:
 - chains of Convs and Resizes (`BandChain`, for fusion's `chain` groups): the last stage's
   output a block of rows at a time, each earlier stage computing only the band of rows the next
   one reads, so their outputs never exist whole;
-- MatMul and Gemm: `np.matmul(..., out=)`, a batch of rows against one matrix as one sgemm;
+- MatMul and Gemm: a batch of rows against one matrix as one product: up to 32 rows against a
+  matrix stored by columns, a Numba loop of dot products (`_skinny_product`, see SKINNY_ROWS),
+  else one sgemm through `np.matmul(..., out=)`. A constant matrix is laid out by columns once,
+  at compile time (`MatMulKernel.prepare`), and the runtime then holds it in that layout only;
 - Softmax, LogSoftmax, LayerNormalization, InstanceNormalization, BatchNormalization, MaxPool,
   AveragePool and Resize: Numba loop nests over rows or image planes (one pass per statistic, no
   temporaries), `prange`-parallel above `PARALLEL_MIN` elements; the exponential is a polynomial
@@ -247,9 +250,117 @@ def _matmul_floats(*arrays: Any) -> None:
 
 _MATMUL_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+SKINNY_ROWS = (1, 32)
+"""A product of this many rows (inclusive) against a matrix of SKINNY_MIN_WEIGHTS elements or
+more, stored by columns (a column-major (K, N) array: a Gemm's transposed B, or a constant B that
+`prepare` laid out), is a Numba loop of dot products, `_skinny_product`, not an sgemm. Two
+reasons. OpenBLAS packs the whole matrix at every call, which costs more than the product itself
+when the rows are few (a transformer on a short sequence). And a threaded sgemm leaves OpenBLAS's
+worker spinning for a while after it returns, on a core the Numba kernels that follow need: on
+two cores, a model whose small products alternate with Numba loops ran up to 1.8x slower than
+with every product in the one Numba pool (sd_text_encoder and codebert, 1 to 32 tokens; a single
+row included, which BLAS would do as a threaded gemv). Above 32 rows the sgemm is faster."""
 
-def _matmul(node: Node, opset: int) -> Body | None:
-    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+SKINNY_MIN_WEIGHTS = 1 << 16
+"""The smallest matrix the skinny loop takes (256 x 256): below it a product costs little either
+way. On its own, the loop beats the sgemm from about 1M elements (768 x 3072: 2x at 4 rows, 1.25x
+at 32); smaller matrices pack from cache and break even, but keeping them in the Numba pool is
+what saves the most (see SKINNY_ROWS)."""
+
+
+def _skinny_product(a, bt, out, zero):  # type: ignore[no-untyped-def]
+    """out[r, c] = sum_k a[r, k] * bt[c, k], in tiles of 4 rows by 4 columns: each of a tile's
+    16 sums is a vectorized dot product, and every value loaded from `a` or `bt` serves four of
+    them. Column tiles are the outer order, so a thread's consecutive tiles reuse the same 4
+    columns of `bt` from cache; rows past the last are clamped to it (computed, not stored).
+    `zero` is 0 in the element type, where the sums start."""
+    rows, depth = a.shape
+    cols = bt.shape[0]
+    row_tiles = (rows + 3) // 4
+    col_tiles = (cols + 3) // 4
+    for t in prange(row_tiles * col_tiles):
+        r0 = (t % row_tiles) * 4
+        c0 = (t // row_tiles) * 4
+        ra, rb, rc, rd = r0, min(r0 + 1, rows - 1), min(r0 + 2, rows - 1), min(r0 + 3, rows - 1)
+        ca, cb, cc, cd = c0, min(c0 + 1, cols - 1), min(c0 + 2, cols - 1), min(c0 + 3, cols - 1)
+        s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+        s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
+        for k in range(depth):
+            w0, w1, w2, w3 = bt[ca, k], bt[cb, k], bt[cc, k], bt[cd, k]
+            x0, x1, x2, x3 = a[ra, k], a[rb, k], a[rc, k], a[rd, k]
+            s00 += x0 * w0
+            s01 += x0 * w1
+            s02 += x0 * w2
+            s03 += x0 * w3
+            s10 += x1 * w0
+            s11 += x1 * w1
+            s12 += x1 * w2
+            s13 += x1 * w3
+            s20 += x2 * w0
+            s21 += x2 * w1
+            s22 += x2 * w2
+            s23 += x2 * w3
+            s30 += x3 * w0
+            s31 += x3 * w1
+            s32 += x3 * w2
+            s33 += x3 * w3
+        tile = ((s00, s01, s02, s03), (s10, s11, s12, s13), (s20, s21, s22, s23))
+        for i in range(3):
+            if r0 + i < rows:
+                for j in range(4):
+                    if c0 + j < cols:
+                        out[r0 + i, c0 + j] = tile[i][j]
+        if r0 + 3 < rows:
+            last = (s30, s31, s32, s33)
+            for j in range(4):
+                if c0 + j < cols:
+                    out[r0 + 3, c0 + j] = last[j]
+
+
+_SKINNY = _jit(_skinny_product)
+
+
+def _product(left: np.ndarray, right: np.ndarray, out: np.ndarray) -> None:
+    """out = left @ right for 2-D operands: the skinny loop where it is faster (see
+    SKINNY_ROWS), else one sgemm."""
+    rows = left.shape[0]
+    if (
+        SKINNY_ROWS[0] <= rows <= SKINNY_ROWS[1]
+        and right.size >= SKINNY_MIN_WEIGHTS
+        and right.flags.f_contiguous
+        and left.flags.c_contiguous
+        and left.shape[1] > 0
+    ):
+        _SKINNY[1](left, right.T, out, out.dtype.type(0))
+    else:
+        np.matmul(left, right, out=out)
+
+
+def column_major(w: Any) -> np.ndarray | None:
+    """The constant matrix `w` stored by columns (same values), or None where it is one already,
+    not a float matrix, or smaller than the skinny loop takes (SKINNY_MIN_WEIGHTS)."""
+    if not (isinstance(w, np.ndarray) and w.ndim == 2 and w.dtype in _MATMUL_TYPES):
+        return None
+    if w.size < SKINNY_MIN_WEIGHTS or w.flags.f_contiguous:
+        return None
+    return np.asfortranarray(w)
+
+
+class MatMulKernel:
+    """MatMul into a preallocated output: rows against one matrix as one product (`_product`),
+    in first-axis blocks when an epilogue follows; any other batch through `np.matmul`."""
+
+    def __init__(self, node: Node, opset: int) -> None:
+        self.node = node
+
+    def prepare(self, w: np.ndarray) -> np.ndarray | None:
+        """The layout of the constant B the skinny loop reads (`column_major`); the runtime holds
+        it in place of `w` where this kernel is B's only reader."""
+        return column_major(w)
+
+    def __call__(
+        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> None:
         a, b, out = inputs[0], inputs[1], outputs[0]
         _matmul_floats(a, b, out)
         if a.ndim == 0 or b.ndim == 0:
@@ -260,13 +371,15 @@ def _matmul(node: Node, opset: int) -> Body | None:
         np.matmul(a, b, out=out)
         _finish(epilogue, out)
 
-    return body
+
+def _matmul(node: Node, opset: int) -> Body | None:
+    return MatMulKernel(node, opset)
 
 
 def _rows_times_matrix(
     a: np.ndarray, b: np.ndarray, out: np.ndarray, epilogue: Epilogue | None
 ) -> None:
-    """(..., M, K) @ (K, N) as one (prod(...) * M, K) @ (K, N) sgemm, in first-axis blocks."""
+    """(..., M, K) @ (K, N) as one (prod(...) * M, K) @ (K, N) product, in first-axis blocks."""
     if out.shape != a.shape[:-1] + b.shape[-1:] or a.shape[-1] != b.shape[0]:
         raise _Unfit
     flat_a = a.reshape(-1, a.shape[-1])
@@ -274,44 +387,57 @@ def _rows_times_matrix(
     first = out.shape[0]
     per_row = flat_out.shape[0] // first if first else 0
     for lo, hi in _row_blocks(first, per_row * out.strides[-2], epilogue is not None):
-        np.matmul(flat_a[lo * per_row : hi * per_row], b, out=flat_out[lo * per_row : hi * per_row])
+        _product(flat_a[lo * per_row : hi * per_row], b, flat_out[lo * per_row : hi * per_row])
         if epilogue is not None:
             epilogue(lo, hi)
 
 
-def _gemm(node: Node, opset: int) -> Body | None:
-    alpha = float(node.attr("alpha", 1.0))
-    beta = float(node.attr("beta", 1.0))
-    trans_a = bool(node.attr("transA", 0))
-    trans_b = bool(node.attr("transB", 0))
+class GemmKernel:
+    """Gemm into a preallocated output: alpha * A' @ B' + beta * C, in row blocks when an
+    epilogue follows. A transposed B is already stored by columns for the skinny loop; an
+    untransposed constant one is laid out so by `prepare`."""
 
-    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+    def __init__(self, node: Node, opset: int) -> None:
+        self.alpha = float(node.attr("alpha", 1.0))
+        self.beta = float(node.attr("beta", 1.0))
+        self.trans_a = bool(node.attr("transA", 0))
+        self.trans_b = bool(node.attr("transB", 0))
+
+    def prepare(self, w: np.ndarray) -> np.ndarray | None:
+        """B stored by columns (as `MatMulKernel.prepare`), unless transB already reads it so."""
+        return None if self.trans_b else column_major(w)
+
+    def __call__(
+        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> None:
         a, b, out = inputs[0], inputs[1], outputs[0]
         c = inputs[2] if len(inputs) > 2 else None
         _matmul_floats(a, b, out)
         if a.ndim != 2 or b.ndim != 2:
             raise _Unfit
-        left, right = (a.T if trans_a else a), (b.T if trans_b else b)
+        left, right = (a.T if self.trans_a else a), (b.T if self.trans_b else b)
         if out.shape != (left.shape[0], right.shape[1]) or left.shape[1] != right.shape[0]:
             raise _Unfit
         addend = None
-        if c is not None and beta != 0.0:
+        if c is not None and self.beta != 0.0:
             _matmul_floats(c, out)
             if np.broadcast_shapes(c.shape, out.shape) != out.shape:
                 raise _Unfit
-            addend = c if beta == 1.0 else c * out.dtype.type(beta)
+            addend = c if self.beta == 1.0 else c * out.dtype.type(self.beta)
         rows_of_c = addend is not None and addend.ndim == 2 and addend.shape[0] == out.shape[0] > 1
         for lo, hi in _row_blocks(out.shape[0], out.strides[0], epilogue is not None):
             block = out[lo:hi]
-            np.matmul(left[lo:hi], right, out=block)
-            if alpha != 1.0:
-                block *= out.dtype.type(alpha)
+            _product(left[lo:hi], right, block)
+            if self.alpha != 1.0:
+                block *= out.dtype.type(self.alpha)
             if addend is not None:
                 block += addend[lo:hi] if rows_of_c else addend
             if epilogue is not None:
                 epilogue(lo, hi)
 
-    return body
+
+def _gemm(node: Node, opset: int) -> Body | None:
+    return GemmKernel(node, opset)
 
 
 # -- Conv ----------------------------------------------------------------------------------------

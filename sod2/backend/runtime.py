@@ -486,7 +486,7 @@ class CompiledModel:
         if node.subgraphs:
             return _ControlStep(node, opset)
         fast = _fast_kernel(node, opset) if self.options.mvc else None
-        _prepare(fast, node.inputs)
+        _prepare(fast, node.inputs, len(node.inputs) > 1 and _only_reader(node.inputs[1]))
         return _ReferenceStep(node, opset, fast, self._dtypes(node))
 
     def _dtypes(self, node: Node) -> list[np.dtype | None]:
@@ -826,12 +826,24 @@ def _fast_kernel(node: Node, opset: int) -> Any:
     return fast_kernel(node, opset)
 
 
-def _prepare(fast: Any, inputs: Sequence[Tensor | None]) -> None:
-    """Let a kernel lay out its constant weights once, at compile time (a Conv's W: input 1)."""
+def _prepare(fast: Any, inputs: Sequence[Tensor | None], sole_reader: bool) -> None:
+    """Let a kernel lay out its constant weights (input 1: a Conv's W, a MatMul's or Gemm's B)
+    once, at compile time. A kernel that reads them fastest in another layout of the same values
+    returns that array (`MatMulKernel.prepare`); where the kernel is the weights' only reader
+    (`sole_reader`), the constant then holds that layout instead, so that the model keeps its
+    weights once. Elsewhere the kernel reads the weights as they are."""
     prepare = getattr(getattr(fast, "body", None), "prepare", None)
     weight = inputs[1] if len(inputs) > 1 else None
-    if prepare is not None and weight is not None and weight.const_value is not None:
-        prepare(weight.const_value)
+    if prepare is None or weight is None or weight.const_value is None:
+        return
+    laid_out = prepare(weight.const_value)
+    if laid_out is not None and sole_reader and weight.is_constant:
+        weight.const_value = laid_out
+
+
+def _only_reader(tensor: Tensor | None) -> bool:
+    """True when one node input reads `tensor` (no other node, slot or graph output)."""
+    return tensor is not None and len(tensor.uses) == 1
 
 
 def _fused_step(node: Node, opset: int, rdp: RDPResult, options: CompileOptions) -> _Step | None:
@@ -940,7 +952,9 @@ def _stage(
             constants[k] = tensor.const_value
     fast = _fast_kernel(anchor, opset) if options.mvc else None
     if outer is not None:  # the anchor's inputs as the fused node sees them
-        _prepare(fast, [outer[i] if i >= 0 else None for i in anchor_inputs])
+        seen = [outer[i] if i >= 0 else None for i in anchor_inputs]
+        sole = len(seen) > 1 and _only_reader(seen[1]) and _only_reader(anchor.inputs[1])
+        _prepare(fast, seen, sole)
     reference = lookup_node(anchor, opset).kernel
     context = KernelContext(anchor, opset)
 

@@ -575,6 +575,84 @@ def test_gemm(trans_a, trans_b, c_shape, alpha, beta, small_blocks):
     check(node_of("Gemm", len(arrays), **attrs), arrays)
 
 
+@pytest.fixture
+def skinny_small(monkeypatch):
+    """The skinny loop takes matrices of any size, so that small ones exercise it."""
+    monkeypatch.setattr(kernels, "SKINNY_MIN_WEIGHTS", 1)
+
+
+@SMALL
+@given(
+    rows=st.integers(1, 40),
+    depth=st.integers(1, 9),
+    cols=st.integers(1, 11),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**16),
+)
+def test_skinny_product_equals_the_sgemm(rows, depth, cols, dtype, seed):
+    """Every tile edge (rows and columns not a multiple of 4, a single row or column): the
+    column-major product equals float64's within the element type's rounding."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((rows, depth)).astype(dtype)
+    b = np.asfortranarray(rng.standard_normal((depth, cols)).astype(dtype))
+    out = np.full((rows, cols), np.nan, dtype)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels, "SKINNY_MIN_WEIGHTS", 1)
+        kernels._product(a, b, out)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, want, rtol=tolerance, atol=tolerance * depth)
+
+
+def test_skinny_product_is_taken_only_in_its_range(monkeypatch):
+    """Rows in SKINNY_ROWS against a column-major matrix of SKINNY_MIN_WEIGHTS elements take the
+    loop; one row, more rows, a smaller or row-major matrix take the sgemm."""
+    calls = []
+    monkeypatch.setattr(kernels, "_SKINNY", (None, lambda *args: calls.append(args[0].shape)))
+    monkeypatch.setattr(kernels, "SKINNY_MIN_WEIGHTS", 64)
+    lo, hi = kernels.SKINNY_ROWS
+    rng = np.random.default_rng(0)
+    column_major = np.asfortranarray(rand(rng, 8, 8))
+    for rows in (lo - 1, lo, hi, hi + 1):
+        kernels._product(rand(rng, rows, 8), column_major, np.empty((rows, 8), np.float32))
+    kernels._product(rand(rng, lo, 8), rand(rng, 8, 8), np.empty((lo, 8), np.float32))
+    small = np.asfortranarray(rand(rng, 8, 7))
+    kernels._product(rand(rng, lo, 8), small, np.empty((lo, 7), np.float32))
+    assert calls == [(lo, 8), (hi, 8)]
+
+
+def test_matmul_prepare_lays_out_a_large_constant_by_columns(skinny_small):
+    rng = np.random.default_rng(6)
+    node = node_of("MatMul", 2)
+    kernel = fast_kernel(node, OPSET)
+    b = rand(rng, 9, 13)
+    laid_out = kernel.body.prepare(b)
+    assert laid_out.flags.f_contiguous and np.array_equal(laid_out, b)
+    assert kernel.body.prepare(laid_out) is None  # already by columns
+    assert kernel.body.prepare(rand(rng, 2, 3, 4)) is None  # not a matrix
+    for shape in [(5, 9), (2, 3, 9), (33, 9)]:  # skinny, skinny over a batch, too many rows
+        check(node, [rand(rng, *shape), laid_out], kernel=kernel)
+
+
+def test_matmul_prepare_leaves_a_small_constant():
+    kernel = fast_kernel(node_of("MatMul", 2), OPSET)
+    assert kernel.body.prepare(np.ones((8, 8), np.float32)) is None
+
+
+@pytest.mark.parametrize("trans_b", [0, 1])
+def test_gemm_skinny_with_bias_and_blocks(trans_b, skinny_small, small_blocks):
+    """transB's B is column-major as given; an untransposed one is after `prepare`."""
+    rng = np.random.default_rng(7)
+    node = node_of("Gemm", 3, transB=trans_b, alpha=0.5, beta=2.0)
+    kernel = fast_kernel(node, OPSET)
+    b = rand(rng, *((11, 10) if trans_b else (10, 11)))
+    laid_out = kernel.body.prepare(b)
+    assert (laid_out is None) == bool(trans_b)
+    check(
+        node, [rand(rng, 6, 10), b if laid_out is None else laid_out, rand(rng, 11)], kernel=kernel
+    )
+
+
 def test_matmul_of_shapes_that_do_not_fit_names_the_node(allow_reference):
     kernel = fast_kernel(node_of("MatMul", 2), OPSET)
     with pytest.raises(Sod2Error, match="MatMul"):

@@ -374,3 +374,48 @@ def test_a_chain_whose_epilogues_read_constants():
     got = compiled.run({"X": x})
     for key in want:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6)
+
+
+def _projection_model(shared: bool) -> Model:
+    """Relu(x[R, 16] @ W[16, 24] + b) (a MatMul with an epilogue once fused); where `shared`, a
+    second output x @ W reads W too."""
+    graph = Graph()
+    x = graph.add_input("x", TensorType(DType.FLOAT32, Shape([symbol("R"), 16])))
+    rng = np.random.default_rng(2)
+    w = graph.add_constant(rng.standard_normal((16, 24)).astype(np.float32), "W")
+    b = graph.add_constant(rng.standard_normal(24).astype(np.float32), "b")
+    floats = [TensorType(DType.FLOAT32, Shape(None))]
+
+    def op(op_type: str, inputs: list):
+        return graph.add_node(op_type, inputs, output_types=floats).outputs[0]
+
+    outputs = [op("Relu", [op("Add", [op("MatMul", [x, w]), b])])]
+    if shared:
+        outputs.append(op("MatMul", [x, w]))
+    graph.set_outputs(outputs)
+    return Model(graph, opset_imports={"": 21})
+
+
+@pytest.mark.parametrize("fusion", [True, False])
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_matmul_weight_read_by_one_kernel_is_held_by_columns(fusion, shared, monkeypatch):
+    """The weights of the skinny product are laid out once, in place of the constant, where one
+    kernel reads them; a weight two nodes read keeps its layout. Results are the reference's at
+    row counts inside and outside the skinny range."""
+    from sod2.backend import kernels
+    from sod2.backend.reference import run_reference
+
+    monkeypatch.setattr(kernels, "SKINNY_MIN_WEIGHTS", 1)
+    model = _projection_model(shared)
+    want_w = model.graph.tensor("W").const_value.copy()
+    compiled = compile_model(model, CompileOptions(fusion=fusion))
+    (w,) = [t for t in compiled.model.graph.constants if t.name == "W"]
+    assert w.const_value.flags.f_contiguous != shared
+    np.testing.assert_array_equal(w.const_value, want_w)
+    rng = np.random.default_rng(3)
+    for rows in (1, 3, 8, 40, 5):
+        feeds = {"x": rng.standard_normal((rows, 16)).astype(np.float32)}
+        want = run_reference(model, feeds).outputs
+        got = compiled.run(feeds)
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5, err_msg=key)
