@@ -634,6 +634,25 @@ def test_matmul_prepare_lays_out_a_large_constant_by_columns(skinny_small):
         check(node, [rand(rng, *shape), laid_out], kernel=kernel)
 
 
+@pytest.mark.parametrize("shape", [(70, 33), (1, 100), (33, 1), (64, 96)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_column_major_copies_every_value_by_tiles(shape, dtype, skinny_small):
+    """Tile edges (sizes not a multiple of 32) and a strided source; a single row or column is
+    stored by columns already (nothing to lay out)."""
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal(shape).astype(dtype)
+    laid_out = kernels.column_major(w)
+    if 1 in shape:
+        assert laid_out is None and w.flags.f_contiguous
+    else:
+        assert laid_out.flags.f_contiguous and laid_out.dtype == dtype
+        np.testing.assert_array_equal(laid_out, w)
+    strided = rng.standard_normal((shape[0], 2 * shape[1])).astype(dtype)[:, ::2]
+    laid_out = kernels.column_major(strided)
+    assert laid_out.flags.f_contiguous
+    np.testing.assert_array_equal(laid_out, strided)
+
+
 def test_matmul_prepare_leaves_a_small_constant():
     kernel = fast_kernel(node_of("MatMul", 2), OPSET)
     assert kernel.body.prepare(np.ones((8, 8), np.float32)) is None
