@@ -587,9 +587,10 @@ def skinny_small(monkeypatch):
     depth=st.integers(1, 9),
     cols=st.integers(1, 11),
     dtype=st.sampled_from([np.float32, np.float64]),
+    parallel=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_skinny_product_equals_the_sgemm(rows, depth, cols, dtype, seed):
+def test_skinny_product_equals_the_sgemm(rows, depth, cols, dtype, parallel, seed):
     """Every tile edge (rows and columns not a multiple of 4, a single row or column): the
     column-major product equals float64's within the element type's rounding."""
     rng = np.random.default_rng(seed)
@@ -598,6 +599,7 @@ def test_skinny_product_equals_the_sgemm(rows, depth, cols, dtype, seed):
     out = np.full((rows, cols), np.nan, dtype)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(kernels, "SKINNY_MIN_WEIGHTS", 1)
+        patch.setattr(kernels, "SKINNY_PARALLEL_MIN", 0 if parallel else 1 << 62)
         kernels._product(a, b, out)
     want = a.astype(np.float64) @ b.astype(np.float64)
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
@@ -608,7 +610,12 @@ def test_skinny_product_is_taken_only_in_its_range(monkeypatch):
     """Rows in SKINNY_ROWS against a column-major matrix of SKINNY_MIN_WEIGHTS elements take the
     loop; one row, more rows, a smaller or row-major matrix take the sgemm."""
     calls = []
-    monkeypatch.setattr(kernels, "_SKINNY", (None, lambda *args: calls.append(args[0].shape)))
+
+    def spy(*args: object) -> None:
+        calls.append(args[0].shape)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(kernels, "_SKINNY", (spy, spy))
+    monkeypatch.setattr(kernels, "_SKINNY_ROW", (spy, spy))
     monkeypatch.setattr(kernels, "SKINNY_MIN_WEIGHTS", 64)
     lo, hi = kernels.SKINNY_ROWS
     rng = np.random.default_rng(0)
