@@ -112,16 +112,27 @@ def merged(path: Path, fresh: list[dict], scale: str) -> list[dict]:
     return [by_name[name] for name in REGISTRY if name in by_name]
 
 
-def previous_commands(path: Path, scale: str, measured: set[str]) -> list[str]:
-    """The commands that measured the records already in `path` at `scale`, where this run keeps
-    some of them (none when it measures every model of the file again)."""
+def file_commands(path: Path, scale: str) -> list[str]:
+    """The commands `path` lists at `scale` (none for another scale or no file)."""
     if not path.is_file():
         return []
     previous = json.loads(path.read_text())
-    if previous.get("scale") != scale:
-        return []
-    kept = {record["model"] for record in previous.get("models", [])} - measured
-    return list(previous.get("commands", [])) if kept else []
+    return list(previous.get("commands", [])) if previous.get("scale") == scale else []
+
+
+def record_commands(records: list[dict], fallback: list[str]) -> list[str]:
+    """Every command that measured some record (each record lists its own; one written before
+    records did stands for the file's earlier list, `fallback`), in the order first used."""
+    found: list[str] = []
+    for record in records:
+        found.extend(record.get("commands") or fallback)
+    return list(dict.fromkeys(found))
+
+
+def add_command(record: dict, command: str) -> dict:
+    """`record` with `command` last among the commands that measured it."""
+    record["commands"] = list(dict.fromkeys([*record.get("commands", []), command]))
+    return record
 
 
 def section(payload: dict) -> str:
@@ -195,8 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(
         ["python benchmarks/latency.py", *(argv if argv is not None else sys.argv[1:])]
     )
-    measured = set() if args.render or args.refresh_compile else set(model_names(args.models))
-    commands = [*previous_commands(out, args.scale, measured), command]
+    earlier = file_commands(out, args.scale)
     payload: dict = {}
     if args.render or args.refresh_compile:
         if not out.is_file():
@@ -211,24 +221,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model = zoo_model(record["model"], args.scale)
                 times = compile_times(model, "sod2", args.threads, args.timeout)
                 record["compile"]["sod2"] = asdict(times)
+                add_command(record, command)
                 print(f"{record['model']} sod2 compile: {times}", file=sys.stderr)
+                payload["commands"] = record_commands(payload["models"], earlier)
                 out.write_text(json.dumps(payload, indent=1) + "\n")
-        payload["commands"] = list(dict.fromkeys([*payload["commands"], command]))
-        out.write_text(json.dumps(payload, indent=1) + "\n")
     measure = not (args.render or args.refresh_compile)
     for name in model_names(args.models) if measure else []:  # JSON rewritten per model
         ensure_built(name, args.scale)
         bench = bench_model(
             zoo_model(name, args.scale), settings, lambda line: print(line, file=sys.stderr)
         )
+        records = merged(out, [add_command(bench.to_json(), command)], args.scale)
         payload = {
             "scale": args.scale,
             "threads": args.threads,
             "repeat": args.repeat,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-            "commands": list(dict.fromkeys(commands)),
+            "commands": record_commands(records, earlier),
             "versions": versions(),
-            "models": merged(out, [bench.to_json()], args.scale),
+            "models": records,
         }
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(payload, indent=1) + "\n")
