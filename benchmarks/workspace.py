@@ -1,7 +1,7 @@
 """Kernel workspace in the arena: latency and peak memory for each `CompileOptions.workspace`.
 
     python benchmarks/workspace.py [--models yolov6,skipnet] [--scale paper]
-                                   [--settings none,4,8] [--repeat K]
+                                   [--settings none,4,8] [--repeat K] [--steps]
 
 For each zoo model, sod2 is compiled once per setting (`none`: no regions, kernels keep buffers
 of their own; a number: the least workspace per step, in MiB). Latency: the sum over the sweep
@@ -10,6 +10,10 @@ machine's drift touches them alike. Peak memory: `sod2.bench.peak_memory`, each 
 child of its own, as `benchmarks/latency.py` measures it (ORT's figure from the committed
 `benchmarks/results/latency.<scale>.json`, for the ratio). Threads: $SOD2_BENCH_THREADS
 (default 2).
+
+`--steps` measures nothing of that: per model, at the largest point of its sweep and the first
+setting, each step's workspace region (`CompiledModel.workspace_steps`): where it lies, what
+the kernels took of it, what the planned storages alive beside it take.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from sod2 import bench  # noqa: E402
+from sod2.backend.runtime import CompileOptions  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -47,14 +52,50 @@ def ort_growth(model: str, scale: str) -> int | None:
     return None
 
 
+def report_steps(name: str, scale: str, setting: str) -> None:
+    """Print where each workspace step's region went at the model's largest point."""
+    model = bench.zoo_model(name, scale)
+    feeds = model.feeds(model.points[-1])
+    compiled = bench.compile_sod2(
+        model.path, CompileOptions(workspace=parse_setting(setting), threads=THREADS)
+    )
+    compiled.run(feeds)
+    rows = compiled.workspace_steps(feeds)
+    mib = 1 / (1 << 20)
+    plan = bench.compile_sod2(model.path, CompileOptions(workspace=None, threads=THREADS))
+    print(
+        f"\n{name} at {model.points[-1].label()}, workspace {setting} MiB: arena "
+        f"{compiled.arena_bytes(feeds) * mib:.2f} MiB, {plan.arena_bytes(feeds) * mib:.2f} "
+        f"MiB without regions"
+    )
+    print("| step | op | region at MiB | region MiB | used MiB | alive MiB | alive top MiB |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(
+            f"| {row.step} | {row.op} | {row.offset * mib:.2f} | {row.region_bytes * mib:.2f} | "
+            f"{row.used_bytes * mib:.2f} | {row.live_bytes * mib:.2f} | {row.live_top * mib:.2f} |"
+        )
+    if rows:
+        bound = max(row.live_bytes + row.used_bytes for row in rows)
+        print(
+            f"\nalive plus used, at most {bound * mib:.2f} MiB at one workspace step (what an "
+            "arena placing each step's region beside what is alive would need there)"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="yolov6,dgnet,skipnet,blockdrop,convnet_aig")
     parser.add_argument("--scale", default="paper", choices=["small", "paper"])
     parser.add_argument("--settings", default="none,4,8", help="none or MiB, comma-separated")
     parser.add_argument("--repeat", type=int, default=4, help="rounds of the interleaved sweep")
+    parser.add_argument("--steps", action="store_true", help="each step's region, no timing")
     args = parser.parse_args(argv)
     settings = [s.strip() for s in args.settings.split(",")]
+    if args.steps:
+        for name in args.models.split(","):
+            report_steps(name, args.scale, settings[0])
+        return 0
     print("| model | workspace | sweep ms | peak MiB | arena MiB | sod2/ORT |")
     print("|---|---|---:|---:|---:|---:|")
     for name in args.models.split(","):

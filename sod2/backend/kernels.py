@@ -786,12 +786,14 @@ class _Region:
     """A float32 workspace region handed out by name: a name keeps its slice while the region is
     set (as a thread buffer of that name would), new names take the next free floats."""
 
-    __slots__ = ("floats", "taken", "used")
+    __slots__ = ("floats", "high", "taken", "used")
 
     def __init__(self, floats: np.ndarray) -> None:
         self.floats = floats
         self.taken: dict[str, np.ndarray] = {}
         self.used = 0
+        self.high = 0
+        """The most floats taken at once since the region was set."""
 
     def take(self, name: str, size: int) -> np.ndarray | None:
         """`size` floats for `name`, or None when the region has no room left for them."""
@@ -802,6 +804,7 @@ class _Region:
             return None
         held = self.taken[name] = self.floats[self.used : self.used + size]
         self.used += -(-size // 16) * 16  # the next slice starts on a 64-byte boundary
+        self.high = max(self.high, self.used)
         return held
 
 
@@ -833,6 +836,13 @@ def use_workspace(region: np.ndarray | None) -> None:
     blocks to it; None: from the thread's own buffers, with the default block budgets. A
     request that does not fit the region falls back to the thread's buffer."""
     _WORKSPACE.region = None if region is None else _Region(region)
+
+
+def workspace_used() -> int:
+    """The most bytes the kernels have taken at once from this thread's workspace region since
+    `use_workspace` set it (0 without a region)."""
+    region = getattr(_WORKSPACE, "region", None)
+    return 0 if region is None else 4 * min(region.high, region.floats.size)
 
 
 def _budget(nbytes: int, *names: str) -> int:

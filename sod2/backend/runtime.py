@@ -51,7 +51,7 @@ from sod2.ops.registry import KernelContext, Value, lookup_node
 from sod2.opt.evaluator import Evaluator, EvaluatorError
 from sod2.opt.fusion import CHAIN_STAGE_OPS, copy_node
 from sod2.opt.memory_plan import ConcretePlan, GraphPlan, MemoryPlan, PlanOptions, plan_memory
-from sod2.opt.workspace import Lifetimes, Regions, workspace_regions
+from sod2.opt.workspace import Lifetimes, Regions, occupancy, workspace_regions
 
 Env = dict[Tensor, Value] | ChainMap
 """Values by tensor: a dict for the top graph, a ChainMap (innermost first) in subgraphs."""
@@ -111,6 +111,26 @@ class _Frame:
     regions: list[np.ndarray | None] = field(default_factory=list)
     """Per top-level step, its workspace region in the arena (None: the kernels' own buffers);
     empty without a plan."""
+    used: list[int] = field(default_factory=list)
+    """Per top-level step, the most bytes its kernels took from its region in any run so far."""
+
+
+@dataclass(frozen=True)
+class WorkspaceStep:
+    """One step's kernel workspace at one binding (`CompiledModel.workspace_steps`), in bytes."""
+
+    step: int
+    node: str
+    op: str
+    offset: int
+    """Where its region starts in the arena."""
+    region_bytes: int
+    used_bytes: int
+    """The most its kernels took from the region at once, over the runs so far."""
+    live_bytes: int
+    """What the planned storages alive at the step take."""
+    live_top: int
+    """Where the highest of them ends: a region that no free span holds starts there."""
 
 
 # -- steps -------------------------------------------------------------------------------------
@@ -466,9 +486,10 @@ class CompiledModel:
             if plan is not None and options.workspace is not None and _needs_workspace(step.node)
         ]
         self._lifetimes = Lifetimes.of(plan.top.storages) if self._workspace_steps else None
-        from sod2.backend.kernels import use_workspace
+        from sod2.backend.kernels import use_workspace, workspace_used
 
         self._use_workspace = use_workspace
+        self._workspace_used = workspace_used
         self._constants = {t: t.const_value for t in graph.constants}
         self.compile_seconds = compile_seconds + 0.0
         self.from_cache = False
@@ -565,7 +586,7 @@ class CompiledModel:
             for step in self.steps:
                 step.run(env, frame, self)
         else:
-            for step, region in zip(self.steps, frame.regions, strict=True):
+            for i, (step, region) in enumerate(zip(self.steps, frame.regions, strict=True)):
                 if region is None:
                     step.run(env, frame, self)
                     continue
@@ -573,6 +594,7 @@ class CompiledModel:
                 try:
                     step.run(env, frame, self)
                 finally:
+                    frame.used[i] = max(frame.used[i], self._workspace_used())
                     self._use_workspace(None)
         return {t.name: self._release(env[t]) for t in graph.outputs}
 
@@ -585,6 +607,39 @@ class CompiledModel:
         binding = bind_symbols(self.model, self.rdp, feeds)
         concrete = self.plan.top.instantiate(binding)
         return self._regions(concrete, binding).arena_bytes
+
+    def workspace_steps(self, feeds: Mapping[str, Any]) -> list[WorkspaceStep]:
+        """Where each step's kernel workspace lies at the binding `feeds` make, what the planned
+        storages alive there take, and the most of it the kernels used in the runs of that
+        binding so far (`run(feeds)` first). Empty without workspace regions."""
+        binding = bind_symbols(self.model, self.rdp, feeds)
+        frame = self._frames.get(tuple(binding.get(name, -1) for name in self._symbols))
+        if frame is None:
+            raise Sod2Error("workspace_steps: run these feeds first (their binding has no frame)")
+        if not frame.regions or frame.concrete is None or self._lifetimes is None:
+            return []
+        steps = [i for i, region in enumerate(frame.regions) if region is not None]
+        live = occupancy(
+            self._lifetimes, frame.concrete.offsets, frame.concrete.sizes(binding), steps
+        )
+        base = self.arena.ctypes.data
+        found = []
+        for i in steps:
+            region = frame.regions[i]
+            assert region is not None
+            node = self.steps[i].node
+            found.append(
+                WorkspaceStep(
+                    i,
+                    node.name,
+                    node.op_type,
+                    region.ctypes.data - base,
+                    region.nbytes,
+                    frame.used[i],
+                    *live[i],
+                )
+            )
+        return found
 
     def run_subgraph(
         self, graph: Graph, inputs: Sequence[Value], outer: Env, frame: _Frame
@@ -634,7 +689,7 @@ class CompiledModel:
                     frame_regions[i] = np.frombuffer(
                         self.arena, dtype=np.float32, count=nbytes // 4, offset=offset
                     )
-        frame = _Frame(concrete, views, shapes, frame_regions)
+        frame = _Frame(concrete, views, shapes, frame_regions, [0] * len(frame_regions))
         if len(self._frames) >= 64:
             self._frames.clear()
         self._frames[key] = frame

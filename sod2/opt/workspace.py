@@ -100,3 +100,18 @@ def workspace_regions(
         else:
             spans[step] = (top, arena - top)
     return Regions(spans, arena)
+
+
+def occupancy(
+    lifetimes: Lifetimes, offsets: np.ndarray, sizes: np.ndarray, steps: Sequence[int]
+) -> dict[int, tuple[int, int]]:
+    """Per step of `steps`: the bytes of the planned storages alive there, and where the highest
+    of them ends (what a region placed above them starts from), at one binding."""
+    lo = offsets[lifetimes.index].astype(np.int64)
+    hi = lo + sizes[lifetimes.index].astype(np.int64)
+    found = {}
+    for step in steps:
+        alive = (hi > lo) & (lifetimes.start <= step) & (lifetimes.end >= step)
+        ends = hi[alive]
+        found[step] = (int((ends - lo[alive]).sum()), int(ends.max()) if ends.size else 0)
+    return found

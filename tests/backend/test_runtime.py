@@ -9,6 +9,7 @@ import pytest
 
 import sod2
 from sod2.backend.runtime import AssumptionError, CompileOptions, compile_model
+from sod2.errors import Sod2Error
 from sod2.ir.dims import symbol
 from sod2.ir.dtypes import DType
 from sod2.ir.graph import Graph
@@ -300,6 +301,30 @@ def test_kernel_workspace_lives_in_free_arena_bytes(minimum):
                     for tensor in storage.tensors:
                         view = frame.views.get(tensor)
                         assert view is None or not np.shares_memory(view, region)
+
+
+def test_workspace_steps_report_each_region_and_what_it_held():
+    """One row per step with a region: where it lies, what the kernels took of it (never more
+    than it holds), what is alive beside it; asked before a run of the binding, an error."""
+    model = _chain_model()
+    compiled = compile_model(model, CompileOptions(workspace=1 << 20))
+    rng = np.random.default_rng(4)
+    feeds = {"x": rng.standard_normal((2, 3, 33, 20)).astype(np.float32), "cond": np.array(True)}
+    with pytest.raises(Sod2Error, match="run these feeds first"):
+        compiled.workspace_steps(feeds)
+    compiled.run(feeds)
+    (frame,) = compiled._frames.values()
+    rows = compiled.workspace_steps(feeds)
+    assert [r.step for r in rows] == [i for i, g in enumerate(frame.regions) if g is not None]
+    arena = compiled.arena.nbytes
+    for row in rows:
+        assert row.op == compiled.steps[row.step].node.op_type
+        assert row.region_bytes >= 1 << 20 and row.offset + row.region_bytes <= arena
+        assert 0 <= row.used_bytes <= row.region_bytes
+        assert 0 <= row.live_bytes <= row.live_top <= arena
+        below, above = row.offset + row.region_bytes <= row.live_top, row.offset >= row.live_top
+        assert below or above
+    assert any(row.used_bytes > 0 for row in rows)
 
 
 def _residual_chain_model() -> Model:

@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sod2.opt.workspace import ALIGN, Lifetimes, workspace_regions
+from sod2.opt.workspace import ALIGN, Lifetimes, occupancy, workspace_regions
 
 
 def lifetimes(starts, ends):
@@ -86,3 +86,11 @@ def test_no_growth_where_a_gap_is_wide_enough():
     regions = workspace_regions(lt, offsets, sizes, 4160, [0], 1024)
     assert regions.arena_bytes == 4160
     assert regions.spans[0] == (64, 4096 - 64)
+
+
+def test_occupancy_counts_the_storages_alive_at_each_step():
+    # storage 0 lives at steps 0-1 (0..100), 1 at step 1 (300..350), 2 is empty at step 2
+    lt = lifetimes([0, 1, 2], [1, 1, 2])
+    offsets = np.array([0, 300, 500], dtype=np.int64)
+    sizes = np.array([100, 50, 0], dtype=np.int64)
+    assert occupancy(lt, offsets, sizes, [0, 1, 2]) == {0: (100, 100), 1: (150, 350), 2: (0, 0)}
