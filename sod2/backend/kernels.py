@@ -7,7 +7,8 @@ views of the exact shape and element type that RDP fixed) and writes into them:
 - Conv: per image and group, one of six strategies, picked per shape (`ConvKernel.strategy_for`):
   a 1x1 convolution is a plain matrix product over the image (`pointwise`); a depthwise-like
   convolution (few input channels per group), or one of few filters, is a Numba loop nest
-  (`direct`); a wide 3x3 unit-stride one is Winograd F(2x2, 3x3) (`winograd`): per block of
+  (`direct`; with a horizontal stride, over the input split by column phase once per call, so
+  that every tap still sweeps a contiguous run); a wide 3x3 unit-stride one is Winograd F(2x2, 3x3) (`winograd`): per block of
   2x2 output tiles, the input tiles transformed (Numba), 16 sgemms, the products transformed
   back, 2.25x fewer multiplies than any sum over taps; another unit-stride one with no more
   filters than input channels is a kn2row
@@ -532,15 +533,19 @@ def _im2col_rows(x, scratch, c0, channels, r0, r1, kernel, strides, dilations, p
 _IM2COL = _jit(_im2col_rows)
 
 
-def _direct_conv(x, w, bias, out, group, strides, dilations, pads):  # type: ignore[no-untyped-def]
+def _direct_conv(phases, w, bias, out, group, strides, dilations, pads):  # type: ignore[no-untyped-def]
     """Y[n, m] = B[m] + sum_{c, i, j} W[m, c, i, j] X[n, g(m) * C/g + c, shifted by (i, j)],
     one output plane per task, row by row (the row stays in L1 while every tap adds to it);
-    each tap is a vectorizable sweep over the part of the row that reads inside the input."""
+    each tap is a vectorizable sweep over the part of the row that reads inside the input.
+    The input comes as `phases[n, c, h, p, q] = X[n, c, h, q * sw + p]` (`_split_phases`; for a
+    unit stride, X itself with an axis of 1), so that a strided tap reads a contiguous run too:
+    input column ow * sw + left is phase left % sw, position ow + left // sw."""
     batch, filters, out_h, out_w = out.shape
-    height, width = x.shape[2], x.shape[3]
+    height, sw, span = phases.shape[2], phases.shape[3], phases.shape[4]
+    width = sw * span
     per_group_in, kh, kw = w.shape[1], w.shape[2], w.shape[3]
     per_group_out = filters // group
-    sh, sw = strides
+    sh = strides[0]
     dh, dw = dilations
     ph, pw = pads
     for task in prange(batch * filters):
@@ -558,19 +563,30 @@ def _direct_conv(x, w, bias, out, group, strides, dilations, pads):  # type: ign
                     left = j * dw - pw  # iw = ow * sw + left must lie in [0, width)
                     lo = min(out_w, max(0, (-left + sw - 1) // sw))
                     hi = min(out_w, max(lo, (width - left + sw - 1) // sw))
+                    phase, shift = left % sw, left // sw
                     target = row[lo:hi]  # indices from 0 up: no wraparound checks, vectorizable
                     for c in range(per_group_in):
                         weight = w[m, c, i, j]
-                        source = x[n, first + c, ih]
-                        if sw == 1:
-                            source = source[lo + left : hi + left]
-                            for t in range(hi - lo):
-                                target[t] += weight * source[t]
-                        else:
-                            for t in range(hi - lo):
-                                target[t] += weight * source[(lo + t) * sw + left]
+                        source = phases[n, first + c, ih, phase, lo + shift : hi + shift]
+                        for t in range(hi - lo):
+                            target[t] += weight * source[t]
 
 
+def _split_phases(x, phases):  # type: ignore[no-untyped-def]
+    """phases[n, c, h, p, q] = x[n, c, h, q * sw + p], 0 past the row's end."""
+    batch, channels, height, width = x.shape
+    sw, span = phases.shape[3], phases.shape[4]
+    for task in prange(batch * channels * height):
+        h = task % height
+        c = (task // height) % channels
+        n = task // (height * channels)
+        for p in range(sw):
+            for q in range(span):
+                col = q * sw + p
+                phases[n, c, h, p, q] = x[n, c, h, col] if col < width else 0.0
+
+
+_SPLIT_PHASES = _jit(_split_phases)
 _DIRECT = _jit(_direct_conv)
 
 
@@ -1262,9 +1278,19 @@ class ConvKernel:
     ) -> None:
         """The Numba loop nest over output planes (all images at once)."""
         zeros = np.zeros(w.shape[0], dtype=np.float32) if bias is None else bias
+        sw = geometry.strides[1]
+        batch, channels, height, width = x.shape
+        if sw == 1:
+            phases = x[:, :, :, None, :]  # a view, whatever x's strides
+        else:
+            span = -(-width // sw)
+            phases = _scratch("phases", x.size // width * sw * span).reshape(
+                batch, channels, height, sw, span
+            )
+            _pick(_SPLIT_PHASES, x.size)(x, phases)
         direct = _pick(_DIRECT, out.size * w.shape[1] * w.shape[2] * w.shape[3])
         direct(
-            x,
+            phases,
             w,
             _contiguous(zeros),
             out,
