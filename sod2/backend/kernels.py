@@ -257,23 +257,22 @@ more, stored by columns (a column-major (K, N) array: a Gemm's transposed B, or 
 `prepare` laid out), is a Numba loop of dot products, `_skinny_product`, not an sgemm. Two
 reasons. OpenBLAS packs the whole matrix at every call, which costs more than the product itself
 when the rows are few (a transformer on a short sequence). And a threaded sgemm leaves OpenBLAS's
-worker spinning for a while after it returns, on a core the Numba kernels that follow need: on
-two cores, a model whose small products alternate with Numba loops ran up to 1.8x slower than
-with every product in the one Numba pool (sd_text_encoder and codebert, 1 to 32 tokens; a single
-row included, which BLAS would do as a threaded gemv). Above 32 rows the sgemm is faster."""
+worker spinning for a while after it returns, on a core the Numba kernels that follow need; on
+two cores, a model whose small products alternate with Numba loops loses more to that than to
+the packing (a single row included, which BLAS would do as a threaded gemv). Above 32 rows the
+sgemm is faster (docs/performance.md, "Small matrix products")."""
 
 SKINNY_MIN_WEIGHTS = 1 << 16
 """The smallest matrix the skinny loop takes (256 x 256): below it a product costs little either
-way. On its own, the loop beats the sgemm from about 1M elements (768 x 3072: 2x at 4 rows, 1.25x
-at 32); smaller matrices pack from cache and break even, but keeping them in the Numba pool is
-what saves the most (see SKINNY_ROWS)."""
-
+way. Alone, with its matrix in cache, the loop beats the sgemm only at a few rows of a large
+matrix (`python benchmarks/kernels.py --ops MatMul`); inside a model, keeping the products in the
+one Numba pool is what saves the most (see SKINNY_ROWS)."""
 
 SKINNY_PARALLEL_MIN = 1 << 18
 """The skinny loop runs on every core for a matrix of this many elements or more (1 MiB of
 float32). It streams the matrix once, and inside a model the matrix is rarely in cache: two cores
-stream it faster than one (at 4 rows, 768 x 768 took 0.38 ms on one core). Below it, waking the
-pool's sleeping threads costs more than they save."""
+stream it faster than one. Below it, waking the pool's sleeping threads costs more than they
+save."""
 
 
 def _skinny_product(a, bt, out, zero):  # type: ignore[no-untyped-def]
@@ -312,17 +311,15 @@ def _skinny_product(a, bt, out, zero):  # type: ignore[no-untyped-def]
             s31 += x3 * w1
             s32 += x3 * w2
             s33 += x3 * w3
-        tile = ((s00, s01, s02, s03), (s10, s11, s12, s13), (s20, s21, s22, s23))
-        for i in range(3):
-            if r0 + i < rows:
-                for j in range(4):
-                    if c0 + j < cols:
-                        out[r0 + i, c0 + j] = tile[i][j]
-        if r0 + 3 < rows:
-            last = (s30, s31, s32, s33)
-            for j in range(4):
-                if c0 + j < cols:
-                    out[r0 + 3, c0 + j] = last[j]
+        tile = (
+            (s00, s01, s02, s03),
+            (s10, s11, s12, s13),
+            (s20, s21, s22, s23),
+            (s30, s31, s32, s33),
+        )
+        for i in range(min(4, rows - r0)):
+            for j in range(min(4, cols - c0)):
+                out[r0 + i, c0 + j] = tile[i][j]
 
 
 _SKINNY = _jit(_skinny_product)
@@ -343,9 +340,8 @@ def _skinny_row(a, bt, out, zero):  # type: ignore[no-untyped-def]
             s2 += x * bt[cc, k]
             s3 += x * bt[cd, k]
         sums = (s0, s1, s2, s3)
-        for j in range(4):
-            if c0 + j < cols:
-                out[0, c0 + j] = sums[j]
+        for j in range(min(4, cols - c0)):
+            out[0, c0 + j] = sums[j]
 
 
 _SKINNY_ROW = _jit(_skinny_row)
@@ -401,9 +397,6 @@ class MatMulKernel:
     """MatMul into a preallocated output: rows against one matrix as one product (`_product`),
     in first-axis blocks when an epilogue follows; any other batch through `np.matmul`."""
 
-    def __init__(self, node: Node, opset: int) -> None:
-        self.node = node
-
     def prepare(self, w: np.ndarray) -> np.ndarray | None:
         """The layout of the constant B the skinny loop reads (`column_major`); the runtime holds
         it in place of `w` where this kernel is B's only reader."""
@@ -424,7 +417,7 @@ class MatMulKernel:
 
 
 def _matmul(node: Node, opset: int) -> Body | None:
-    return MatMulKernel(node, opset)
+    return MatMulKernel()
 
 
 def _rows_times_matrix(
@@ -798,9 +791,10 @@ WORKSPACE_CHAIN_SHARE = 8
 (it holds up to four), which leaves about half of it to its stages' own scratch."""
 
 
-class _Region:
+class Workspace:
     """A float32 workspace region handed out by name: a name keeps its slice while the region is
-    set (as a thread buffer of that name would), new names take the next free floats."""
+    set (as a thread buffer of that name would), new names take the next free floats. The
+    runtime keeps one per step and binding; `high` keeps the most its kernels ever took."""
 
     __slots__ = ("floats", "high", "taken", "used")
 
@@ -809,7 +803,12 @@ class _Region:
         self.taken: dict[str, np.ndarray] = {}
         self.used = 0
         self.high = 0
-        """The most floats taken at once since the region was set."""
+        """The most floats taken at once, over every time the region was set."""
+
+    def reset(self) -> None:
+        """Every float free again (`high` stays)."""
+        self.taken = {}
+        self.used = 0
 
     def take(self, name: str, size: int) -> np.ndarray | None:
         """`size` floats for `name`, or None when the region has no room left for them."""
@@ -820,7 +819,7 @@ class _Region:
             return None
         held = self.taken[name] = self.floats[self.used : self.used + size]
         self.used += -(-size // 16) * 16  # the next slice starts on a 64-byte boundary
-        self.high = max(self.high, self.used)
+        self.high = max(self.high, min(self.used, self.floats.size))
         return held
 
 
@@ -846,19 +845,17 @@ class _ScratchScope:
             region.used, region.taken = self.used, self.taken
 
 
-def use_workspace(region: np.ndarray | None) -> None:
-    """Serve the scratch of the kernels this thread runs next from `region`, a float32 array
-    whose bytes no value in use shares while it is set (`sod2.opt.workspace`), and size their
-    blocks to it; None: from the thread's own buffers, with the default block budgets. A
-    request that does not fit the region falls back to the thread's buffer."""
-    _WORKSPACE.region = None if region is None else _Region(region)
-
-
-def workspace_used() -> int:
-    """The most bytes the kernels have taken at once from this thread's workspace region since
-    `use_workspace` set it (0 without a region)."""
-    region = getattr(_WORKSPACE, "region", None)
-    return 0 if region is None else 4 * min(region.high, region.floats.size)
+def use_workspace(region: Workspace | np.ndarray | None) -> None:
+    """Serve the scratch of the kernels this thread runs next from `region` (a float32 array, or
+    a `Workspace` over one, then reset), whose bytes no value in use shares while it is set
+    (`sod2.opt.workspace`), and size their blocks to it; None: from the thread's own buffers,
+    with the default block budgets. A request that does not fit the region falls back to the
+    thread's buffer."""
+    if isinstance(region, np.ndarray):
+        region = Workspace(region)
+    elif region is not None:
+        region.reset()
+    _WORKSPACE.region = region
 
 
 def _budget(nbytes: int, *names: str) -> int:

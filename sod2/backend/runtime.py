@@ -32,7 +32,7 @@ from collections import ChainMap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sympy
@@ -52,6 +52,9 @@ from sod2.opt.evaluator import Evaluator, EvaluatorError
 from sod2.opt.fusion import CHAIN_STAGE_OPS, copy_node
 from sod2.opt.memory_plan import ConcretePlan, GraphPlan, MemoryPlan, PlanOptions, plan_memory
 from sod2.opt.workspace import Lifetimes, Regions, occupancy, workspace_regions
+
+if TYPE_CHECKING:
+    from sod2.backend.kernels import Workspace
 
 Env = dict[Tensor, Value] | ChainMap
 """Values by tensor: a dict for the top graph, a ChainMap (innermost first) in subgraphs."""
@@ -108,11 +111,9 @@ class _Frame:
     concrete: ConcretePlan | None
     views: dict[Tensor, np.ndarray]
     shapes: dict[Tensor, tuple[int, ...]]
-    regions: list[np.ndarray | None] = field(default_factory=list)
+    regions: list[Workspace | None] = field(default_factory=list)
     """Per top-level step, its workspace region in the arena (None: the kernels' own buffers);
     empty without a plan."""
-    used: list[int] = field(default_factory=list)
-    """Per top-level step, the most bytes its kernels took from its region in any run so far."""
 
 
 @dataclass(frozen=True)
@@ -486,10 +487,10 @@ class CompiledModel:
             if plan is not None and options.workspace is not None and _needs_workspace(step.node)
         ]
         self._lifetimes = Lifetimes.of(plan.top.storages) if self._workspace_steps else None
-        from sod2.backend.kernels import use_workspace, workspace_used
+        from sod2.backend.kernels import Workspace, use_workspace
 
         self._use_workspace = use_workspace
-        self._workspace_used = workspace_used
+        self._workspace = Workspace
         self._constants = {t: t.const_value for t in graph.constants}
         self.compile_seconds = compile_seconds + 0.0
         self.from_cache = False
@@ -586,7 +587,7 @@ class CompiledModel:
             for step in self.steps:
                 step.run(env, frame, self)
         else:
-            for i, (step, region) in enumerate(zip(self.steps, frame.regions, strict=True)):
+            for step, region in zip(self.steps, frame.regions, strict=True):
                 if region is None:
                     step.run(env, frame, self)
                     continue
@@ -594,7 +595,6 @@ class CompiledModel:
                 try:
                     step.run(env, frame, self)
                 finally:
-                    frame.used[i] = max(frame.used[i], self._workspace_used())
                     self._use_workspace(None)
         return {t.name: self._release(env[t]) for t in graph.outputs}
 
@@ -628,16 +628,11 @@ class CompiledModel:
             region = frame.regions[i]
             assert region is not None
             node = self.steps[i].node
+            floats = region.floats
+            offset = floats.ctypes.data - base
+            used = 4 * region.high
             found.append(
-                WorkspaceStep(
-                    i,
-                    node.name,
-                    node.op_type,
-                    region.ctypes.data - base,
-                    region.nbytes,
-                    frame.used[i],
-                    *live[i],
-                )
+                WorkspaceStep(i, node.name, node.op_type, offset, floats.nbytes, used, *live[i])
             )
         return found
 
@@ -674,7 +669,7 @@ class CompiledModel:
             shapes[tensor] = tuple(-1 - i if i < 0 else dims[i] for i in row)
         views: dict[Tensor, np.ndarray] = {}
         concrete = None
-        frame_regions: list[np.ndarray | None] = []
+        frame_regions: list[Workspace | None] = []
         if self.plan is not None:
             top = self.plan.top
             concrete = top.instantiate(binding)
@@ -686,10 +681,12 @@ class CompiledModel:
             if regions.spans:
                 frame_regions = [None] * len(self.steps)
                 for i, (offset, nbytes) in regions.spans.items():
-                    frame_regions[i] = np.frombuffer(
-                        self.arena, dtype=np.float32, count=nbytes // 4, offset=offset
+                    frame_regions[i] = self._workspace(
+                        np.frombuffer(
+                            self.arena, dtype=np.float32, count=nbytes // 4, offset=offset
+                        )
                     )
-        frame = _Frame(concrete, views, shapes, frame_regions, [0] * len(frame_regions))
+        frame = _Frame(concrete, views, shapes, frame_regions)
         if len(self._frames) >= 64:
             self._frames.clear()
         self._frames[key] = frame

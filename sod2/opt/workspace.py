@@ -60,6 +60,14 @@ class Lifetimes:
         )
 
 
+def _extents(
+    lifetimes: Lifetimes, offsets: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each planned storage's first byte and the byte past its last, at one binding."""
+    lo = offsets[lifetimes.index].astype(np.int64)
+    return lo, lo + sizes[lifetimes.index].astype(np.int64)
+
+
 def workspace_regions(
     lifetimes: Lifetimes,
     offsets: np.ndarray,
@@ -70,8 +78,7 @@ def workspace_regions(
 ) -> Regions:
     """The region of each of `steps` (module docstring), given every storage's `offsets` and
     `sizes` in bytes at one binding and the plan's `arena_bytes`."""
-    lo = offsets[lifetimes.index].astype(np.int64)
-    hi = lo + sizes[lifetimes.index].astype(np.int64)
+    lo, hi = _extents(lifetimes, offsets, sizes)
     used = hi > lo
     free: dict[int, tuple[int, int, int]] = {}  # step -> (widest start, widest end, top)
     arena = int(arena_bytes)
@@ -107,11 +114,11 @@ def occupancy(
 ) -> dict[int, tuple[int, int]]:
     """Per step of `steps`: the bytes of the planned storages alive there, and where the highest
     of them ends (what a region placed above them starts from), at one binding."""
-    lo = offsets[lifetimes.index].astype(np.int64)
-    hi = lo + sizes[lifetimes.index].astype(np.int64)
+    lo, hi = _extents(lifetimes, offsets, sizes)
+    used = hi > lo
     found = {}
     for step in steps:
-        alive = (hi > lo) & (lifetimes.start <= step) & (lifetimes.end >= step)
+        alive = used & (lifetimes.start <= step) & (lifetimes.end >= step)
         ends = hi[alive]
         found[step] = (int((ends - lo[alive]).sum()), int(ends.max()) if ends.size else 0)
     return found

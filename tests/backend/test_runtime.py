@@ -294,7 +294,7 @@ def test_kernel_workspace_lives_in_free_arena_bytes(minimum):
         used = [i for i, region in enumerate(frame.regions) if region is not None]
         assert {compiled.steps[i].node.op_type for i in used} == {"Fused", "If"}
         for i in used:
-            region = frame.regions[i]
+            region = frame.regions[i].floats
             assert region.nbytes >= minimum
             for storage in top.storages:
                 if storage.start <= i <= storage.end:
