@@ -366,8 +366,8 @@ def _product(left: np.ndarray, right: np.ndarray, out: np.ndarray) -> None:
 
 def _transpose_tiles(source, target):  # type: ignore[no-untyped-def]
     """target[c, r] = source[r, c], 32 x 32 tiles at a time: each tile's rows and columns stay
-    in cache while it is copied (numpy's strided copy of a large transpose misses on every
-    element, 2x to 4x slower)."""
+    in cache while it is copied (numpy's strided copy of a large transpose misses the cache on
+    every element)."""
     rows, cols = source.shape
     col_tiles = (cols + 31) // 32
     for t in prange(((rows + 31) // 32) * col_tiles):
