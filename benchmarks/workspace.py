@@ -3,8 +3,9 @@
     python benchmarks/workspace.py [--models yolov6,skipnet] [--scale paper]
                                    [--settings none,4,8] [--repeat K] [--steps]
 
-For each zoo model, sod2 is compiled once per setting (`none`: no regions, kernels keep buffers
-of their own; a number: the least workspace per step, in MiB). Latency: the sum over the sweep
+For each zoo model, sod2 is compiled once per setting (`none`: no workspace in the plan, kernels
+keep buffers of their own; a number: the most workspace the plan sets aside for one step, in
+MiB). Latency: the sum over the sweep
 of each point's best of K runs, the settings interleaved in this one process so that the
 machine's drift touches them alike. Peak memory: `sod2.bench.peak_memory`, each setting in a
 child of its own, as `benchmarks/latency.py` measures it (ORT's figure from the committed
@@ -13,7 +14,7 @@ child of its own, as `benchmarks/latency.py` measures it (ORT's figure from the 
 
 `--steps` measures nothing of that: per model, at the largest point of its sweep and the first
 setting, each step's workspace region (`CompiledModel.workspace_steps`): where it lies, what
-the kernels took of it, what the planned storages alive beside it take.
+the plan set aside, what the kernels took, what the planned storages alive beside it take.
 """
 
 from __future__ import annotations
@@ -66,20 +67,24 @@ def report_steps(name: str, scale: str, setting: str) -> None:
     print(
         f"\n{name} at {model.points[-1].label()}, workspace {setting} MiB: arena "
         f"{compiled.arena_bytes(feeds) * mib:.2f} MiB, {plan.arena_bytes(feeds) * mib:.2f} "
-        f"MiB without regions"
+        f"MiB without workspace"
     )
-    print("| step | op | region at MiB | region MiB | used MiB | alive MiB | alive top MiB |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
+    print(
+        "| step | op | region at MiB | region MiB | planned MiB | used MiB | alive MiB "
+        "| alive top MiB |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(
             f"| {row.step} | {row.op} | {row.offset * mib:.2f} | {row.region_bytes * mib:.2f} | "
-            f"{row.used_bytes * mib:.2f} | {row.live_bytes * mib:.2f} | {row.live_top * mib:.2f} |"
+            f"{row.planned_bytes * mib:.2f} | {row.used_bytes * mib:.2f} | "
+            f"{row.live_bytes * mib:.2f} | {row.live_top * mib:.2f} |"
         )
     if rows:
         bound = max(row.live_bytes + row.used_bytes for row in rows)
         print(
-            f"\nalive plus used, at most {bound * mib:.2f} MiB at one workspace step (what an "
-            "arena placing each step's region beside what is alive would need there)"
+            f"\nalive plus used, at most {bound * mib:.2f} MiB at one workspace step (the least "
+            "arena in which every step's kernels get what they took here)"
         )
 
 

@@ -92,10 +92,26 @@ def aligned(size: Dim) -> Dim:
     """`size` rounded up to a multiple of `ALIGNMENT` (unchanged when provably a multiple)."""
     if isinstance(size, int):
         return -(-size // ALIGNMENT) * ALIGNMENT
+    if _whole_lines(size):
+        return size
     terms = sympy.expand(size).as_coefficients_dict()
     if all(c.is_Integer and c % ALIGNMENT == 0 for c in terms.values()):
         return size
     return _as_dim(ceil_div(size, ALIGNMENT) * ALIGNMENT)
+
+
+def _whole_lines(expr: Dim) -> bool:
+    """Whether `expr` is a multiple of ALIGNMENT by its structure alone: an integer multiple, a
+    product with such a factor, a sum, Max or Min of such terms. (A plan's Max and Min of sums
+    of aligned sizes are checked so, without sympy's assumptions, which may evaluate them
+    numerically and fail.)"""
+    if isinstance(expr, int) or getattr(expr, "is_Integer", False):
+        return int(expr) % ALIGNMENT == 0
+    if isinstance(expr, sympy.Mul):
+        return any(a.is_Integer and int(a) % ALIGNMENT == 0 for a in expr.args)
+    if isinstance(expr, (sympy.Add, sympy.Max, sympy.Min)):
+        return all(_whole_lines(a) for a in expr.args)
+    return False
 
 
 def _as_dim(value: int | sympy.Expr) -> Dim:

@@ -99,11 +99,20 @@ def _integer_terms(expr: sympy.Expr) -> tuple[dict[sympy.Expr, int] | None, int,
             return None, 0, 1
         if term == 1:
             constant += int(scaled)
-        elif term.is_integer:
+        elif _is_integer(term):
             terms[term] = terms.get(term, 0) + int(scaled)
         else:
             return None, 0, 1
     return terms, constant, scale
+
+
+def _is_integer(term: sympy.Expr) -> bool:
+    """Whether sympy proves `term` integer-valued. Its assumption system may evaluate a Max or
+    Min numerically to decide, and fail there (an argument it cannot compare): unproven."""
+    try:
+        return bool(term.is_integer)
+    except (ValueError, TypeError):
+        return False
 
 
 def _single_floor(terms: dict[sympy.Expr, int]) -> tuple[sympy.Expr, int] | None:

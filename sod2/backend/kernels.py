@@ -786,9 +786,11 @@ def release_scratch() -> int:
 _WORKSPACE = threading.local()
 """The workspace region the runtime gave the step the calling thread runs (`use_workspace`)."""
 
-WORKSPACE_CHAIN_SHARE = 8
+WORKSPACE_CHAIN_SHARE = 4
 """In a workspace region, a chain's bands are sized to 1/WORKSPACE_CHAIN_SHARE of its room each
-(it holds up to four), which leaves about half of it to its stages' own scratch."""
+(it holds three at once: two bands and a block of output; its input rows are copied only where
+they are not contiguous), which leaves a quarter of it to its stages' own scratch. Thinner bands
+mean more blocks and more rows computed twice: an eighth cost yolov6's chains up to 2x."""
 
 
 class Workspace:
@@ -937,6 +939,48 @@ def _conv_operands(inputs: Sequence[Any], outputs: Sequence[Any]) -> tuple[Any, 
     return x, w, bias, out
 
 
+def _winograd_fits(
+    group: int, w_shape: Sequence[int], strides: Sequence[int], dilations: Sequence[int]
+) -> bool:
+    """Whether a convolution runs as Winograd: 3x3, unit stride and dilation, one group, at
+    least WINOGRAD_MIN_CHANNELS input channels and filters."""
+    return (
+        group == 1
+        and tuple(w_shape[2:]) == (3, 3)
+        and tuple(strides) == (1, 1)
+        and tuple(dilations) == (1, 1)
+        and min(w_shape[0], w_shape[1]) >= WINOGRAD_MIN_CHANNELS
+    )
+
+
+def conv_strategy(
+    group: int,
+    channels: Any,
+    w_shape: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    unpadded: bool,
+) -> str:
+    """The strategy a 2-D convolution of `group` groups over `channels` input channels with
+    weights of `w_shape` runs as (CONV_STRATEGIES): pointwise for a 1x1 unit-stride unpadded
+    kernel, direct for a grouped convolution with few taps per output value or for few filters
+    per group, Winograd for a wide 3x3 unit-stride one, kn2row for another unit-stride one with
+    no more filters than input channels, else im2col. Nothing here depends on the image's
+    size, so the memory plan can tell it before any input is seen (`workspace_floats`)."""
+    taps = w_shape[1] * w_shape[2] * w_shape[3]
+    if taps == w_shape[1] and tuple(strides) == (1, 1) and unpadded:
+        return "pointwise"
+    if group > 1 and taps <= DIRECT_MAX_TAPS:
+        return "direct"
+    if w_shape[0] // group <= DIRECT_MAX_FILTERS:
+        return "direct"
+    if _winograd_fits(group, w_shape, strides, dilations):
+        return "winograd"
+    if group == 1 and tuple(strides) == (1, 1) and w_shape[0] <= channels:
+        return "kn2row"
+    return "im2col"
+
+
 class ConvKernel:
     """Conv (1-D and 2-D, float32) into a preallocated output; see the module docstring.
 
@@ -965,7 +1009,7 @@ class ConvKernel:
             return
         filters, channels, kh, kw = w.shape
         winograd = self.strategy in (None, "winograd") and self.unit_stride and not self.dilated
-        if winograd and self._winograd_fits(w.shape, (1, 1), (1, 1)):
+        if winograd and _winograd_fits(self.group, w.shape, (1, 1), (1, 1)):
             self._transformed = (w, winograd_filters(w))
             return
         kn2row = (
@@ -1047,31 +1091,9 @@ class ConvKernel:
         was forced)."""
         if self.strategy is not None:
             return self.strategy
-        taps = w_shape[1] * w_shape[2] * w_shape[3]
         unpadded = not any(geometry.pads_begin + geometry.pads_end)
-        if taps == w_shape[1] and geometry.strides == (1, 1) and unpadded:
-            return "pointwise"
-        if self.group > 1 and taps <= DIRECT_MAX_TAPS:
-            return "direct"
-        if w_shape[0] // self.group <= DIRECT_MAX_FILTERS:
-            return "direct"
-        if self._winograd_fits(w_shape, geometry.strides, geometry.dilations):
-            return "winograd"
-        if self.group == 1 and geometry.strides == (1, 1) and w_shape[0] <= x_shape[1]:
-            return "kn2row"
-        return "im2col"
-
-    def _winograd_fits(
-        self, w_shape: tuple[int, ...], strides: tuple[int, ...], dilations: tuple[int, ...]
-    ) -> bool:
-        """Whether `_choose` picks Winograd: 3x3, unit stride and dilation, one group, at least
-        WINOGRAD_MIN_CHANNELS input channels and filters."""
-        return (
-            self.group == 1
-            and tuple(w_shape[2:]) == (3, 3)
-            and tuple(strides) == (1, 1)
-            and tuple(dilations) == (1, 1)
-            and min(w_shape[0], w_shape[1]) >= WINOGRAD_MIN_CHANNELS
+        return conv_strategy(
+            self.group, x_shape[1], w_shape, geometry.strides, geometry.dilations, unpadded
         )
 
     def _geometry(self, spatial: tuple[int, ...], kernel: tuple[int, ...]) -> WindowGeometry:

@@ -15,9 +15,10 @@ work. Ahead of time:
 Per call: the symbols are bound from the input shapes, the recorded assumptions are checked (a
 violated one is an error that names it), and, once per distinct binding, the plan is instantiated
 into one arena (grown when a binding needs more, reused across calls), every planned tensor
-gets its arena view and every step whose kernel takes scratch its workspace region, bytes of the
-arena nothing alive at that step uses (`sod2.opt.workspace`). Then the steps run in order, each
-writing its outputs into their views.
+gets its arena view and every step whose kernel takes scratch its workspace region: the storage
+the plan placed for it (`sod2.backend.scratch`), or the widest span of bytes nothing alive at
+that step uses where that is wider (`sod2.opt.workspace`). Then the steps run in order, each writing its
+outputs into their views.
 
 Invariants: a step writes only to its outputs' views, its workspace region or fresh arrays; a
 value kept outside the arena (a graph output, an EDO-shaped tensor, a subgraph's values) never
@@ -51,7 +52,7 @@ from sod2.ops.registry import KernelContext, Value, lookup_node
 from sod2.opt.evaluator import Evaluator, EvaluatorError
 from sod2.opt.fusion import CHAIN_STAGE_OPS, copy_node
 from sod2.opt.memory_plan import ConcretePlan, GraphPlan, MemoryPlan, PlanOptions, plan_memory
-from sod2.opt.workspace import Lifetimes, Regions, occupancy, workspace_regions
+from sod2.opt.workspace import Lifetimes, occupancy, workspace_regions
 
 if TYPE_CHECKING:
     from sod2.backend.kernels import Workspace
@@ -63,9 +64,6 @@ Env = dict[Tensor, Value] | ChainMap
 class AssumptionError(Sod2Error):
     """The inputs violate a relation the compiled model relies on (a recorded assumption)."""
 
-
-WORKSPACE_OPS = frozenset({"Conv", "ConvTranspose"})
-"""Ops whose fast kernels take scratch memory while they run (`sod2.backend.kernels._scratch`)."""
 
 WORKSPACE_BYTES = 8 << 20
 """`CompileOptions.workspace`'s default: about half of what the kernels' default block budgets
@@ -95,10 +93,12 @@ class CompileOptions:
     """Bindings the plan's versions are validated on (`PlanOptions.validation`; the memory
     benchmark uses 4096): fewer make compiling faster, never the plan invalid."""
     workspace: int | None = WORKSPACE_BYTES
-    """The least bytes of workspace each step whose kernel takes scratch gets in the arena
-    (`sod2.opt.workspace`): the widest span its plan leaves free, or this many above what is
-    alive, the arena grown to hold them. Kernels fit their blocks to their region, so less
-    saves memory for some speed. None: no regions, kernels keep buffers of their own."""
+    """The most bytes the memory plan sets aside for the scratch of one step's kernels: what
+    their default block budgets take (`sod2.backend.scratch`), capped at this. Placed with the
+    tensors, it becomes the step's region, or the widest free gap there where that is wider
+    (`sod2.opt.workspace`). Kernels fit their blocks to their region, so less saves memory
+    for some speed. None (or fast kernels off): no workspace in the plan, kernels keep
+    buffers of their own."""
     cache: bool = True
     """Keep the analysed model of a file in the compile cache, and load it from there while
     the file, sod2 and these options are unchanged (`compile_model`)."""
@@ -113,7 +113,9 @@ class _Frame:
     shapes: dict[Tensor, tuple[int, ...]]
     regions: list[Workspace | None] = field(default_factory=list)
     """Per top-level step, its workspace region in the arena (None: the kernels' own buffers);
-    empty without a plan."""
+    empty without any."""
+    inner_regions: dict[Node, Workspace] = field(default_factory=dict)
+    """The workspace regions of the steps of control-flow bodies, by node."""
 
 
 @dataclass(frozen=True)
@@ -126,12 +128,15 @@ class WorkspaceStep:
     offset: int
     """Where its region starts in the arena."""
     region_bytes: int
+    """The region: its workspace storage widened to the free bytes around it."""
+    planned_bytes: int
+    """The workspace storage the memory plan placed for the step."""
     used_bytes: int
     """The most its kernels took from the region at once, over the runs so far."""
     live_bytes: int
     """What the planned storages alive at the step take."""
     live_top: int
-    """Where the highest of them ends: a region that no free span holds starts there."""
+    """Where the highest of them ends."""
 
 
 # -- steps -------------------------------------------------------------------------------------
@@ -481,12 +486,7 @@ class CompiledModel:
         self._assumptions = self._assumption_checks(rdp.assumptions)
         self._frames: dict[tuple[int, ...], _Frame] = {}
         self.arena = np.zeros(0, dtype=np.uint8)
-        self._workspace_steps = [
-            i
-            for i, step in enumerate(self.steps)
-            if plan is not None and options.workspace is not None and _needs_workspace(step.node)
-        ]
-        self._lifetimes = Lifetimes.of(plan.top.storages) if self._workspace_steps else None
+        self._lifetimes: dict[Graph, Lifetimes] = {}
         from sod2.backend.kernels import Workspace, use_workspace
 
         self._use_workspace = use_workspace
@@ -590,13 +590,17 @@ class CompiledModel:
             for step, region in zip(self.steps, frame.regions, strict=True):
                 if region is None:
                     step.run(env, frame, self)
-                    continue
-                self._use_workspace(region)
-                try:
-                    step.run(env, frame, self)
-                finally:
-                    self._use_workspace(None)
+                else:
+                    self._run_in(region, step, env, frame)
         return {t.name: self._release(env[t]) for t in graph.outputs}
+
+    def _run_in(self, region: Workspace, step: _Step, env: Env, frame: _Frame) -> None:
+        """Run `step` with its kernels' scratch served from its workspace `region`."""
+        self._use_workspace(region)
+        try:
+            step.run(env, frame, self)
+        finally:
+            self._use_workspace(None)
 
     __call__ = run
 
@@ -605,8 +609,7 @@ class CompiledModel:
         if self.plan is None:
             return 0
         binding = bind_symbols(self.model, self.rdp, feeds)
-        concrete = self.plan.top.instantiate(binding)
-        return self._regions(concrete, binding).arena_bytes
+        return self.plan.top.instantiate(binding).arena_bytes
 
     def workspace_steps(self, feeds: Mapping[str, Any]) -> list[WorkspaceStep]:
         """Where each step's kernel workspace lies at the binding `feeds` make, what the planned
@@ -616,12 +619,12 @@ class CompiledModel:
         frame = self._frames.get(tuple(binding.get(name, -1) for name in self._symbols))
         if frame is None:
             raise Sod2Error("workspace_steps: run these feeds first (their binding has no frame)")
-        if not frame.regions or frame.concrete is None or self._lifetimes is None:
+        if not frame.regions or frame.concrete is None:
             return []
         steps = [i for i, region in enumerate(frame.regions) if region is not None]
-        live = occupancy(
-            self._lifetimes, frame.concrete.offsets, frame.concrete.sizes(binding), steps
-        )
+        lifetimes = self._lifetimes_of(self.plan.top)  # type: ignore[union-attr]
+        sizes = frame.concrete.sizes(binding)
+        live = occupancy(lifetimes, frame.concrete.offsets, sizes, steps)
         base = self.arena.ctypes.data
         found = []
         for i in steps:
@@ -631,8 +634,11 @@ class CompiledModel:
             floats = region.floats
             offset = floats.ctypes.data - base
             used = 4 * region.high
+            planned = int(sizes[lifetimes.workspace[i]])
             found.append(
-                WorkspaceStep(i, node.name, node.op_type, offset, floats.nbytes, used, *live[i])
+                WorkspaceStep(
+                    i, node.name, node.op_type, offset, floats.nbytes, planned, used, *live[i]
+                )
             )
         return found
 
@@ -650,8 +656,13 @@ class CompiledModel:
         program = self._programs.get(graph)
         if program is None:
             program = self._programs[graph] = [self._step(n) for n in graph.topological_order()]
+        regions = frame.inner_regions
         for step in program:
-            step.run(env, frame, self)
+            region = regions.get(step.node) if regions else None
+            if region is None:
+                step.run(env, frame, self)
+            else:
+                self._run_in(region, step, env, frame)
         return [env[t] for t in graph.outputs]
 
     def _prepare(self, binding: dict[str, int], key: tuple[int, ...]) -> _Frame:
@@ -670,41 +681,50 @@ class CompiledModel:
         views: dict[Tensor, np.ndarray] = {}
         concrete = None
         frame_regions: list[Workspace | None] = []
+        inner: dict[Node, Workspace] = {}
         if self.plan is not None:
             top = self.plan.top
             concrete = top.instantiate(binding)
-            regions = self._regions(concrete, binding)
-            if self.arena.nbytes < regions.arena_bytes:
-                self.arena = np.empty(regions.arena_bytes, dtype=np.uint8)
+            if self.arena.nbytes < concrete.arena_bytes:
+                self.arena = np.empty(concrete.arena_bytes, dtype=np.uint8)
                 self._frames.clear()
-            self._add_views(top, concrete, 0, binding, shapes, views)
-            if regions.spans:
-                frame_regions = [None] * len(self.steps)
-                for i, (offset, nbytes) in regions.spans.items():
-                    frame_regions[i] = self._workspace(
-                        np.frombuffer(
-                            self.arena, dtype=np.float32, count=nbytes // 4, offset=offset
-                        )
-                    )
-        frame = _Frame(concrete, views, shapes, frame_regions)
+            self._add_views(top, concrete, 0, binding, shapes, views, inner)
+            if inner:
+                frame_regions = [inner.pop(step.node, None) for step in self.steps]
+                if not any(frame_regions):
+                    frame_regions = []
+        frame = _Frame(concrete, views, shapes, frame_regions, inner)
         if len(self._frames) >= 64:
             self._frames.clear()
         self._frames[key] = frame
         return frame
 
-    def _regions(self, concrete: ConcretePlan, binding: Mapping[str, int]) -> Regions:
-        """The workspace region of every step whose kernel may need one (`sod2.opt.workspace`),
-        and the arena's size with them."""
-        if self._lifetimes is None:
-            return Regions({}, concrete.arena_bytes)
-        return workspace_regions(
-            self._lifetimes,
-            concrete.offsets,
-            concrete.sizes(binding),
-            concrete.arena_bytes,
-            self._workspace_steps,
-            self.options.workspace or 0,
-        )
+    def _lifetimes_of(self, plan: GraphPlan) -> Lifetimes:
+        found = self._lifetimes.get(plan.graph)
+        if found is None:
+            found = self._lifetimes[plan.graph] = Lifetimes.of(plan.storages)
+        return found
+
+    def _add_regions(
+        self,
+        plan: GraphPlan,
+        concrete: ConcretePlan,
+        base: int,
+        sizes: np.ndarray,
+        regions: dict[Node, Workspace],
+    ) -> None:
+        """The workspace region of each step of `plan`'s graph that has one (`sod2.opt.workspace`),
+        its plan placed at `base` in the arena."""
+        lifetimes = self._lifetimes_of(plan)
+        if not lifetimes.workspace:
+            return
+        found = workspace_regions(lifetimes, concrete.offsets, sizes, concrete.arena_bytes)
+        order = plan.order
+        for step, (offset, nbytes) in found.items():
+            floats = np.frombuffer(
+                self.arena, dtype=np.float32, count=nbytes // 4, offset=base + offset
+            )
+            regions[order[step]] = self._workspace(floats)
 
     def _add_views(
         self,
@@ -714,9 +734,11 @@ class CompiledModel:
         binding: Mapping[str, int],
         shapes: Mapping[Tensor, tuple[int, ...]],
         views: dict[Tensor, np.ndarray],
+        regions: dict[Node, Workspace],
     ) -> None:
         """The arena view of every planned tensor of `plan`'s graph whose shape the binding
-        fixes, at `base`; control-flow bodies get theirs inside their node's scratch storage."""
+        fixes, at `base`, and the workspace region of every step that has one (`regions`);
+        control-flow bodies get theirs inside their node's scratch storage."""
         values = plan.binding_values(binding)
         for tensor, (index, inner) in plan.addresses.items():
             shape = shapes.get(tensor)
@@ -732,9 +754,8 @@ class CompiledModel:
             views[tensor] = np.frombuffer(
                 self.arena, dtype=dtype, count=count, offset=address
             ).reshape(shape)
-        if not plan.subplans:
-            return
         sizes = concrete.sizes(binding)
+        self._add_regions(plan, concrete, base, sizes, regions)
         for node, subplans in plan.subplans.items():
             if node.op_type == "If" and node.domain in ("", "ai.onnx"):
                 self._alias_branch_results(node, shapes, views)
@@ -745,7 +766,7 @@ class CompiledModel:
             for subplan in subplans.values():
                 inner_plan = subplan.instantiate(binding)
                 if inner_plan.arena_bytes <= int(sizes[scratch[0]]):
-                    self._add_views(subplan, inner_plan, at, binding, shapes, views)
+                    self._add_views(subplan, inner_plan, at, binding, shapes, views, regions)
 
     def _alias_branch_results(
         self,
@@ -821,14 +842,6 @@ class CompiledModel:
             f"compiled in {self.compile_seconds:.2f} s"
             + (" (analysis from the compile cache)" if self.from_cache else "")
         )
-
-
-def _needs_workspace(node: Node) -> bool:
-    """Whether `node`'s step may run a kernel that takes scratch: a Conv or ConvTranspose, a fused
-    group or control-flow body holding one."""
-    if node.op_type in WORKSPACE_OPS and node.domain in ("", "ai.onnx"):
-        return True
-    return any(_needs_workspace(inner) for _, sub in node.subgraphs for inner in sub.nodes)
 
 
 def _free_symbols(dims: Sequence[Dim]) -> set[sympy.Symbol]:
@@ -1128,7 +1141,17 @@ def _analyse(
             search_order=options.sep,
             validation=options.plan_validation,
         )
-        plan = plan_memory(model, rdp, plan_options)
+        workspace = None
+        if options.workspace is not None and options.mvc:
+            from sod2.backend.scratch import workspace_bytes
+
+            cap = options.workspace
+            facts = rdp.facts
+
+            def workspace(node: Node) -> Dim | None:
+                return workspace_bytes(node, facts, cap)
+
+        plan = plan_memory(model, rdp, plan_options, workspace)
     return _Analysis(model, rdp, plan, groups)
 
 
@@ -1149,7 +1172,8 @@ def _cache_name(
     path: Path, options: CompileOptions, ranges: Mapping[str, tuple[int, int]]
 ) -> str | None:
     """The compile-cache entry of a file analysed with `options`: by its resolved path and the
-    options the analysis depends on (not `mvc` or `threads`, which only the steps use)."""
+    options the analysis depends on (not `threads`, which only the steps use; `mvc` only as far
+    as the plan holds the fast kernels' workspace)."""
     try:
         resolved = path.resolve(strict=True)
     except OSError:
@@ -1161,6 +1185,7 @@ def _cache_name(
         options.sep,
         options.dmp,
         options.plan_validation,
+        options.workspace if options.mvc else None,
         sorted(ranges.items()),
     )
     return f"{resolved.name.split('.')[0]}-{cache.digest(repr(key))}"

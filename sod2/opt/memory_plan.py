@@ -41,7 +41,8 @@ time: it is left out of the plan (`GraphPlan.unplanned`) and allocated when it i
 The order is chosen first (SEP, `sod2.opt.ordering`), then the storages of that order are built
 (views, in-place) and placed. Subgraphs (If branches, Loop and Scan bodies) get plans of their own;
 their arena is the control-flow node's scratch storage, alive at its step only (an If's is the Max
-of its branches').
+of its branches'). A kernel's workspace (`plan_memory(workspace=...)`) is a scratch storage too,
+alive at its node's step: placed with the tensors, it takes bytes only where they leave room.
 """
 
 from __future__ import annotations
@@ -429,10 +430,20 @@ class MemoryPlan:
         return self.top.instantiate(binding)
 
 
+Workspace = Callable[[Node], Dim | None]
+"""A step's kernel workspace in bytes, a multiple of ALIGNMENT (a sympy expression over the
+symbols), or None for none."""
+
+
 def plan_memory(
-    model: Model, rdp: RDPResult | None = None, options: PlanOptions | None = None
+    model: Model,
+    rdp: RDPResult | None = None,
+    options: PlanOptions | None = None,
+    workspace: Workspace | None = None,
 ) -> MemoryPlan:
-    """Plan the memory of `model` once, for every binding of its symbols (module docstring)."""
+    """Plan the memory of `model` once, for every binding of its symbols (module docstring).
+    `workspace` sizes each node's kernel scratch (`sod2.backend.scratch`), which the plan then
+    places as a storage alive at that node's step only, like a control-flow node's."""
     rdp = rdp or propagate(model)
     options = options or PlanOptions()
     inputs = [s for s in rdp.input_symbols()]
@@ -448,7 +459,7 @@ def plan_memory(
     names = [s.name for s in inputs]
     samples = sample_bindings(names, options.ranges, options.samples, options.seed)
     validation = validation_bindings(names, options.ranges, options.validation, options.seed)
-    builder = _Builder(rdp, options, samples, validation)
+    builder = _Builder(rdp, options, samples, validation, workspace)
     return MemoryPlan(model, rdp, options, builder.plan(model.graph), samples)
 
 
@@ -459,8 +470,10 @@ class _Builder:
         options: PlanOptions,
         samples: list[dict[str, int]],
         validation: list[dict[str, int]],
+        workspace: Workspace | None = None,
     ) -> None:
         self.rdp = rdp
+        self.workspace = workspace
         self.facts: Mapping[Tensor, TensorFact] = rdp.facts
         self.options = options
         self.inputs = tuple(sorted(rdp.input_symbols(), key=lambda s: s.name))
@@ -472,6 +485,7 @@ class _Builder:
         began = time.perf_counter()
         subplans: dict[Node, dict[str, GraphPlan]] = {}
         scratch: dict[Node, Dim] = {}
+        needs: dict[Node, Dim] = {}
         for node in graph.topological_order():
             if node.subgraphs and not is_fused(node):  # a fused body is never materialized
                 subplans[node] = {name: self.plan(sub) for name, sub in node.subgraphs}
@@ -479,12 +493,17 @@ class _Builder:
                 arenas = [a for a in arenas if a != 0]
                 if arenas:
                     scratch[node] = _max(arenas)
+            elif self.workspace is not None:
+                need = self.workspace(node)
+                if need is not None and need != 0:
+                    needs[node] = need
         views = find_views(graph, self.facts)
         default = tuple(graph.topological_order())
         order_result = None
         order: tuple[Node, ...] = default
         if self.options.search_order and len(default) > 1:
-            order_result, order = self._search(graph, default, scratch, views)
+            order_result, order = self._search(graph, default, {**scratch, **needs}, views)
+        scratch.update(needs)
         lv = liveness(
             graph, self.facts, order, scratch=scratch, inplace=self.options.inplace, views=views
         )

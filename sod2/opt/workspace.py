@@ -1,62 +1,64 @@
-"""Kernel workspace in the arena: each step's scratch goes where the plan leaves bytes free.
+"""Kernel workspace in the arena: each step's scratch where the plan put it, or a wider gap.
 
 Some kernels need scratch memory while they run: a convolution's im2col patches or kn2row
 products, the bands of a chain of convolutions. Kept in buffers of their own, that workspace
-adds to the arena for the whole run, although it is needed one step at a time. But at most steps
-the arena has free bytes: the plan is sized for its peak step, and elsewhere storages that are
-not alive leave holes. So, once per binding, every step that may need workspace gets a *region*:
-the widest span of the arena that no storage alive at that step touches (its inputs and outputs
-included). The kernels of that step take their scratch from it and size their blocks to it.
+would add to the arena for the whole run, although it is needed one step at a time. So the
+memory plan places each such step's workspace as a storage alive at that step only
+(`plan_memory(workspace=...)`, sized by `sod2.backend.scratch`): where the tensors alive there
+leave room, it costs no arena bytes at all.
 
-A step whose widest free span is under `minimum` bytes gets a region at the top of what is alive
-there instead, and the arena grows to hold `minimum` bytes above it: no kernel is starved of
-room, and the arena grows only by what such steps lack.
+Once per binding, each step's workspace storage becomes its step's *region*, or the widest gap
+between the storages alive at that step (the arena's end included) where that gap is wider. The
+plan sized the storage for the kernels' default budgets, capped (`CompileOptions.workspace`);
+a wider gap lets them take larger blocks at no cost in memory.
 
 Invariants: a region never overlaps a planned storage alive at its step, so a kernel writing its
-region changes no value a step reads; regions start at `ALIGN`-byte boundaries; the arena size
-returned is at least the plan's and covers every region.
+region changes no value a step reads; a region is at least as large as its workspace storage;
+regions start at `ALIGN`-byte boundaries and end inside the arena.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from sod2.analysis.liveness import Storage
+from sod2.ops.fused import is_fused
 
 ALIGN = 64
 """Regions start at multiples of this many bytes (a cache line)."""
 
 
-@dataclass(frozen=True)
-class Regions:
-    """Where each step's workspace is, for one binding."""
-
-    spans: dict[int, tuple[int, int]]
-    """Step index -> (byte offset, bytes) of its region in the arena."""
-    arena_bytes: int
-    """The arena's size with every region in it (at least the plan's)."""
+def is_workspace(storage: Storage) -> bool:
+    """Whether `storage` is a kernel's workspace (the scratch of a node that runs no subgraph of
+    its own; a control-flow node's scratch holds its bodies' values instead)."""
+    node = storage.scratch_of
+    return node is not None and (not node.subgraphs or is_fused(node))
 
 
 @dataclass(frozen=True)
 class Lifetimes:
-    """The planned storages of one graph as arrays: first and last step, in plan order."""
+    """The planned storages of one graph as arrays: first and last step, in plan order, and the
+    workspace storage of each step that has one."""
 
     index: np.ndarray
     """Each planned storage's position in the plan's storage list (where offsets and sizes are)."""
     start: np.ndarray
     end: np.ndarray
+    workspace: Mapping[int, int]
+    """Step -> the plan position of its workspace storage."""
 
     @classmethod
     def of(cls, storages: Sequence[Storage]) -> Lifetimes:
         """The lifetimes of the planned ones among `storages` (a plan's, in its order)."""
-        planned = [k for k, s in enumerate(storages) if s.planned]
+        planned = [k for k, s in enumerate(storages) if s.planned and not is_workspace(s)]
         return cls(
             np.array(planned, dtype=np.int64),
             np.array([storages[k].start for k in planned], dtype=np.int64),
             np.array([storages[k].end for k in planned], dtype=np.int64),
+            {s.start: k for k, s in enumerate(storages) if s.planned and is_workspace(s)},
         )
 
 
@@ -69,51 +71,41 @@ def _extents(
 
 
 def workspace_regions(
-    lifetimes: Lifetimes,
-    offsets: np.ndarray,
-    sizes: np.ndarray,
-    arena_bytes: int,
-    steps: Sequence[int],
-    minimum: int,
-) -> Regions:
-    """The region of each of `steps` (module docstring), given every storage's `offsets` and
-    `sizes` in bytes at one binding and the plan's `arena_bytes`."""
+    lifetimes: Lifetimes, offsets: np.ndarray, sizes: np.ndarray, arena_bytes: int
+) -> dict[int, tuple[int, int]]:
+    """Step -> (byte offset, bytes) of its region (module docstring), given every storage's
+    `offsets` and `sizes` in bytes at one binding and the plan's `arena_bytes` there. A step
+    whose workspace is empty at this binding gets none."""
     lo, hi = _extents(lifetimes, offsets, sizes)
     used = hi > lo
-    free: dict[int, tuple[int, int, int]] = {}  # step -> (widest start, widest end, top)
-    arena = int(arena_bytes)
-    for step in steps:
+    spans: dict[int, tuple[int, int]] = {}
+    for step, k in lifetimes.workspace.items():
+        start, end = int(offsets[k]), int(offsets[k]) + int(sizes[k])
+        if end <= start:
+            continue
         alive = used & (lifetimes.start <= step) & (lifetimes.end >= step)
         starts, ends = lo[alive], hi[alive]
         order = np.argsort(starts, kind="stable")
         starts, ends = starts[order], np.maximum.accumulate(ends[order])
-        # gaps between consecutive live spans (after aligning their starts up)
+        # the gaps between consecutive live spans (their starts aligned up), the last one up to
+        # the arena's end; the workspace storage lies in one of them
         begins = np.concatenate(([0], ends))
         begins = (begins + ALIGN - 1) // ALIGN * ALIGN
-        finishes = np.concatenate((starts, [-1]))
-        widths = finishes[:-1] - begins[:-1]
-        top = int(begins[-1])
-        best = int(np.argmax(widths)) if len(widths) else -1
-        if best >= 0 and widths[best] > 0:
-            free[step] = (int(begins[best]), int(finishes[best]), top)
+        finishes = np.concatenate((starts, [max(end, int(arena_bytes))]))
+        widths = finishes - begins
+        best = int(np.argmax(widths))
+        if widths[best] > end - start:
+            spans[step] = (int(begins[best]), int(widths[best]))
         else:
-            free[step] = (top, top, top)
-        if max(arena - top, free[step][1] - free[step][0]) < minimum:
-            arena = max(arena, top + minimum)
-    spans: dict[int, tuple[int, int]] = {}
-    for step, (start, end, top) in free.items():
-        if end - start >= arena - top:
             spans[step] = (start, end - start)
-        else:
-            spans[step] = (top, arena - top)
-    return Regions(spans, arena)
+    return spans
 
 
 def occupancy(
     lifetimes: Lifetimes, offsets: np.ndarray, sizes: np.ndarray, steps: Sequence[int]
 ) -> dict[int, tuple[int, int]]:
-    """Per step of `steps`: the bytes of the planned storages alive there, and where the highest
-    of them ends (what a region placed above them starts from), at one binding."""
+    """Per step of `steps`: the bytes of the planned storages alive there (workspace aside), and
+    where the highest of them ends, at one binding."""
     lo, hi = _extents(lifetimes, offsets, sizes)
     used = hi > lo
     found = {}

@@ -71,6 +71,7 @@ def test_a_file_just_written_is_not_cached(kind, tmp_path):
     path = tmp_path / "m.onnx"
     shutil.copyfile(get("skipnet").path(), path)  # modified now: its stamp may yet repeat
     compile_model(path)
+    os.utime(path)  # still just written however long that compile took
     assert not compile_model(path).from_cache
     assert not cache.cache_dir(kind).exists() or not list(cache.cache_dir(kind).iterdir())
 
@@ -81,8 +82,11 @@ def test_analysis_options_have_entries_of_their_own(kind, tmp_path):
     assert not compile_model(path, CompileOptions(fusion=False)).from_cache
     assert not compile_model(path, CompileOptions(ranges={"S": (1, 8)})).from_cache
     assert compile_model(path, CompileOptions(fusion=False)).from_cache
-    # the steps' switches and the thread count are not part of the analysis
-    assert compile_model(path, CompileOptions(mvc=False, threads=1)).from_cache
+    # the thread count is not part of the analysis; the fast kernels are, as far as the plan
+    # holds their workspace
+    assert compile_model(path, CompileOptions(threads=1)).from_cache
+    assert not compile_model(path, CompileOptions(mvc=False)).from_cache
+    assert compile_model(path, CompileOptions(mvc=False, workspace=None)).from_cache
 
 
 def test_cache_false_neither_reads_nor_writes(kind, tmp_path):

@@ -246,7 +246,8 @@ def test_chains_compute_in_bands_what_the_reference_does(band_bytes, monkeypatch
                 got = compiled.run(feeds)
                 for key in want:
                     np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5)
-        assert chained.arena_bytes(feeds) < unchained.arena_bytes(feeds)
+        if band_bytes < 4096:  # bands thinner than the values: less memory, workspace included
+            assert chained.arena_bytes(feeds) < unchained.arena_bytes(feeds)
     for frame in chained._frames.values():  # RDP resolves every shape after the chains
         nodes = chained.model.graph.nodes
         assert all(t in frame.shapes for n in nodes for t in n.outputs if t is not None)
@@ -264,43 +265,57 @@ def test_kernel_workspace_regions_can_be_turned_off():
     )
 
 
-@pytest.mark.parametrize("minimum", [256, 1 << 20])
-def test_kernel_workspace_lives_in_free_arena_bytes(minimum):
-    """Every step that may need workspace gets a region of the arena that no value alive at
-    that step shares; with a large enough one, no kernel spills into buffers of its own, and
-    with a tiny one, results are still the reference's."""
+def _plans(plan):
+    """Every graph plan of a memory plan's tree, the top one first."""
+    yield plan
+    for subplans in plan.subplans.values():
+        for subplan in subplans.values():
+            yield from _plans(subplan)
+
+
+@pytest.mark.parametrize("cap", [256, 1 << 20])
+def test_kernel_workspace_is_planned_with_the_tensors(cap):
+    """Every step whose kernels take scratch, in the top graph and in an If's branch, has a
+    workspace storage in the plan, capped at `cap`, and a region at least that large that no
+    value alive at its step shares; the arena is the plan's; with room enough, no kernel spills
+    into buffers of its own, and with a tiny cap, results are still the reference's."""
     from sod2.backend import kernels
     from sod2.backend.reference import run_reference
+    from sod2.opt.workspace import is_workspace
 
     model = _chain_model()
-    compiled = compile_model(model, CompileOptions(workspace=minimum))
+    compiled = compile_model(model, CompileOptions(workspace=cap))
     rng = np.random.default_rng(2)
+    plans = list(_plans(compiled.plan.top))
+    owners = {p.order[s.start]: (p, s) for p in plans for s in p.storages if is_workspace(s)}
+    assert {n.op_type for n in owners} == {"Fused"}
+    assert {p.graph.name for p, _ in owners.values()} == {"main", "then"}
     for n, h, w in [(1, 9, 7), (2, 33, 20)]:
         feeds = {"x": rng.standard_normal((n, 3, h, w)).astype(np.float32), "cond": np.array(True)}
+        binding = {"N": n, "H": h, "W": w}
         want = run_reference(model, feeds).outputs
         kernels.release_scratch()
         got = compiled.run(feeds)
         spilled = kernels.release_scratch()
         for key in want:
             np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5)
-        if minimum > 1 << 16:
+        if cap > 1 << 16:
             assert spilled == 0
-        binding = {"N": n, "H": h, "W": w}
-        top = compiled.plan.top
-        assert compiled.arena_bytes(feeds) >= top.instantiate(binding).arena_bytes
-    steps = {s.node.op_type for s in compiled.steps}
-    assert {"Fused", "If"} <= steps
-    for frame in compiled._frames.values():
-        used = [i for i, region in enumerate(frame.regions) if region is not None]
-        assert {compiled.steps[i].node.op_type for i in used} == {"Fused", "If"}
-        for i in used:
-            region = frame.regions[i].floats
-            assert region.nbytes >= minimum
-            for storage in top.storages:
-                if storage.start <= i <= storage.end:
-                    for tensor in storage.tensors:
+        assert compiled.arena_bytes(feeds) == compiled.plan.top.instantiate(binding).arena_bytes
+        key = tuple(binding.get(name, -1) for name in compiled._symbols)
+        frame = compiled._frames[key]
+        regions = {compiled.steps[i].node: r for i, r in enumerate(frame.regions) if r}
+        regions.update(frame.inner_regions)
+        assert set(regions) == set(owners)
+        for node, region in regions.items():
+            plan, storage = owners[node]
+            size = int(plan.instantiate(binding).sizes(binding)[plan.storages.index(storage)])
+            assert 0 < size <= cap and region.floats.nbytes >= size
+            for other in plan.storages:
+                if other is not storage and other.start <= storage.start <= other.end:
+                    for tensor in other.tensors:
                         view = frame.views.get(tensor)
-                        assert view is None or not np.shares_memory(view, region)
+                        assert view is None or not np.shares_memory(view, region.floats)
 
 
 def test_workspace_steps_report_each_region_and_what_it_held():
@@ -319,11 +334,10 @@ def test_workspace_steps_report_each_region_and_what_it_held():
     arena = compiled.arena.nbytes
     for row in rows:
         assert row.op == compiled.steps[row.step].node.op_type
-        assert row.region_bytes >= 1 << 20 and row.offset + row.region_bytes <= arena
+        assert 0 < row.planned_bytes <= row.region_bytes
+        assert row.planned_bytes <= 1 << 20 and row.offset + row.region_bytes <= arena
         assert 0 <= row.used_bytes <= row.region_bytes
         assert 0 <= row.live_bytes <= row.live_top <= arena
-        below, above = row.offset + row.region_bytes <= row.live_top, row.offset >= row.live_top
-        assert below or above
     assert any(row.used_bytes > 0 for row in rows)
 
 
