@@ -65,9 +65,10 @@ class AssumptionError(Sod2Error):
     """The inputs violate a relation the compiled model relies on (a recorded assumption)."""
 
 
-WORKSPACE_BYTES = 8 << 20
-"""`CompileOptions.workspace`'s default: about half of what the kernels' default block budgets
-take at the widest steps; `benchmarks/workspace.py` measures what each setting costs and saves."""
+WORKSPACE_BYTES = 6 << 20
+"""`CompileOptions.workspace`'s default cap. At paper scale it keeps yolov6's and dgnet's arenas
+under 0.6x onnxruntime's peak for a few percent of yolov6's time; 8 MiB bought no speed elsewhere
+(`benchmarks/workspace.py` measures what each setting costs and saves, docs/performance.md)."""
 
 
 @dataclass(frozen=True)
