@@ -131,3 +131,34 @@ def test_changed_external_data_is_analysed_again(kind, tmp_path):
     assert not changed.from_cache
     after = changed.run(inputs)
     assert any(not np.array_equal(after[k], before[k]) for k in before)
+
+
+def test_stored_expressions_load_as_they_were_stored(tmp_path, monkeypatch):
+    """Max, Min, floor, ceiling and Mod in a cached plan come back as the same expressions,
+    built without evaluating them again (which costs seconds on large plans)."""
+    import sympy
+
+    monkeypatch.setenv("SOD2_CACHE_DIR", str(tmp_path))
+    h, w = sympy.symbols("H W", positive=True, integer=True)
+    inner = sympy.Max(h, 2 * w) + sympy.floor(h / 3)
+    stored = [
+        64 * sympy.Min(4096, sympy.ceiling((inner + 64) / 16, evaluate=False), evaluate=False),
+        sympy.Mod(h * w, 7),
+        sympy.Min(h, w),
+    ]
+    assert cache.store_object("compiled", "exprs", {}, stored, runtime._REDUCERS)
+    built: list[type] = []
+    original = sympy.Max.__new__
+
+    def spy(cls, *args, **options):
+        if options.get("evaluate", True):
+            built.append(cls)
+        return original(cls, *args, **options)
+
+    monkeypatch.setattr(sympy.Max, "__new__", staticmethod(spy))
+    loaded = cache.load_object("compiled", "exprs", lambda header: True)
+    assert loaded == stored
+    assert [e.func for e in loaded] == [e.func for e in stored]
+    assert not built, "a Max was evaluated while loading"
+    binding = {h: 30, w: 7}
+    assert [e.subs(binding) for e in loaded] == [e.subs(binding) for e in stored]
