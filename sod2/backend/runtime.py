@@ -1093,6 +1093,7 @@ def compile_model(
         numba.set_num_threads(max(1, min(options.threads, numba.config.NUMBA_NUM_THREADS)))
     analysis = None
     hit = False
+    entry: tuple[str, dict[str, Any]] | None = None
     if isinstance(model, (str, Path)):
         path = Path(model)
         ranges = {**zoo_ranges(path), **ranges}
@@ -1108,13 +1109,16 @@ def compile_model(
             if stamp is not None and all(map(cache.settled, external)):
                 stamps = [stamp, *(_stamp(p) for p in external)]
                 if None not in stamps:
-                    header = {"code": cache.code_fingerprint(), "files": stamps}
-                    cache.store_object(COMPILED, name, header, analysis, _REDUCERS)
+                    entry = name, {"code": cache.code_fingerprint(), "files": stamps}
     else:
         analysis = _analyse(from_onnx(to_onnx(model)), options, ranges)
     compiled = CompiledModel(
         analysis.model, analysis.rdp, analysis.plan, options, 0.0, analysis.groups
     )
+    if entry is not None:
+        # stored once the steps are built: constants they laid out for their kernels
+        # (`_prepare`) are kept in that layout, and a warm compile need not lay them out again
+        cache.store_object(COMPILED, entry[0], entry[1], analysis, _REDUCERS)
     compiled.from_cache = hit
     compiled.compile_seconds = time.perf_counter() - began
     return compiled

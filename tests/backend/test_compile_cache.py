@@ -162,3 +162,35 @@ def test_stored_expressions_load_as_they_were_stored(tmp_path, monkeypatch):
     assert not built, "a Max was evaluated while loading"
     binding = {h: 30, w: 7}
     assert [e.subs(binding) for e in loaded] == [e.subs(binding) for e in stored]
+
+
+def _laid_out(compiled) -> set[str]:
+    """Names of the top graph's constant matrices held by columns (`MatMulKernel.prepare`)."""
+    return {
+        t.name
+        for t in compiled.model.graph.constants
+        if getattr(t.const_value, "ndim", 0) == 2
+        and t.const_value.flags.f_contiguous
+        and not t.const_value.flags.c_contiguous
+    }
+
+
+def test_weights_laid_out_at_compile_time_are_cached_in_that_layout(kind, tmp_path, monkeypatch):
+    """A warm compile finds the weights its kernels read by columns already stored so."""
+    from sod2.backend import kernels
+
+    monkeypatch.setattr(kernels, "SKINNY_MIN_WEIGHTS", 1024)
+    path = _copy("codebert", tmp_path)
+    cold = compile_model(path)
+    laid_out = _laid_out(cold)
+    assert laid_out, "no weight was laid out by columns"
+    calls = []
+    monkeypatch.setattr(kernels, "_TRANSPOSE", {1: lambda w, out: calls.append(w.shape)})
+    warm = compile_model(path)
+    assert warm.from_cache
+    assert _laid_out(warm) == laid_out
+    assert not calls, "a cached weight was laid out again"
+    for _, inputs in get("codebert").sweep_inputs()[:2]:
+        want, got = cold.run(inputs), warm.run(inputs)
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
