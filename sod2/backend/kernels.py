@@ -1001,16 +1001,19 @@ class ConvKernel:
         self._packed: tuple[np.ndarray, np.ndarray] | None = None
         self._transformed: tuple[np.ndarray, np.ndarray] | None = None
 
-    def prepare(self, w: np.ndarray) -> None:
+    def prepare(self, w: np.ndarray, transformed: np.ndarray | None = None) -> None:
         """Lay out the constant weights `w` once, now, where the strategy that takes them would
-        otherwise do it at every call: Winograd's transformed filters, or kn2row's stacking of
-        every tap's filters. The copy lives as long as the kernel, like the model's weights."""
+        otherwise do it at every call: Winograd's transformed filters (`transformed`, where an
+        earlier compile already computed `winograd_filters(w)`), or kn2row's stacking of every
+        tap's filters. The copy lives as long as the kernel, like the model's weights."""
         if not (isinstance(w, np.ndarray) and w.dtype == _F32 and w.ndim == 4):
             return
         filters, channels, kh, kw = w.shape
         winograd = self.strategy in (None, "winograd") and self.unit_stride and not self.dilated
         if winograd and _winograd_fits(self.group, w.shape, (1, 1), (1, 1)):
-            self._transformed = (w, winograd_filters(w))
+            if transformed is None or transformed.shape != (16, filters, channels):
+                transformed = winograd_filters(w)
+            self._transformed = (w, transformed)
             return
         kn2row = (
             self.strategy in (None, "kn2row")
@@ -1024,6 +1027,11 @@ class ConvKernel:
                 kh * kw * filters, channels
             )
             self._packed = (w, packed)
+
+    def transformed(self) -> np.ndarray | None:
+        """The Winograd filters `prepare` computed (None where it computed none), for the
+        compile cache to keep beside the weights."""
+        return None if self._transformed is None else self._transformed[1]
 
     # -- running -------------------------------------------------------------------------------
 

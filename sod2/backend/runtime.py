@@ -466,12 +466,15 @@ class CompiledModel:
         options: CompileOptions,
         compile_seconds: float,
         groups: int,
+        derived: Derived | None = None,
     ) -> None:
         self.model = model
         self.rdp = rdp
         self.plan = plan
         self.options = options
         self.groups = groups
+        self.derived: Derived = {} if derived is None else derived
+        """What the kernels derived from constant weights as the steps were built (`_prepare`)."""
         self.checked = False
         graph = model.graph
         order = list(plan.top.order) if plan is not None else graph.topological_order()
@@ -502,14 +505,15 @@ class CompiledModel:
     def _step(self, node: Node) -> _Step:
         opset = self.model.opset(node.domain)
         if is_fused(node):
-            step = _fused_step(node, self.model.opset(""), self.rdp, self.options)
+            step = _fused_step(node, self.model.opset(""), self.rdp, self.options, self.derived)
             if step is not None:
                 return step
             return _ReferenceStep(node, opset, None, self._dtypes(node))
         if node.subgraphs:
             return _ControlStep(node, opset)
         fast = _fast_kernel(node, opset) if self.options.mvc else None
-        _prepare(fast, node.inputs, len(node.inputs) > 1 and _only_reader(node.inputs[1]))
+        sole = len(node.inputs) > 1 and _only_reader(node.inputs[1])
+        _prepare(fast, node.inputs, sole, self.derived)
         return _ReferenceStep(node, opset, fast, self._dtypes(node))
 
     def _dtypes(self, node: Node) -> list[np.dtype | None]:
@@ -892,15 +896,32 @@ def _fast_kernel(node: Node, opset: int) -> Any:
     return fast_kernel(node, opset)
 
 
-def _prepare(fast: Any, inputs: Sequence[Tensor | None], sole_reader: bool) -> None:
+Derived = dict[Tensor, np.ndarray]
+"""Arrays kernels computed from constant weights at compile time (Winograd's transformed
+filters), by weight: kept with the analysis in the compile cache, so a warm compile reuses them."""
+
+
+def _prepare(
+    fast: Any, inputs: Sequence[Tensor | None], sole_reader: bool, derived: Derived
+) -> None:
     """Let a kernel lay out its constant weights (input 1: a Conv's W, a MatMul's or Gemm's B)
     once, at compile time. A kernel that reads them fastest in another layout of the same values
     returns that array (`MatMulKernel.prepare`); where the kernel is the weights' only reader
     (`sole_reader`), the constant then holds that layout instead, so that the model keeps its
-    weights once. Elsewhere the kernel reads the weights as they are."""
-    prepare = getattr(getattr(fast, "body", None), "prepare", None)
+    weights once. Elsewhere the kernel reads the weights as they are. A kernel that derives an
+    array from them (`ConvKernel.transformed`) is handed the one in `derived`, where an earlier
+    compile kept it, and its own is kept there."""
+    body = getattr(fast, "body", None)
+    prepare = getattr(body, "prepare", None)
     weight = inputs[1] if len(inputs) > 1 else None
     if prepare is None or weight is None or weight.const_value is None:
+        return
+    transformed = getattr(body, "transformed", None)
+    if transformed is not None:
+        prepare(weight.const_value, derived.get(weight))
+        made = transformed()
+        if made is not None and weight.is_constant:
+            derived[weight] = made
         return
     laid_out = prepare(weight.const_value)
     if laid_out is not None and sole_reader and weight.is_constant:
@@ -912,7 +933,9 @@ def _only_reader(tensor: Tensor | None) -> bool:
     return tensor is not None and len(tensor.uses) == 1
 
 
-def _fused_step(node: Node, opset: int, rdp: RDPResult, options: CompileOptions) -> _Step | None:
+def _fused_step(
+    node: Node, opset: int, rdp: RDPResult, options: CompileOptions, derived: Derived
+) -> _Step | None:
     """The step of a fused node: a generated loop nest, a heavy kernel plus one, or a chain."""
     from sod2.backend.codegen import compile_group
 
@@ -933,6 +956,7 @@ def _fused_step(node: Node, opset: int, rdp: RDPResult, options: CompileOptions)
             list(body.outputs),
             opset,
             options,
+            derived,
             outer=node.inputs,
         )
         return _EpilogueStep(node, stage, dtypes)  # type: ignore[arg-type]
@@ -960,6 +984,7 @@ def _fused_step(node: Node, opset: int, rdp: RDPResult, options: CompileOptions)
                 outputs,
                 opset,
                 options,
+                derived,
                 handed,
                 node.inputs,
             )
@@ -989,6 +1014,7 @@ def _stage(
     outputs: list[Tensor],
     opset: int,
     options: CompileOptions,
+    derived: Derived,
     middle: Tensor | None = None,
     outer: Sequence[Tensor | None] | None = None,
 ) -> _Stage:
@@ -1020,7 +1046,7 @@ def _stage(
     if outer is not None:  # the anchor's inputs as the fused node sees them
         seen = [outer[i] if i >= 0 else None for i in anchor_inputs]
         sole = len(seen) > 1 and _only_reader(seen[1]) and _only_reader(anchor.inputs[1])
-        _prepare(fast, seen, sole)
+        _prepare(fast, seen, sole, derived)
     reference = lookup_node(anchor, opset).kernel
     context = KernelContext(anchor, opset)
 
@@ -1067,6 +1093,8 @@ class _Analysis:
     rdp: RDPResult
     plan: MemoryPlan | None
     groups: int
+    derived: Derived = field(default_factory=dict)
+    """Filled as the steps are built (`CompiledModel.derived`), before the entry is stored."""
 
 
 def compile_model(
@@ -1113,7 +1141,7 @@ def compile_model(
     else:
         analysis = _analyse(from_onnx(to_onnx(model)), options, ranges)
     compiled = CompiledModel(
-        analysis.model, analysis.rdp, analysis.plan, options, 0.0, analysis.groups
+        analysis.model, analysis.rdp, analysis.plan, options, 0.0, analysis.groups, analysis.derived
     )
     if entry is not None:
         # stored once the steps are built: constants they laid out for their kernels

@@ -194,3 +194,31 @@ def test_weights_laid_out_at_compile_time_are_cached_in_that_layout(kind, tmp_pa
         want, got = cold.run(inputs), warm.run(inputs)
         for key in want:
             np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_winograd_filters_are_cached_with_the_analysis(kind, tmp_path, monkeypatch):
+    """A warm compile hands each Winograd convolution the filters the cold one transformed."""
+    from sod2.backend import kernels
+
+    monkeypatch.setattr(kernels, "WINOGRAD_MIN_CHANNELS", 8)  # (the small model's widths)
+    path = _copy("sd_vae_decoder", tmp_path)
+    cold = compile_model(path)
+    assert cold.derived, "no convolution runs as Winograd"
+    calls = []
+    original = kernels.winograd_filters
+
+    def counted(w):
+        calls.append(w.shape)
+        return original(w)
+
+    monkeypatch.setattr(kernels, "winograd_filters", counted)
+    warm = compile_model(path)
+    assert warm.from_cache
+    assert not calls, "a cached transform was computed again"
+    assert {t.name for t in warm.derived} == {t.name for t in cold.derived}
+    for tensor, filters in warm.derived.items():
+        np.testing.assert_array_equal(filters, original(tensor.const_value), err_msg=tensor.name)
+    for _, inputs in get("sd_vae_decoder").sweep_inputs()[:1]:
+        want, got = cold.run(inputs), warm.run(inputs)
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
