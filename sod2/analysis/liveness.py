@@ -51,6 +51,7 @@ from sod2.ops.memory import (
     VIEW_OPS,
     may_write_in_place,
     overwritable_inputs,
+    streamed_input,
 )
 
 ALIGNMENT = 64
@@ -307,9 +308,21 @@ def liveness(
     scratch: Mapping[Node, Dim] | None = None,
     inplace: bool = True,
     views: Mapping[Tensor, View] | None = None,
+    results_in_place: bool = False,
+    captured: Mapping[Node, Mapping[Tensor, Tensor]] | None = None,
 ) -> Liveness:
     """Group `graph`'s tensors into storages with lifetimes under `order` (default: the graph's
-    topological order). `scratch` gives control-flow nodes a workspace alive at their step only."""
+    topological order). `scratch` gives control-flow nodes a workspace alive at their step only.
+
+    `results_in_place` lets a graph output be written over an intermediate input that dies at
+    its producer (an If branch's result over the residual its last node adds): that
+    intermediate then lives in the output's storage, which the caller provides (the If's output,
+    `Role.OUTPUT`), and takes no bytes of this graph's arena. Only an intermediate that is the
+    sole tensor of its storage qualifies, so the caller's bytes hold nothing else.
+
+    `captured` gives an If node's outputs the outer tensors its branches write them over
+    (`branch_overwrites`): such an output shares that tensor's storage when the tensor dies at
+    the If."""
     order = tuple(graph.topological_order() if order is None else order)
     if views is None:
         views = find_views(graph, facts)
@@ -367,7 +380,15 @@ def liveness(
                 continue
             target = None
             if inplace and tensor not in returned:
-                target = _inplace_target(node, tensor, index, facts, storage_of)
+                target = _inplace_target(
+                    node,
+                    tensor,
+                    index,
+                    facts,
+                    storage_of,
+                    results=results_in_place,
+                    captured=None if captured is None else captured.get(node),
+                )
             if target is not None:
                 storage = storage_of[target]
                 storage.tensors.append(tensor)
@@ -402,30 +423,130 @@ def liveness(
     return Liveness(graph, order, storages, storage_of, dict(views), done, unplanned, reads)
 
 
+def _overwritable(
+    node: Node,
+    output: Tensor,
+    facts: Mapping[Tensor, TensorFact],
+    captured: Mapping[Tensor, Tensor] | None,
+) -> list[Tensor | None]:
+    """The tensors `node` may write `output` over, if they die at it (`_inplace_target`)."""
+    if captured is not None:
+        found = captured.get(output)
+        return [] if found is None else [found]
+    if not may_write_in_place(node):
+        return []
+    allowed = overwritable_inputs(node)
+    streamed = streamed_input(node)
+    if streamed is not None and not _same_shape(facts.get(node.inputs[streamed]), facts[output]):
+        streamed = None
+    return [
+        tensor
+        for position, tensor in enumerate(node.inputs)
+        if allowed is None or position in allowed or position == streamed
+    ]
+
+
+def branch_overwrites(
+    node: Node, branches: Mapping[str, Liveness], facts: Mapping[Tensor, TensorFact]
+) -> dict[Tensor, Tensor]:
+    """For an If `node`, each output that every branch writes over one same tensor of the
+    enclosing graph (a tensor the branch reads from outside, as the residual block of a gated
+    network writes its result over its input): output -> that tensor. `branches` are the
+    branches' liveness, under the order they run in.
+
+    A branch writes result k over outer tensor c when it returns c itself, or when the node
+    that makes result k may overwrite c (`_overwritable`: an elementwise group, a chain over its
+    X), is the last reader of c in the branch, and the result's storage holds nothing else.
+    The outer liveness then merges the output with c's storage if c dies at the If, and the
+    runtime hands each branch's result the output's bytes (`CompiledModel._add_views`)."""
+    if node.op_type != "If" or node.domain not in ("", "ai.onnx") or not branches:
+        return {}
+    found: dict[Tensor, Tensor] = {}
+    for k, output in enumerate(node.outputs):
+        if output is None:
+            continue
+        common: set[Tensor] | None = None
+        for name, branch in node.subgraphs:
+            lv = branches.get(name)
+            if lv is None or k >= len(branch.outputs):
+                common = set()
+                break
+            over = _result_over(branch.outputs[k], branch, lv, node.graph, facts)
+            common = over if common is None else common & over
+        for tensor in common or ():
+            if tensor not in found.values():
+                found[output] = tensor
+                break
+    return found
+
+
+def _result_over(
+    result: Tensor, branch: Graph, lv: Liveness, outer: Graph, facts: Mapping[Tensor, TensorFact]
+) -> set[Tensor]:
+    """The tensors of graph `outer` that `branch` writes its `result` over (`branch_overwrites`)."""
+    if result.graph is outer:
+        return {result}
+    producer = result.producer
+    storage = lv.storage_of.get(result)
+    if producer is None or result.graph is not branch or storage is None:
+        return set()
+    if storage.tensors != [result] or producer not in lv.order:
+        return set()
+    step = lv.order.index(producer)
+    size = tensor_bytes(facts.get(result))
+    over = set()
+    for tensor in _overwritable(producer, result, facts, None):
+        if tensor is None or tensor.graph is not outer:
+            continue
+        mine = tensor_bytes(facts.get(tensor))
+        if size is None or mine is None or not provably_equal(mine, size):
+            continue
+        if facts[tensor].dtype.bits != facts[result].dtype.bits:  # type: ignore[union-attr]
+            continue
+        reads = lv.reads.get(tensor, [])
+        if max(reads, default=-1) == step and reads.count(step) == 1:
+            over.add(tensor)
+    return over
+
+
+def _same_shape(a: TensorFact | None, b: TensorFact | None) -> bool:
+    """Whether two tensors provably have the same shape."""
+    if a is None or b is None or a.shape.dims is None or b.shape.dims is None:
+        return False
+    return len(a.shape.dims) == len(b.shape.dims) and all(
+        provably_equal(x, y) for x, y in zip(a.shape.dims, b.shape.dims, strict=True)
+    )
+
+
 def _inplace_target(
     node: Node,
     output: Tensor,
     index: int,
     facts: Mapping[Tensor, TensorFact],
     storage_of: Mapping[Tensor, Storage],
+    *,
+    results: bool = False,
+    captured: Mapping[Tensor, Tensor] | None = None,
 ) -> Tensor | None:
-    """An input of `node` whose storage `output` may overwrite, or None. (An output whose view
-    is a graph output is fine: the merged storage then becomes the caller's, so refuse that too.)"""
-    if not may_write_in_place(node) or output.is_graph_output:
+    """An input of `node` whose storage `output` may overwrite, or None. A graph output (or an
+    output whose view is one) is refused unless `results`: the merged storage then becomes the
+    caller's, which only a caller that gives those bytes to the intermediate too can accept
+    (`liveness(results_in_place=True)`). An If's output may overwrite the outer tensor its
+    branches write it over (`captured`, from `branch_overwrites`)."""
+    if output.is_graph_output and not results:
         return None
     size = tensor_bytes(facts.get(output))
     if size is None:
         return None
-    allowed = overwritable_inputs(node)
-    for position, tensor in enumerate(node.inputs):
+    for tensor in _overwritable(node, output, facts, captured):
         if tensor is None or tensor.graph is not node.graph:
-            continue
-        if allowed is not None and position not in allowed:
             continue
         storage = storage_of.get(tensor)
         if storage is None or not storage.planned or storage.end != index:
             continue
         if storage.offsets.get(tensor) != 0 or storage.scratch_of is not None:
+            continue
+        if output.is_graph_output and len(storage.tensors) != 1:
             continue
         mine = tensor_bytes(facts.get(tensor))
         if (

@@ -1430,21 +1430,29 @@ class BandChain:
         out: Any,
         finish: Sequence[Callable[[np.ndarray], None] | None],
         epilogue: Epilogue | None,
-        finish_block: Callable[[np.ndarray, int, int, int], None] | None = None,
+        finish_block: Callable[[np.ndarray, int, int, int, int], None] | None = None,
     ) -> bool:
         """The last stage's output into `out` from X: `params[k]` are stage k's other inputs
         (a Conv's W and bias or None, a Resize's roi, scales and sizes), `finish[k]` stage k's
         epilogue over a band in place (None: none) for each stage but the last;
         `epilogue(n, n + 1)` is called once image n of the output is final. With
         `finish_block`, the last stage always computes into a buffer of its own, and
-        `finish_block(block, n, r0, r1)` writes rows [r0, r1) of image n of the output from it
-        (so the output may share its bytes with a value only that function reads). False, with
+        `finish_block(block, n, r0, r1, upto)` finishes rows [r0, r1) of image n of the output
+        in it and writes rows [r0, upto) (so the output may share its bytes with a value only
+        that function reads; the chain writes the rest later, see below). False, with
         nothing computed, for inputs it has no loop for (the caller then runs the stages
-        whole)."""
+        whole).
+
+        `out` may also be X's own bytes (the same shape, in place: `_streams`): a block's rows
+        are then written only once no later block reads them, the rows the next block still
+        reads kept aside until its first stage has read them (`_Deferred`)."""
         floats = [x, out] + [p for k, ps in enumerate(params) for p in ps if self._is_conv(k)]
         try:
             _float32(*(a for a in floats if a is not None))
         except _Unfit:
+            return False
+        in_place = np.may_share_memory(x, out)
+        if in_place and not self._streams(x, out):
             return False
         key = self._key(x.shape, params, out.shape)
         layout = self._layouts.get(key)
@@ -1455,15 +1463,32 @@ class BandChain:
         if not layout:
             return False
         shapes, blocks = layout
+        deferred = _Deferred(blocks, shapes[-1]) if in_place else None
         x = _contiguous(x)
         params = [[_contiguous(p) if isinstance(p, np.ndarray) else p for p in ps] for ps in params]
         whole = len(blocks) == 1
         for n in range(x.shape[0]):
-            for r0, r1, bands in blocks:
+            if deferred is not None:
+                deferred.start(n)
+            for index, (r0, r1, bands) in enumerate(blocks):
                 with _ScratchScope():
                     self._block(
-                        x, n, r0, r1, bands, shapes, params, out, whole, finish, finish_block
+                        x,
+                        n,
+                        r0,
+                        r1,
+                        bands,
+                        shapes,
+                        params,
+                        out,
+                        whole,
+                        finish,
+                        finish_block,
+                        deferred,
+                        index,
                     )
+            if deferred is not None:
+                deferred.flush(out, out.shape[2])
             if epilogue is not None:
                 epilogue(n, n + 1)
         if epilogue is not None and x.shape[0] == 0:
@@ -1482,10 +1507,14 @@ class BandChain:
         out: np.ndarray,
         whole: bool,
         finish: Sequence[Callable[[np.ndarray], None] | None],
-        finish_block: Callable[[np.ndarray, int, int, int], None] | None,
+        finish_block: Callable[[np.ndarray, int, int, int, int], None] | None,
+        deferred: _Deferred | None = None,
+        index: int = 0,
     ) -> None:
         """Rows [r0, r1) of image n of the last stage's output, through every stage's band
-        (`whole`: the one block covers the image)."""
+        (`whole`: the one block covers the image). With `deferred` (X and the output share
+        their bytes), block `index` writes the rows of the block before it that waited once
+        its first stage has read X, and keeps its own rows that a later block reads."""
         first, last, _ = bands[0]
         current = x[n : n + 1, :, first:last]
         if not current.flags.c_contiguous:
@@ -1505,13 +1534,31 @@ class BandChain:
                 target = _scratch(name, channels * rows * width)
                 target = target.reshape(1, channels, rows, width)
             self._run(k, current, params[k], target, bands[k][2])
+            if k == 0 and deferred is not None:
+                deferred.flush(out, deferred.safes[index])
             if k < last_stage and finish[k] is not None:
                 finish[k](target)  # type: ignore[misc]
             current = target
+        cut = r1 if deferred is None else deferred.cuts[index]
         if finish_block is not None:
-            finish_block(current, n, r0, r1)
+            finish_block(current, n, r0, r1, cut)
         elif not whole:
-            out[n : n + 1, :, r0:r1] = current
+            out[n : n + 1, :, r0:cut] = current[:, :, : cut - r0]
+        if deferred is not None:
+            deferred.keep(index, current, r0, r1)
+
+    def _streams(self, x: np.ndarray, out: np.ndarray) -> bool:
+        """Whether the chain can write `out` over X's bytes: the same shape, element type and
+        place, both C-contiguous, and two stages at least (the first reads X into a band, so
+        the last never reads X while it writes `out`)."""
+        return (
+            len(self.stages) >= 2
+            and x.shape == out.shape
+            and x.dtype == out.dtype
+            and x.flags.c_contiguous
+            and out.flags.c_contiguous
+            and x.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+        )
 
     def _key(
         self, x_shape: tuple[int, ...], params: Sequence[Sequence[Any]], out_shape: tuple[int, ...]
@@ -1640,6 +1687,66 @@ class BandChain:
                 lo, hi = first, last
             blocks.append((r0, r1, bands))
         return blocks
+
+
+class _Deferred:
+    """The write-behind of a chain whose output overwrites its input X (same shape, same
+    bytes). Block j's output rows [r0, r1) overwrite X's rows [r0, r1), and the blocks after j
+    read X from row `safe` on (the least first row of stage 0's band among them). So once
+    block j's first stage has read its band of X, the rows that wait below `safe` are written
+    (`flush`); once block j is finished, its rows below `safe` are written at once and the rest
+    wait, finished, in a buffer of rows (`keep`). Rows wait in order: those that wait always
+    follow on from each other. The last stage's epilogue finishes a block before any of its
+    rows is written, so a residual it reads at those rows (X itself) is intact."""
+
+    __slots__ = ("buffer", "count", "cuts", "image", "safes", "written")
+
+    def __init__(self, blocks: Sequence[Any], shape: tuple[int, ...]) -> None:
+        height = shape[2]
+        firsts = [bands[0][0] for _, _, bands in blocks]
+        self.safes = [min(firsts[j + 1 :], default=height) for j in range(len(blocks))]
+        self.cuts = [
+            min(r1, max(r0, safe)) for (r0, r1, _), safe in zip(blocks, self.safes, strict=True)
+        ]
+        written, count, most = 0, 0, 0  # `flush` and `keep` over the blocks, counting rows
+        for (_, r1, _), safe, cut in zip(blocks, self.safes, self.cuts, strict=True):
+            flushed = min(count, max(0, safe - written))
+            written, count = written + flushed, count - flushed
+            if count == 0:
+                written = cut
+            count += r1 - cut
+            most = max(most, count)
+        channels, width = shape[1], shape[3]
+        floats = _scratch("chain_keep", max(1, most) * channels * width)
+        self.buffer = floats.reshape(max(1, most), channels, width)
+        self.image = self.written = self.count = 0
+
+    def start(self, n: int) -> None:
+        """Begin image n (no row waits)."""
+        self.image, self.written, self.count = n, 0, 0
+
+    def flush(self, out: np.ndarray, upto: int) -> None:
+        """Write the rows that wait below row `upto`."""
+        rows = min(self.count, max(0, upto - self.written))
+        if rows == 0:
+            return
+        r0 = self.written
+        out[self.image, :, r0 : r0 + rows] = self.buffer[:rows].transpose(1, 0, 2)
+        rest = self.count - rows
+        if rest:
+            self.buffer[:rest] = self.buffer[rows : rows + rest].copy()
+        self.written, self.count = r0 + rows, rest
+
+    def keep(self, index: int, block: np.ndarray, r0: int, r1: int) -> None:
+        """Put the finished rows of block `index` (rows [r0, r1) of the output, in `block`)
+        that a later block still reads, rows [cuts[index], r1), after those that wait."""
+        cut = self.cuts[index]
+        if self.count == 0:
+            self.written = cut
+        if cut < r1:
+            at = self.count
+            self.buffer[at : at + r1 - cut] = block[0, :, cut - r0 :].transpose(1, 0, 2)
+            self.count = at + r1 - cut
 
 
 def band_chain(stages: Sequence[FastKernel | None]) -> BandChain | None:

@@ -28,6 +28,7 @@ assumption never runs.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import ChainMap
 from collections.abc import Callable, Mapping, Sequence
@@ -397,9 +398,9 @@ class _ChainStep(_Step):
         # the output is written over an operand of the epilogue: block by block, each block
         # finished from that operand's rows before they are overwritten
 
-        def finish_block(block: np.ndarray, n: int, r0: int, r1: int) -> None:
+        def finish_block(block: np.ndarray, n: int, r0: int, r1: int, upto: int) -> None:
             epilogue([block, *(_block_rows(v, n, r0, r1, target.shape) for v in others)], [block])
-            target[n : n + 1, :, r0:r1] = block
+            target[n : n + 1, :, r0:upto] = block[:, :, : upto - r0]
 
         return bool(self.chain(operands[0][0], params, target, finish, None, finish_block))
 
@@ -763,7 +764,7 @@ class CompiledModel:
         self._add_regions(plan, concrete, base, sizes, regions)
         for node, subplans in plan.subplans.items():
             if node.op_type == "If" and node.domain in ("", "ai.onnx"):
-                self._alias_branch_results(node, shapes, views)
+                self._alias_branch_results(node, subplans, shapes, views)
             scratch = [i for i, s in enumerate(plan.storages) if s.scratch_of is node]
             if not scratch:
                 continue
@@ -776,6 +777,7 @@ class CompiledModel:
     def _alias_branch_results(
         self,
         node: Node,
+        subplans: Mapping[str, GraphPlan],
         shapes: Mapping[Tensor, tuple[int, ...]],
         views: dict[Tensor, np.ndarray],
     ) -> None:
@@ -783,8 +785,17 @@ class CompiledModel:
         it becomes, so the branch writes it there instead of into a fresh array that the If
         would copy. Safe: that storage is alive from the If's step on and holds nothing else
         then, while the branch's own values sit in the If's scratch storage and the values it
-        reads are alive at that step too (so none of them shares its bytes)."""
-        for _, branch in node.subgraphs:
+        reads are alive at that step too (so none of them shares its bytes).
+
+        A result the branch's plan writes over a residual (`liveness(results_in_place=True)`)
+        shares its storage with that residual, which the view then holds too: the residual is
+        computed in the If's output and overwritten there by the result. And where every branch
+        writes an output over an outer value that dies at the If (`branch_overwrites`), the
+        output's storage is that value's: each branch's result then overwrites the value it
+        reads, which its kernel allows (an elementwise group, a chain's write-behind)."""
+        for name, branch in node.subgraphs:
+            subplan = subplans.get(name)
+            storage_of = subplan.liveness.storage_of if subplan is not None else {}
             taken: set[Tensor] = set()
             for result, output in zip(branch.outputs, node.outputs, strict=False):
                 view = views.get(output) if output is not None else None
@@ -800,6 +811,18 @@ class CompiledModel:
                     continue
                 taken.add(result)
                 views[result] = view
+                storage = storage_of.get(result)
+                for partner in () if storage is None else storage.tensors:
+                    if partner is result or partner in views:
+                        continue
+                    shape = shapes.get(partner)
+                    if (
+                        shape is None
+                        or _numpy_dtype(self.rdp.facts.get(partner)) != view.dtype
+                        or math.prod(shape) != view.size
+                    ):
+                        continue
+                    views[partner] = view.reshape(shape)
 
     def place(self, tensor: Tensor, value: Value, frame: _Frame) -> Value:
         """`value` stored at `tensor`'s arena view when it has one (no copy when the kernel

@@ -62,7 +62,42 @@ def overwritable_inputs(node: Node) -> frozenset[int] | None:
     body = node.attr("body")
     if len(node.outputs) != 1:
         return frozenset()
+    after = _epilogue_nodes(body.topological_order())
+    return frozenset(
+        i
+        for i, tensor in enumerate(body.inputs)
+        if tensor.users and all(user in after for user in tensor.users)
+    )
+
+
+def streamed_input(node: Node) -> int | None:
+    """The position of the input a fused chain's first stage reads (its X), when the chain's
+    output may overwrite it provided the two have the same shape, or None.
+
+    The chain then writes its output block by block over X's rows (`BandChain`'s write-behind):
+    a block's rows are written once no later block's band of X reaches them, and X's rows at
+    the block are what the last stage's epilogue reads as a residual before it writes them. So
+    X may be read only by the first stage (as its data input) and by that epilogue."""
+    if not (is_fused(node) and node.attr("kind", "") == "chain") or len(node.outputs) != 1:
+        return None
+    body = node.attr("body")
     order = body.topological_order()
+    stages = [n for n in order if n.op_type in ("Conv", "Resize")]
+    if len(stages) < 2:
+        return None
+    first, x = stages[0], stages[0].inputs[0]
+    if x is None or x not in body.inputs:
+        return None
+    after = _epilogue_nodes(order)
+    for user in x.users:
+        reads = [i for i, t in enumerate(user.inputs) if t is x]
+        if not (user is first and reads == [0]) and user not in after:
+            return None
+    return body.inputs.index(x)
+
+
+def _epilogue_nodes(order: list[Node]) -> set[Node]:
+    """The nodes of a chain's body after its last Conv: the epilogue it applies per block."""
     last = [n for n in order if n.op_type == "Conv"][-1]
     after: set[Node] = set()
     frontier = [last]
@@ -73,11 +108,7 @@ def overwritable_inputs(node: Node) -> frozenset[int] | None:
                 if user not in after:
                     after.add(user)
                     frontier.append(user)
-    return frozenset(
-        i
-        for i, tensor in enumerate(body.inputs)
-        if tensor.users and all(user in after for user in tensor.users)
-    )
+    return after
 
 
 def may_write_in_place(node: Node) -> bool:

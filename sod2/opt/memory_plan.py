@@ -41,7 +41,10 @@ time: it is left out of the plan (`GraphPlan.unplanned`) and allocated when it i
 The order is chosen first (SEP, `sod2.opt.ordering`), then the storages of that order are built
 (views, in-place) and placed. Subgraphs (If branches, Loop and Scan bodies) get plans of their own;
 their arena is the control-flow node's scratch storage, alive at its step only (an If's is the Max
-of its branches'). A kernel's workspace (`plan_memory(workspace=...)`) is a scratch storage too,
+of its branches'). An If branch's result may be written over a residual it adds, which then
+lives in the If's output instead of that arena; and an If output that every branch writes over
+one outer value (a gated residual block over its input) takes that value's storage when the
+value dies at the If (`branch_overwrites`). A kernel's workspace (`plan_memory(workspace=...)`) is a scratch storage too,
 alive at its node's step: placed with the tensors, it takes bytes only where they leave room.
 """
 
@@ -59,7 +62,13 @@ import numpy as np
 import sympy
 
 from sod2.analysis.facts import SymbolInfo, TensorFact
-from sod2.analysis.liveness import Liveness, Storage, find_views, liveness
+from sod2.analysis.liveness import (
+    Liveness,
+    Storage,
+    branch_overwrites,
+    find_views,
+    liveness,
+)
 from sod2.analysis.rdp import RDPResult, propagate
 from sod2.cache import Rebuilt
 from sod2.errors import Sod2Error
@@ -481,14 +490,18 @@ class _Builder:
         self.validation = validation
         self.input_names = {s.name for s in self.inputs}
 
-    def plan(self, graph: Graph) -> GraphPlan:
+    def plan(self, graph: Graph, branch: bool = False) -> GraphPlan:
+        """The plan of `graph`; `branch` when it is an If's branch, whose results the runtime
+        places in the If's outputs (so a result may be written over a residual it adds,
+        `liveness(results_in_place=True)`, and that residual takes the output's bytes)."""
         began = time.perf_counter()
         subplans: dict[Node, dict[str, GraphPlan]] = {}
         scratch: dict[Node, Dim] = {}
         needs: dict[Node, Dim] = {}
         for node in graph.topological_order():
             if node.subgraphs and not is_fused(node):  # a fused body is never materialized
-                subplans[node] = {name: self.plan(sub) for name, sub in node.subgraphs}
+                is_if = node.op_type == "If" and node.domain in ("", "ai.onnx")
+                subplans[node] = {name: self.plan(sub, is_if) for name, sub in node.subgraphs}
                 arenas = [p.arena_expr() for p in subplans[node].values()]
                 arenas = [a for a in arenas if a != 0]
                 if arenas:
@@ -498,27 +511,30 @@ class _Builder:
                 if need is not None and need != 0:
                     needs[node] = need
         views = find_views(graph, self.facts)
+        captured = {
+            node: over
+            for node, plans in subplans.items()
+            if (
+                over := branch_overwrites(
+                    node, {name: p.liveness for name, p in plans.items()}, self.facts
+                )
+            )
+        }
         default = tuple(graph.topological_order())
         order_result = None
         order: tuple[Node, ...] = default
         if self.options.search_order and len(default) > 1:
             order_result, order = self._search(graph, default, {**scratch, **needs}, views)
         scratch.update(needs)
-        lv = liveness(
-            graph, self.facts, order, scratch=scratch, inplace=self.options.inplace, views=views
-        )
-        default_lv = (
-            lv
-            if order == default
-            else liveness(
-                graph,
-                self.facts,
-                default,
-                scratch=scratch,
-                inplace=self.options.inplace,
-                views=views,
-            )
-        )
+        settings = {
+            "scratch": scratch,
+            "inplace": self.options.inplace,
+            "views": views,
+            "results_in_place": branch,
+            "captured": captured,
+        }
+        lv = liveness(graph, self.facts, order, **settings)  # type: ignore[arg-type]
+        default_lv = lv if order == default else liveness(graph, self.facts, default, **settings)  # type: ignore[arg-type]
         storages, unplanned = self._plannable(lv.planned())
         symbols = self._symbols(storages)
         runtime = tuple(s for s in symbols if s.name not in self.input_names)

@@ -223,6 +223,85 @@ def check_chain(batch, channels, widths, kinds, geometries, resize, groups, bias
     assert images == [(n, n + 1) for n in range(batch)]
 
 
+SAME_SIZE_STAGES = st.sampled_from(
+    [
+        # (kind, kernel, stride, dilation) with SAME_UPPER padding, or a Resize by `stride`
+        [("Conv", (1, 1), 1, 1), ("Conv", (3, 3), 1, 1), ("Conv", (1, 1), 1, 1)],
+        [("Conv", (3, 3), 1, 1), ("Conv", (3, 3), 1, 2)],
+        [("Conv", (5, 3), 1, 1), ("Conv", (1, 1), 1, 1)],
+        [("Conv", (3, 3), 2, 1), ("Resize", None, 2, 1)],
+        [("Conv", (1, 1), 1, 1), ("Conv", (3, 3), 1, 1), ("Conv", (3, 3), 1, 1)],
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batch=st.integers(1, 2),
+    channels=st.integers(1, 4),
+    middle=st.integers(1, 5),
+    stages=SAME_SIZE_STAGES,
+    band_bytes=st.sampled_from([1, 200, 2000, 1 << 20]),
+    min_rows=st.sampled_from([1, 2, 8]),
+    residual=st.booleans(),
+    height=st.sampled_from([4, 8, 13, 20]),
+    width=st.integers(1, 7),
+    seed=st.integers(0, 2**16),
+)
+def test_band_chain_writes_over_its_input(
+    batch, channels, middle, stages, band_bytes, min_rows, residual, height, width, seed
+):
+    """A chain whose output has its input's shape may write it over the input's bytes (the
+    planner's in-place, `overwritable_inputs`): blocks of any height, windows that reach one
+    or more rows into the next block, with and without a residual epilogue that reads the
+    input at the rows it writes, give the chain's out-of-place result (rows a later block still
+    reads wait, finished, until it has read them, past several blocks where a window is taller
+    than a block)."""
+    rng = np.random.default_rng(seed)
+    x = rand(rng, batch, channels, height * 2, width * 2)
+    params, kernels_, value, width_now = [], [], x, channels
+    for k, (kind, kernel, stride, dilation) in enumerate(stages):
+        last = k == len(stages) - 1
+        if kind == "Resize":
+            node = node_of("Resize", 3, absent=(1,), mode="nearest")
+            scales = np.array([1.0, 1.0, float(stride), float(stride)], np.float32)
+            stage_params, kernel_ = [None, scales], kernels._resize(node, OPSET)
+        else:
+            convs_after = [kind for kind, *_ in stages[k + 1 :] if kind == "Conv"]
+            filters = middle if convs_after else channels
+            w = rand(rng, filters, width_now, *kernel)
+            attrs = conv_attrs(kernel, (stride, stride), (dilation, dilation), "SAME_UPPER")
+            node = node_of("Conv", 2, **attrs)
+            stage_params, kernel_, width_now = [w, None], ConvKernel(node, OPSET), filters
+        value = reference(node, [value, *stage_params])[0]
+        if not last:
+            value = np.tanh(value)
+        params.append(stage_params)
+        kernels_.append(kernel_)
+    assert value.shape == x.shape
+    expected = value + x if residual else value
+    chain = kernels.BandChain(kernels_)
+    tanh = [lambda band: np.tanh(band, out=band)] * (len(stages) - 1)
+    both = x.copy()
+
+    def finish_block(block, n, r0, r1, upto):
+        block += x_rows(n, r0, r1)
+        both[n : n + 1, :, r0:upto] = block[:, :, : upto - r0]
+
+    def x_rows(n, r0, r1):
+        return both[n : n + 1, :, r0:r1].copy()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels, "CHAIN_BAND_BYTES", band_bytes)
+        patch.setattr(kernels, "CHAIN_MIN_ROWS", min_rows)
+        if residual:
+            done = chain(both, params, both, tanh, None, finish_block)
+        else:
+            done = chain(both, params, both, tanh, None)
+    assert done
+    np.testing.assert_allclose(both, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_band_chain_declines_what_it_has_no_loop_for():
     node = node_of("Conv", 2, pads=[1, 1, 1, 1])
     chain = kernels.BandChain([ConvKernel(node, OPSET), ConvKernel(node, OPSET)])

@@ -458,3 +458,104 @@ def test_a_matmul_weight_read_by_one_kernel_is_held_by_columns(fusion, shared, m
         got = compiled.run(feeds)
         for key in want:
             np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+def _gated_residual_model() -> Model:
+    """Two gated bottleneck blocks, as in SkipNet: `If(c1)` runs relu(h + residual(h)) or
+    passes h through (Identity), `If(c2)` runs relu(shortcut(g) + residual(g)), strided, or the
+    shortcut alone; a Transpose reads the result (so the If outputs are planned)."""
+    graph = Graph()
+    x_type = TensorType(DType.FLOAT32, Shape([1, 8, symbol("H"), symbol("W")]))
+    x = graph.add_input("x", x_type)
+    c1 = graph.add_input("c1", TensorType(DType.BOOL, Shape([])))
+    c2 = graph.add_input("c2", TensorType(DType.BOOL, Shape([])))
+    rng = np.random.default_rng(3)
+    floats = [TensorType(DType.FLOAT32, Shape(None))]
+
+    def op(g: Graph, op_type: str, inputs: list, **attrs):
+        return g.add_node(op_type, inputs, attrs=attrs, output_types=floats).outputs[0]
+
+    def conv(g: Graph, value, channels: int, filters: int, kernel: int, stride: int):
+        scale = 1 / np.sqrt(kernel * kernel * channels)
+        w = (rng.standard_normal((filters, channels, kernel, kernel)) * scale).astype(np.float32)
+        pads = [kernel // 2] * 4
+        inputs = [value, g.add_constant(w)]
+        return op(g, "Conv", inputs, pads=pads, strides=[stride, stride])
+
+    def residual(g: Graph, value, stride: int, filters: int):
+        inner = op(g, "Relu", [conv(g, value, 8, 4, 1, 1)])
+        return conv(g, op(g, "Relu", [conv(g, inner, 4, 4, 3, stride)]), 4, filters, 1, 1)
+
+    h = op(graph, "Relu", [conv(graph, x, 8, 8, 3, 1)])
+    identity_block = graph.new_subgraph("then1")
+    identity_block.set_outputs(
+        [
+            op(
+                identity_block,
+                "Relu",
+                [op(identity_block, "Add", [h, residual(identity_block, h, 1, 8)])],
+            )
+        ]
+    )
+    skip = graph.new_subgraph("else1")
+    skip.set_outputs([op(skip, "Identity", [h])])
+    node = graph.add_node(
+        "If", [c1], outputs=["g"], attrs={"then_branch": identity_block, "else_branch": skip}
+    )
+    g = node.outputs[0]
+    projection = graph.new_subgraph("then2")
+    shortcut = conv(projection, g, 8, 8, 1, 2)
+    total = op(projection, "Add", [shortcut, residual(projection, g, 2, 8)])
+    projection.set_outputs([op(projection, "Relu", [total])])
+    shortcut_only = graph.new_subgraph("else2")
+    shortcut_only.set_outputs([conv(shortcut_only, g, 8, 8, 1, 2)])
+    graph.add_node(
+        "If",
+        [c2],
+        outputs=["z"],
+        attrs={"then_branch": projection, "else_branch": shortcut_only},
+    )
+    flipped = graph.add_node("Transpose", [graph.tensor("z")], attrs={"perm": [0, 1, 3, 2]})
+    graph.set_outputs(flipped.outputs)
+    return Model(graph, opset_imports={"": 21})
+
+
+@pytest.mark.parametrize("band_bytes", [64, 1 << 21])
+def test_gated_blocks_write_their_results_over_what_they_read(band_bytes, monkeypatch):
+    """A gated identity block's If output takes the bytes of the block's input (its branches
+    write over it: the chain block by block, the Identity trivially), and a projection block's
+    shortcut is computed in the If's output, which its chain then overwrites. Either way, and
+    with fast kernels off, the results are the reference's."""
+    from sod2.backend import kernels
+    from sod2.backend.reference import run_reference
+
+    monkeypatch.setattr(kernels, "CHAIN_BAND_BYTES", band_bytes)
+    monkeypatch.setattr(kernels, "CHAIN_MIN_ROWS", 1)
+    model = _gated_residual_model()
+    compiled = compile_model(model)
+    top = compiled.plan.top
+    first, second = [n for n in compiled.model.graph.nodes if n.op_type == "If"]
+    (pair,) = [p for p in top.liveness.inplace if p.node is first]
+    assert pair.input.name == first.subgraphs[1][1].outputs[0].producer.inputs[0].name  # h
+    then2 = top.subplans[second]["then_branch"]
+    result = dict(second.subgraphs)["then_branch"].outputs[0]
+    held = then2.liveness.storage_of[result].tensors
+    assert len(held) == 2 and held[0].producer.op_type == "Conv"  # the shortcut
+    rng = np.random.default_rng(0)
+    reference_only = compile_model(model, CompileOptions(mvc=False))
+    for h, w in [(9, 7), (16, 12), (24, 5)]:
+        for c1, c2 in [(True, True), (False, True), (True, False), (False, False)]:
+            feeds = {
+                "x": rng.standard_normal((1, 8, h, w)).astype(np.float32),
+                "c1": np.array(c1),
+                "c2": np.array(c2),
+            }
+            want = run_reference(model, feeds).outputs
+            for runtime in (compiled, reference_only):
+                got = runtime.run(feeds)
+                for key in want:
+                    np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5)
+    frame = next(iter(compiled._frames.values()))
+    shortcut = held[0]
+    assert np.shares_memory(frame.views[shortcut], frame.views[second.outputs[0]])
+    assert np.shares_memory(frame.views[first.outputs[0]], frame.views[pair.input])
