@@ -109,6 +109,17 @@ IM2COL_BLOCK_BYTES = 1 << 22
 """The im2col scratch holds about this many bytes of patches (a block of output rows); each block
 is one sgemm. Big enough for BLAS to run at full speed, small enough to stay in the cache."""
 
+DIRECT_BLOCK_BYTES = 1 << 20
+"""A strided direct convolution splits about this many bytes of its input rows by column phase
+at a time (the rows a block of output rows reads), then computes that block."""
+
+
+def direct_block(out_h: int, row: int, stride: int, budget: int) -> int:
+    """The output rows of a strided direct convolution's block: those whose input rows, split
+    (`row` floats each, `stride` rows per output row), fit `budget` bytes; one at least."""
+    return max(1, min(out_h, budget // (4 * stride * row)))
+
+
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 """Reassociation lets LLVM vectorize sums; NaN and infinity keep their IEEE meaning."""
 
@@ -526,15 +537,18 @@ def _im2col_rows(x, scratch, c0, channels, r0, r1, kernel, strides, dilations, p
 _IM2COL = _jit(_im2col_rows)
 
 
-def _direct_conv(phases, w, bias, out, group, strides, dilations, pads):  # type: ignore[no-untyped-def]
+def _direct_conv(phases, w, bias, out, group, strides, dilations, pads, rows):  # type: ignore[no-untyped-def]
     """Y[n, m] = B[m] + sum_{c, i, j} W[m, c, i, j] X[n, g(m) * C/g + c, shifted by (i, j)],
     one output plane per task, row by row (the row stays in L1 while every tap adds to it);
     each tap is a vectorizable sweep over the part of the row that reads inside the input.
-    The input comes as `phases[n, c, h, p, q] = X[n, c, h, q * sw + p]` (`_split_phases`; for a
-    unit stride, X itself with an axis of 1), so that a strided tap reads a contiguous run too:
-    input column ow * sw + left is phase left % sw, position ow + left // sw."""
-    batch, filters, out_h, out_w = out.shape
-    height, sw, span = phases.shape[2], phases.shape[3], phases.shape[4]
+    The input comes as `phases[n, c, h, p, q] = X[n, c, row0 + h, q * sw + p]`
+    (`_split_phases`; for a unit stride, X itself with an axis of 1), so that a strided tap
+    reads a contiguous run too: input column ow * sw + left is phase left % sw, position
+    ow + left // sw. `rows` = (row0, height of X, first output row, end output row): only
+    output rows [first, end) are computed, from the input rows `phases` holds (a band)."""
+    batch, filters, _, out_w = out.shape
+    sw, span = phases.shape[3], phases.shape[4]
+    row0, height, oh_first, oh_end = rows
     width = sw * span
     per_group_in, kh, kw = w.shape[1], w.shape[2], w.shape[3]
     per_group_out = filters // group
@@ -545,13 +559,14 @@ def _direct_conv(phases, w, bias, out, group, strides, dilations, pads):  # type
         n = task // filters
         m = task % filters
         first = (m // per_group_out) * per_group_in
-        for oh in range(out_h):
+        for oh in range(oh_first, oh_end):
             row = out[n, m, oh]
             row[:] = bias[m]
             for i in range(kh):
                 ih = oh * sh + i * dh - ph
                 if ih < 0 or ih >= height:
                     continue
+                ih -= row0
                 for j in range(kw):
                     left = j * dw - pw  # iw = ow * sw + left must lie in [0, width)
                     lo = min(out_w, max(0, (-left + sw - 1) // sw))
@@ -565,10 +580,10 @@ def _direct_conv(phases, w, bias, out, group, strides, dilations, pads):  # type
                             target[t] += weight * source[t]
 
 
-def _split_phases(x, phases):  # type: ignore[no-untyped-def]
-    """phases[n, c, h, p, q] = x[n, c, h, q * sw + p], 0 past the row's end."""
-    batch, channels, height, width = x.shape
-    sw, span = phases.shape[3], phases.shape[4]
+def _split_phases(x, phases, row0):  # type: ignore[no-untyped-def]
+    """phases[n, c, h, p, q] = x[n, c, row0 + h, q * sw + p], 0 past the row's end."""
+    batch, channels, _, width = x.shape
+    height, sw, span = phases.shape[2], phases.shape[3], phases.shape[4]
     for task in prange(batch * channels * height):
         h = task % height
         c = (task // height) % channels
@@ -576,7 +591,7 @@ def _split_phases(x, phases):  # type: ignore[no-untyped-def]
         for p in range(sw):
             for q in range(span):
                 col = q * sw + p
-                phases[n, c, h, p, q] = x[n, c, h, col] if col < width else 0.0
+                phases[n, c, h, p, q] = x[n, c, row0 + h, col] if col < width else 0.0
 
 
 _SPLIT_PHASES = _jit(_split_phases)
@@ -1304,28 +1319,30 @@ class ConvKernel:
         epilogue: Epilogue | None,
     ) -> None:
         """The Numba loop nest over output planes (all images at once)."""
-        zeros = np.zeros(w.shape[0], dtype=np.float32) if bias is None else bias
+        zeros = _contiguous(np.zeros(w.shape[0], dtype=np.float32) if bias is None else bias)
         sw = geometry.strides[1]
         batch, channels, height, width = x.shape
+        out_h = out.shape[2]
+        direct = _pick(_DIRECT, out.size * w.shape[1] * w.shape[2] * w.shape[3])
+        settings = (self.group, geometry.strides, geometry.dilations, geometry.pads_begin)
         if sw == 1:
             phases = x[:, :, :, None, :]  # a view, whatever x's strides
-        else:
-            span = -(-width // sw)
-            phases = _scratch("phases", x.size // width * sw * span).reshape(
-                batch, channels, height, sw, span
-            )
-            _pick(_SPLIT_PHASES, x.size)(x, phases)
-        direct = _pick(_DIRECT, out.size * w.shape[1] * w.shape[2] * w.shape[3])
-        direct(
-            phases,
-            w,
-            _contiguous(zeros),
-            out,
-            self.group,
-            geometry.strides,
-            geometry.dilations,
-            geometry.pads_begin,
-        )
+            direct(phases, w, zeros, out, *settings, (0, height, 0, out_h))
+            _finish(epilogue, out)
+            return
+        span = -(-width // sw)
+        sh, ph = geometry.strides[0], geometry.pads_begin[0]
+        reach = (w.shape[2] - 1) * geometry.dilations[0] + 1  # input rows one output row reads
+        row = batch * channels * sw * span  # floats per input row, split
+        block = direct_block(out_h, row, sh, _budget(DIRECT_BLOCK_BYTES, "phases"))
+        floats = _scratch("phases", row * min(height, (block - 1) * sh + reach))
+        for o0 in range(0, out_h, block):
+            o1 = min(out_h, o0 + block)
+            first = min(height, max(0, o0 * sh - ph))
+            last = max(first, min(height, (o1 - 1) * sh - ph + reach))
+            phases = floats[: row * (last - first)].reshape(batch, channels, last - first, sw, span)
+            _pick(_SPLIT_PHASES, phases.size)(x, phases, first)
+            direct(phases, w, zeros, out, *settings, (first, height, o0, o1))
         _finish(epilogue, out)
 
     def _windows(

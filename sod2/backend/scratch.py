@@ -150,9 +150,14 @@ def _strategy_floats(
     out_h, out_w = y[2], y[3]
     if strategy == "pointwise":
         return 0
-    if strategy == "direct":  # with a horizontal stride, the input split by column phase
-        sw = strides[1]
-        return 0 if sw == 1 else batch * channels * height * sw * _ceil(width, sw)
+    if strategy == "direct":  # with a horizontal stride, a block's input rows split by phase
+        sh, sw = strides
+        if sw == 1:
+            return 0
+        row = batch * channels * sw * _ceil(width, sw)
+        block = _blocked(out_h, kernels.DIRECT_BLOCK_BYTES, sh * row)
+        reach = (kh - 1) * dilations[0] + 1
+        return _int(row * sympy.Min(height, (block - 1) * sh + reach))
     if strategy == "winograd":
         row = 16 * (channels + filters) * _ceil(out_w, 2)  # a row of 2x2 tiles
         return row * _blocked(_ceil(out_h, 2), kernels.WINOGRAD_BLOCK_BYTES, row)

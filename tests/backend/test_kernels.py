@@ -446,11 +446,25 @@ def test_band_chain_in_a_workspace_region(
     padding=st.sampled_from(["none", "pads", "SAME_UPPER", "SAME_LOWER", "VALID"]),
     bias=st.booleans(),
     size=st.tuples(st.integers(5, 9), st.integers(5, 9)),
+    direct_block_bytes=st.sampled_from([1, 300, 1 << 20]),
     seed=st.integers(0, 2**16),
 )
 def test_conv2d_every_strategy_matches_reference(
-    batch, groups, per_group_in, per_group_out, kernel, stride, dilation, padding, bias, size, seed
+    batch,
+    groups,
+    per_group_in,
+    per_group_out,
+    kernel,
+    stride,
+    dilation,
+    padding,
+    bias,
+    size,
+    direct_block_bytes,
+    seed,
 ):
+    """Every strategy that applies gives the reference's output (the strided direct loop in
+    blocks of one output row up to the whole image)."""
     for extent, taps, gap in zip(size, kernel, dilation, strict=True):
         assume((taps - 1) * gap + 1 <= extent)  # the dilated kernel fits the unpadded input
     rng = np.random.default_rng(seed)
@@ -474,7 +488,9 @@ def test_conv2d_every_strategy_matches_reference(
             continue
         if strategy == "winograd" and not (winograd_3x3 and unit_stride_one_group):
             continue
-        check(node, arrays, kernel=ConvKernel(node, OPSET, strategy=strategy))
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(kernels, "DIRECT_BLOCK_BYTES", direct_block_bytes)
+            check(node, arrays, kernel=ConvKernel(node, OPSET, strategy=strategy))
 
 
 @SMALL
