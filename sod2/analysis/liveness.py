@@ -310,6 +310,7 @@ def liveness(
     views: Mapping[Tensor, View] | None = None,
     results_in_place: bool = False,
     captured: Mapping[Node, Mapping[Tensor, Tensor]] | None = None,
+    slots: Mapping[Tensor, tuple[Tensor, Dim]] | None = None,
 ) -> Liveness:
     """Group `graph`'s tensors into storages with lifetimes under `order` (default: the graph's
     topological order). `scratch` gives control-flow nodes a workspace alive at their step only.
@@ -322,12 +323,18 @@ def liveness(
 
     `captured` gives an If node's outputs the outer tensors its branches write them over
     (`branch_overwrites`): such an output shares that tensor's storage when the tensor dies at
-    the If."""
+    the If.
+
+    `slots` places Concat inputs in their Concat's output (`concat_slots`, the default where
+    `inplace`; `{}` for none): the storage of the output's root then begins where its first
+    input is made."""
     order = tuple(graph.topological_order() if order is None else order)
     if views is None:
         views = find_views(graph, facts)
     reads = read_steps(graph, order)
     returned = {v.base for v in views.values() if v.tensor.is_graph_output}
+    if slots is None:
+        slots = concat_slots(graph, facts, views, returned) if inplace else {}
     storages: list[Storage] = []
     storage_of: dict[Tensor, Storage] = {}
     unplanned: dict[Tensor, str] = {}
@@ -370,11 +377,23 @@ def liveness(
         for tensor in node.outputs:
             if tensor is None:
                 continue
+            if tensor in storage_of:  # a Concat's output, its storage made by its first input
+                extend(storage_of[tensor], tensor)
+                continue
+            slot = slots.get(tensor)
+            if slot is not None:  # written straight into its place in a Concat's output
+                root, offset = slot
+                storage = storage_of.get(root) or new_storage(root, index)
+                storage.tensors.append(tensor)
+                storage.offsets[tensor] = offset
+                storage_of[tensor] = storage
+                extend(storage, tensor)
+                continue
             view = views.get(tensor)
             if view is not None and view.base in storage_of:
                 storage = storage_of[view.base]
                 storage.tensors.append(tensor)
-                storage.offsets[tensor] = view.offset
+                storage.offsets[tensor] = _as_dim(storage.offsets[view.base] + view.offset)
                 storage_of[tensor] = storage
                 extend(storage, tensor)
                 continue
@@ -421,6 +440,73 @@ def liveness(
         if storage_of[tensor].role is not Role.INTERMEDIATE:
             del unplanned[tensor]
     return Liveness(graph, order, storages, storage_of, dict(views), done, unplanned, reads)
+
+
+def concat_slots(
+    graph: Graph,
+    facts: Mapping[Tensor, TensorFact],
+    views: Mapping[Tensor, View],
+    returned: set[Tensor],
+) -> dict[Tensor, tuple[Tensor, Dim]]:
+    """The inputs of `graph`'s Concats that can be computed in their place in the output: input
+    -> (the storage's root tensor, byte offset in it). The root is the last Concat of a chain
+    (a dense block's features, each Concat an input of the next), so a feature map is written
+    once, where every later Concat reads it, instead of copied at each Concat.
+
+    A Concat qualifies when every axis before its axis has extent 1 (each input is then one
+    contiguous run of the output's bytes), its output is an intermediate, and its inputs share
+    its element width. An input qualifies when this graph's node makes it (not a graph input,
+    constant or outer value), it is no view and has none, and it is read by no other Concat
+    that claims it; the rest are copied as before."""
+    parents: dict[Tensor, tuple[Tensor, Dim]] = {}
+    viewed = {v.base for v in views.values()}
+    for node in graph.topological_order():
+        output = node.outputs[0] if node.outputs else None
+        if node.op_type != "Concat" or node.domain not in ("", "ai.onnx") or output is None:
+            continue
+        fact = facts.get(output)
+        if (
+            fact is None
+            or fact.dtype is None
+            or fact.dtype.bits % 8
+            or fact.shape.dims is None
+            or output.is_graph_output
+            or output in returned
+            or tensor_bytes(fact) is None
+        ):
+            continue
+        dims = fact.shape.dims
+        axis = int(node.attr("axis", 0))
+        axis = axis + len(dims) if axis < 0 else axis
+        if not 0 <= axis < len(dims) or any(not provably_equal(d, 1) for d in dims[:axis]):
+            continue
+        offset: Dim = 0
+        seen: set[Tensor] = set()
+        for tensor in node.inputs:
+            mine = facts.get(tensor) if tensor is not None else None
+            if mine is None or mine.shape.dims is None or mine.dtype != fact.dtype:
+                break
+            size = _as_dim(math.prod(mine.shape.dims, start=1) * (fact.dtype.bits // 8))
+            if (
+                tensor not in seen
+                and tensor not in parents
+                and tensor.producer is not None
+                and tensor.graph is graph
+                and not tensor.is_graph_output
+                and tensor not in views
+                and tensor not in viewed
+                and role_of(tensor) is Role.INTERMEDIATE
+            ):
+                parents[tensor] = (output, offset)
+            seen.add(tensor)
+            offset = _as_dim(offset + size)
+    slots: dict[Tensor, tuple[Tensor, Dim]] = {}
+    for tensor, (parent, offset) in parents.items():
+        while parent in parents:  # a Concat's output that is itself an input of the next
+            parent, more = parents[parent]
+            offset = _as_dim(offset + more)
+        slots[tensor] = (parent, offset)
+    return slots
 
 
 def _overwritable(

@@ -66,6 +66,7 @@ from sod2.analysis.liveness import (
     Liveness,
     Storage,
     branch_overwrites,
+    concat_slots,
     find_views,
     liveness,
 )
@@ -533,6 +534,8 @@ class _Builder:
             "results_in_place": branch,
             "captured": captured,
         }
+        if self.options.inplace:
+            settings["slots"] = self._slots(graph, order, settings)
         lv = liveness(graph, self.facts, order, **settings)  # type: ignore[arg-type]
         default_lv = lv if order == default else liveness(graph, self.facts, default, **settings)  # type: ignore[arg-type]
         storages, unplanned = self._plannable(lv.planned())
@@ -570,6 +573,46 @@ class _Builder:
         )
         plan.plan_seconds = time.perf_counter() - began
         return plan
+
+    def _slots(
+        self, graph: Graph, order: Sequence[Node], settings: Mapping[str, object]
+    ) -> dict[Tensor, tuple[Tensor, Dim]]:
+        """The Concat inputs computed in their place (`concat_slots`), chain by chain (a chain
+        is the inputs of one root): a chain stays only where it lowers the order's peak (the
+        sum over the sample bindings of the most bytes alive at one step). In place, a chain's
+        whole output is alive from its first input on, which costs where that input is made
+        at a step that was the peak already."""
+        views = settings["views"]
+        returned = {v.base for v in views.values() if v.tensor.is_graph_output}  # type: ignore[attr-defined]
+        slots = concat_slots(graph, self.facts, views, returned)  # type: ignore[arg-type]
+        if not slots:
+            return slots
+        roots = list(dict.fromkeys(root for root, _ in slots.values()))
+
+        def trial(kept: set[Tensor]) -> tuple[int, Liveness]:
+            chosen = {t: slot for t, slot in slots.items() if slot[0] in kept}
+            lv = liveness(graph, self.facts, order, **{**settings, "slots": chosen})  # type: ignore[arg-type]
+            return self._peak(lv), lv
+
+        kept = set(roots)
+        best, _ = trial(kept)
+        for root in roots:
+            score, _ = trial(kept - {root})
+            if score < best:
+                kept.discard(root)
+                best = score
+        return {t: slot for t, slot in slots.items() if slot[0] in kept}
+
+    def _peak(self, lv: Liveness) -> int:
+        """The sum over the sample bindings of the most bytes alive at one step of `lv`."""
+        storages, _ = self._plannable(lv.planned())
+        if not storages:
+            return 0
+        sizes = self._sample_sizes(storages)
+        start = np.array([max(s.start, 0) for s in storages], dtype=np.int64)
+        end = np.array([s.end for s in storages], dtype=np.int64)
+        steps = int(end.max()) + 1
+        return int(placement.live_bytes(start, end, sizes, steps).max(axis=0).sum())
 
     def _plannable(self, storages: Sequence[Storage]) -> tuple[list[Storage], list[Storage]]:
         """`storages` split into those the plan can place and those sized by a run-time symbol

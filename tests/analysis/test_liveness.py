@@ -135,3 +135,43 @@ def test_unknown_sizes_are_listed_as_unplanned():
     lv, _ = _storages(model)
     assert [t.name for t in lv.unplanned] == ["r"]
     assert lv.planned() == []
+
+
+def _dense_block(batch):
+    """A dense block: each Concat appends a new feature map (Exp of the previous Concat) to it
+    along axis 1; `batch` is the first axis of the input [batch, 2, N]."""
+    graph = Graph("main")
+    x = graph.add_input("x", tensor_type(DType.FLOAT32, [batch, 2, N]))
+    first = graph.add_node("Relu", [x], outputs=["f0"]).outputs[0]
+    features = graph.add_node("Neg", [x], outputs=["f1"]).outputs[0]
+    total = graph.add_node("Concat", [first, features], outputs=["c1"], attrs={"axis": 1})
+    for k in (2, 3):
+        grown = graph.add_node("Exp", [total.outputs[0]], outputs=[f"f{k}"]).outputs[0]
+        total = graph.add_node(
+            "Concat", [total.outputs[0], grown], outputs=[f"c{k}"], attrs={"axis": 1}
+        )
+    graph.set_outputs([graph.add_node("Sigmoid", [total.outputs[0]], outputs=["y"]).outputs[0]])
+    return Model(graph, {"": 18})
+
+
+def test_a_dense_blocks_features_are_computed_in_the_last_concats_output():
+    model = _dense_block(1)
+    lv, _ = _storages(model)
+    graph = model.graph
+    root = lv.storage_of[graph.tensor("c3")]
+    members = {t.name: root.offsets[t] for t in root.tensors}
+    row = 4 * N  # bytes of one channel of [1, C, N] float32
+    assert members == {
+        "c3": 0, "f0": 0, "f1": 2 * row, "c1": 0, "f2": 4 * row, "c2": 0, "f3": 8 * row
+    }  # fmt: skip
+    assert root.size == aligned(16 * row) and root.start == 0  # from f0, the first made
+    off = liveness(graph, propagate(model).facts, inplace=False)
+    assert len({id(off.storage_of[graph.tensor(n)]) for n in ("f0", "f1", "c1", "c3")}) == 4
+
+
+def test_concat_inputs_are_copied_where_they_would_not_be_contiguous():
+    model = _dense_block(symbol("B"))  # a first axis that may exceed 1
+    lv, _ = _storages(model)
+    graph = model.graph
+    assert lv.storage_of[graph.tensor("f1")] is not lv.storage_of[graph.tensor("c1")]
+    assert all(len(s.tensors) == 1 for s in lv.planned())

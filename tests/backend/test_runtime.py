@@ -559,3 +559,44 @@ def test_gated_blocks_write_their_results_over_what_they_read(band_bytes, monkey
     shortcut = held[0]
     assert np.shares_memory(frame.views[shortcut], frame.views[second.outputs[0]])
     assert np.shares_memory(frame.views[first.outputs[0]], frame.views[pair.input])
+
+
+def _dense_model() -> Model:
+    """A dense block over X[1, 4, H, W]: three times, a Conv 3x3 of everything so far is
+    concatenated to it (axis 1); a Sigmoid reads the last Concat."""
+    graph = Graph()
+    x = graph.add_input("x", TensorType(DType.FLOAT32, Shape([1, 4, symbol("H"), symbol("W")])))
+    rng = np.random.default_rng(4)
+    floats = [TensorType(DType.FLOAT32, Shape(None))]
+    total, channels = graph.add_node("Relu", [x], output_types=floats).outputs[0], 4
+    for _ in range(3):
+        w = graph.add_constant((rng.standard_normal((3, channels, 3, 3)) / 6).astype(np.float32))
+        grown = graph.add_node("Conv", [total, w], attrs={"pads": [1] * 4}, output_types=floats)
+        total = graph.add_node(
+            "Concat", [total, grown.outputs[0]], attrs={"axis": 1}, output_types=floats
+        ).outputs[0]
+        channels += 3
+    graph.set_outputs(graph.add_node("Sigmoid", [total], output_types=floats).outputs)
+    return Model(graph, opset_imports={"": 21})
+
+
+def test_a_dense_block_writes_each_feature_once_where_the_concats_read_it():
+    from sod2.backend.reference import run_reference
+
+    model = _dense_model()
+    compiled = compile_model(model)
+    reference_only = compile_model(model, CompileOptions(mvc=False))
+    rng = np.random.default_rng(0)
+    for h, w in [(5, 7), (12, 9), (5, 7)]:
+        feeds = {"x": rng.standard_normal((1, 4, h, w)).astype(np.float32)}
+        want = run_reference(model, feeds).outputs
+        for runtime in (compiled, reference_only):
+            got = runtime.run(feeds)
+            for key in want:
+                np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6)
+    concats = [n for n in compiled.model.graph.nodes if n.op_type == "Concat"]
+    frame = compiled._frames[(12, 9)]
+    last = frame.views[concats[-1].outputs[0]]
+    for node in concats:
+        for tensor in node.inputs:
+            assert np.shares_memory(frame.views[tensor], last)  # computed in its place
