@@ -2693,11 +2693,12 @@ def _concat(node: Node, opset: int) -> Body | None:
 
 
 def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two arrays of one shape view the same bytes the same way."""
+    """Whether two arrays of one shape view the same bytes the same way (the stride of an axis
+    of extent 1 is never used, so it may differ)."""
     return (
         a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-        and a.strides == b.strides
         and a.dtype == b.dtype
+        and all(n == 1 or x == y for n, x, y in zip(a.shape, a.strides, b.strides, strict=True))
     )
 
 

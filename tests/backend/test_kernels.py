@@ -1023,6 +1023,25 @@ def test_transpose_concat_gather_expand():
     check(node_of("Expand", 2), [rand(rng, 3, 1), np.array([2, 1, 4], np.int64)])
 
 
+def test_concat_leaves_inputs_already_in_their_place(monkeypatch):
+    """An input the plan computed in its place in the output (a view of those bytes, whatever
+    the stride of an axis of extent 1) is not copied again; the others are."""
+    rng = np.random.default_rng(12)
+    out = np.zeros((1, 5, 3, 2), np.float32)
+    strides = (999 * 4, *out.strides[1:])  # axis 0 has extent 1: its stride is never used
+    placed = np.lib.stride_tricks.as_strided(out[:, :2], shape=(1, 2, 3, 2), strides=strides)
+    placed[...] = rand(rng, 1, 2, 3, 2)
+    other = rand(rng, 1, 3, 3, 2)
+    copies = []
+    real = np.copyto
+    monkeypatch.setattr(np, "copyto", lambda dst, src, **k: (copies.append(src), real(dst, src)))
+    kernel = fast_kernel(node_of("Concat", 2, axis=1), OPSET)
+    expected = np.concatenate([placed.copy(), other], axis=1)
+    kernel([placed, other], [out], None)
+    np.testing.assert_array_equal(out, expected)
+    assert len(copies) == 1 and copies[0] is other
+
+
 @pytest.mark.parametrize(
     "starts, ends, axes, steps",
     [
