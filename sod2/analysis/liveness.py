@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from sod2.analysis.facts import TensorFact
+from sod2.analysis.rule_kit import facts_agree
 from sod2.analysis.symbolic import ceil_div, provably_equal
 from sod2.ir.dims import Dim
 from sod2.ir.graph import Graph, Node, Tensor, anchor_node
@@ -334,7 +335,7 @@ def liveness(
     reads = read_steps(graph, order)
     returned = {v.base for v in views.values() if v.tensor.is_graph_output}
     if slots is None:
-        slots = concat_slots(graph, facts, views, returned) if inplace else {}
+        slots = concat_slots(graph, facts, views) if inplace else {}
     storages: list[Storage] = []
     storage_of: dict[Tensor, Storage] = {}
     unplanned: dict[Tensor, str] = {}
@@ -443,10 +444,7 @@ def liveness(
 
 
 def concat_slots(
-    graph: Graph,
-    facts: Mapping[Tensor, TensorFact],
-    views: Mapping[Tensor, View],
-    returned: set[Tensor],
+    graph: Graph, facts: Mapping[Tensor, TensorFact], views: Mapping[Tensor, View]
 ) -> dict[Tensor, tuple[Tensor, Dim]]:
     """The inputs of `graph`'s Concats that can be computed in their place in the output: input
     -> (the storage's root tensor, byte offset in it). The root is the last Concat of a chain
@@ -460,6 +458,7 @@ def concat_slots(
     that claims it; the rest are copied as before."""
     parents: dict[Tensor, tuple[Tensor, Dim]] = {}
     viewed = {v.base for v in views.values()}
+    returned = {v.base for v in views.values() if v.tensor.is_graph_output}
     for node in graph.topological_order():
         output = node.outputs[0] if node.outputs else None
         if node.op_type != "Concat" or node.domain not in ("", "ai.onnx") or output is None:
@@ -523,8 +522,10 @@ def _overwritable(
         return []
     allowed = overwritable_inputs(node)
     streamed = streamed_input(node)
-    if streamed is not None and not _same_shape(facts.get(node.inputs[streamed]), facts[output]):
-        streamed = None
+    if streamed is not None:
+        source = facts.get(node.inputs[streamed])  # type: ignore[arg-type]
+        if source is None or not facts_agree(source, facts[output]):
+            streamed = None
     return [
         tensor
         for position, tensor in enumerate(node.inputs)
@@ -593,15 +594,6 @@ def _result_over(
         if max(reads, default=-1) == step and reads.count(step) == 1:
             over.add(tensor)
     return over
-
-
-def _same_shape(a: TensorFact | None, b: TensorFact | None) -> bool:
-    """Whether two tensors provably have the same shape."""
-    if a is None or b is None or a.shape.dims is None or b.shape.dims is None:
-        return False
-    return len(a.shape.dims) == len(b.shape.dims) and all(
-        provably_equal(x, y) for x, y in zip(a.shape.dims, b.shape.dims, strict=True)
-    )
 
 
 def _inplace_target(

@@ -64,6 +64,7 @@ import math
 import threading
 import types
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numba
@@ -1479,8 +1480,8 @@ class BandChain:
             layout = self._layouts[key] = self._layout(x.shape, params, out.shape) or ()
         if not layout:
             return False
-        shapes, blocks = layout
-        deferred = _Deferred(blocks, shapes[-1]) if in_place else None
+        shapes, blocks, behind = layout
+        deferred = _Deferred(behind, shapes[-1]) if in_place else None
         x = _contiguous(x)
         params = [[_contiguous(p) if isinstance(p, np.ndarray) else p for p in ps] for ps in params]
         whole = len(blocks) == 1
@@ -1565,16 +1566,14 @@ class BandChain:
             deferred.keep(index, current, r0, r1)
 
     def _streams(self, x: np.ndarray, out: np.ndarray) -> bool:
-        """Whether the chain can write `out` over X's bytes: the same shape, element type and
-        place, both C-contiguous, and two stages at least (the first reads X into a band, so
-        the last never reads X while it writes `out`)."""
+        """Whether the chain can write `out` over X's bytes: the same shape and bytes, read the
+        same way (`_same_bytes`), C-contiguous, and two stages at least (the first reads X into
+        a band, so the last never reads X while it writes `out`)."""
         return (
             len(self.stages) >= 2
             and x.shape == out.shape
-            and x.dtype == out.dtype
             and x.flags.c_contiguous
-            and out.flags.c_contiguous
-            and x.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+            and _same_bytes(x, out)
         )
 
     def _key(
@@ -1644,9 +1643,10 @@ class BandChain:
         x_shape: tuple[int, ...],
         params: Sequence[Sequence[Any]],
         out_shape: tuple[int, ...],
-    ) -> tuple[list[tuple[int, ...]], list[Any]] | None:
+    ) -> tuple[list[tuple[int, ...]], list[Any], _WriteBehind] | None:
         """Each stage's output shape, and the blocks: the last stage's output rows [r0, r1)
-        with, per stage, the input rows it reads and how to run it over them; None when the
+        with, per stage, the input rows it reads and how to run it over them (and when each
+        may write over X, `_WriteBehind`, for an output written in place); None when the
         shapes do not fit (the stages run whole, the reference names the fault) or a block
         would read padding only."""
         if len(x_shape) != 4 or len(params) != len(self.stages):
@@ -1675,7 +1675,7 @@ class BandChain:
                 4 * shapes[-1][1] * shapes[-1][3] * (r1 - r0),
             )
             if widest <= budget or step <= CHAIN_MIN_ROWS:
-                return shapes, blocks
+                return shapes, blocks, _WriteBehind.of(blocks, shapes[-1][2])
             step = max(1, CHAIN_MIN_ROWS, step * budget // widest)
 
     def _blocks(
@@ -1706,6 +1706,33 @@ class BandChain:
         return blocks
 
 
+@dataclass(frozen=True, slots=True)
+class _WriteBehind:
+    """When each block of a chain's layout may write its rows over X (`_Deferred`), worked out
+    once per layout: `safes[j]`, the least row of X that the blocks after j read; `cuts[j]`,
+    the row from which block j's rows wait; `rows`, the most rows that ever wait at once."""
+
+    safes: tuple[int, ...]
+    cuts: tuple[int, ...]
+    rows: int
+
+    @classmethod
+    def of(cls, blocks: Sequence[Any], height: int) -> _WriteBehind:
+        """The write-behind of `blocks` (`_blocks`) over an output `height` rows high."""
+        firsts = [bands[0][0] for _, _, bands in blocks]
+        safes = [min(firsts[j + 1 :], default=height) for j in range(len(blocks))]
+        cuts = [min(r1, max(r0, safe)) for (r0, r1, _), safe in zip(blocks, safes, strict=True)]
+        written, count, most = 0, 0, 0  # `flush` and `keep` over the blocks, counting rows
+        for (_, r1, _), safe, cut in zip(blocks, safes, cuts, strict=True):
+            flushed = min(count, max(0, safe - written))
+            written, count = written + flushed, count - flushed
+            if count == 0:
+                written = cut
+            count += r1 - cut
+            most = max(most, count)
+        return cls(tuple(safes), tuple(cuts), most)
+
+
 class _Deferred:
     """The write-behind of a chain whose output overwrites its input X (same shape, same
     bytes). Block j's output rows [r0, r1) overwrite X's rows [r0, r1), and the blocks after j
@@ -1718,24 +1745,10 @@ class _Deferred:
 
     __slots__ = ("buffer", "count", "cuts", "image", "safes", "written")
 
-    def __init__(self, blocks: Sequence[Any], shape: tuple[int, ...]) -> None:
-        height = shape[2]
-        firsts = [bands[0][0] for _, _, bands in blocks]
-        self.safes = [min(firsts[j + 1 :], default=height) for j in range(len(blocks))]
-        self.cuts = [
-            min(r1, max(r0, safe)) for (r0, r1, _), safe in zip(blocks, self.safes, strict=True)
-        ]
-        written, count, most = 0, 0, 0  # `flush` and `keep` over the blocks, counting rows
-        for (_, r1, _), safe, cut in zip(blocks, self.safes, self.cuts, strict=True):
-            flushed = min(count, max(0, safe - written))
-            written, count = written + flushed, count - flushed
-            if count == 0:
-                written = cut
-            count += r1 - cut
-            most = max(most, count)
-        channels, width = shape[1], shape[3]
-        floats = _scratch("chain_keep", max(1, most) * channels * width)
-        self.buffer = floats.reshape(max(1, most), channels, width)
+    def __init__(self, behind: _WriteBehind, shape: tuple[int, ...]) -> None:
+        self.safes, self.cuts = behind.safes, behind.cuts
+        channels, width, rows = shape[1], shape[3], max(1, behind.rows)
+        self.buffer = _scratch("chain_keep", rows * channels * width).reshape(rows, channels, width)
         self.image = self.written = self.count = 0
 
     def start(self, n: int) -> None:

@@ -44,8 +44,9 @@ their arena is the control-flow node's scratch storage, alive at its step only (
 of its branches'). An If branch's result may be written over a residual it adds, which then
 lives in the If's output instead of that arena; and an If output that every branch writes over
 one outer value (a gated residual block over its input) takes that value's storage when the
-value dies at the If (`branch_overwrites`). A kernel's workspace (`plan_memory(workspace=...)`) is a scratch storage too,
-alive at its node's step: placed with the tensors, it takes bytes only where they leave room.
+value dies at the If (`branch_overwrites`). A kernel's workspace (`plan_memory(workspace=...)`)
+is a scratch storage too, alive at its node's step: placed with the tensors, it takes bytes
+only where they leave room.
 """
 
 from __future__ import annotations
@@ -582,22 +583,19 @@ class _Builder:
         sum over the sample bindings of the most bytes alive at one step). In place, a chain's
         whole output is alive from its first input on, which costs where that input is made
         at a step that was the peak already."""
-        views = settings["views"]
-        returned = {v.base for v in views.values() if v.tensor.is_graph_output}  # type: ignore[attr-defined]
-        slots = concat_slots(graph, self.facts, views, returned)  # type: ignore[arg-type]
+        slots = concat_slots(graph, self.facts, settings["views"])  # type: ignore[arg-type]
         if not slots:
             return slots
         roots = list(dict.fromkeys(root for root, _ in slots.values()))
 
-        def trial(kept: set[Tensor]) -> tuple[int, Liveness]:
+        def peak(kept: set[Tensor]) -> int:
             chosen = {t: slot for t, slot in slots.items() if slot[0] in kept}
-            lv = liveness(graph, self.facts, order, **{**settings, "slots": chosen})  # type: ignore[arg-type]
-            return self._peak(lv), lv
+            return self._peak(liveness(graph, self.facts, order, **{**settings, "slots": chosen}))  # type: ignore[arg-type]
 
         kept = set(roots)
-        best, _ = trial(kept)
+        best = peak(kept)
         for root in roots:
-            score, _ = trial(kept - {root})
+            score = peak(kept - {root})
             if score < best:
                 kept.discard(root)
                 best = score
