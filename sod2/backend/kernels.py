@@ -218,6 +218,20 @@ def _contiguous(array: np.ndarray) -> np.ndarray:
     return array if array.flags.c_contiguous else np.ascontiguousarray(array)
 
 
+def staged(array: Any, name: str = "chain_in") -> Any:
+    """`array` C-contiguous: itself where it is, else a float32 one copied into scratch `name`
+    (the workspace region's, so a step that reads rows of a value block by block allocates
+    nothing); other element types are copied by numpy. Valid while the caller's scratch scope
+    lasts, until `name` is taken again."""
+    if not isinstance(array, np.ndarray) or array.flags.c_contiguous:
+        return array
+    if array.dtype != np.float32:
+        return np.ascontiguousarray(array)
+    copy = _scratch(name, array.size).reshape(array.shape)
+    np.copyto(copy, array)
+    return copy
+
+
 def _jit(function: Callable[..., Any]) -> tuple[Any, Any]:
     """A serial and a `prange`-parallel compilation of one loop nest, each compiled on first use
     and cached on disk. Numba names a cache file after the function, not its compile flags, so
@@ -1374,9 +1388,12 @@ class ConvKernel:
 # -- Conv chains --------------------------------------------------------------------------------
 
 
-CHAIN_BAND_BYTES = 1 << 21
-"""A chain computes about this many bytes of an earlier stage's output at a time (a band of its
-rows): small enough to stay in the cache, big enough for a fast sgemm."""
+CHAIN_BAND_BYTES = 1 << 23
+"""A chain computes at most about this many bytes of an earlier stage's output at a time (a band
+of its rows). Where memory is short, the workspace region sets a smaller budget
+(`_band_budget`); where it is not, wider bands pay: every block copies rows and runs each
+stage's sgemm on fewer columns: at one point of their sweeps, bands of 2 MiB made the gated
+ResNets (skipnet, convnet_aig, blockdrop) 7% to 13% slower than bands of 8 MiB."""
 
 CHAIN_MIN_ROWS = 8
 """A chain's blocks have at least this many rows of its output (where the image has them),
@@ -1533,12 +1550,10 @@ class BandChain:
         (`whole`: the one block covers the image). With `deferred` (X and the output share
         their bytes), block `index` writes the rows of the block before it that waited once
         its first stage has read X, and keeps its own rows that a later block reads."""
-        first, last, _ = bands[0]
+        first, last, how = bands[0]
         current = x[n : n + 1, :, first:last]
-        if not current.flags.c_contiguous:
-            copy = _scratch("chain_in", current.size).reshape(current.shape)
-            np.copyto(copy, current)
-            current = copy
+        if not current.flags.c_contiguous and not self._reads_rows(current, params[0], how):
+            current = staged(current)
         last_stage = len(self.stages) - 1
         for k in range(len(self.stages)):
             if k == last_stage:
@@ -1564,6 +1579,17 @@ class BandChain:
             out[n : n + 1, :, r0:cut] = current[:, :, : cut - r0]
         if deferred is not None:
             deferred.keep(index, current, r0, r1)
+
+    def _reads_rows(self, band: np.ndarray, params: Sequence[Any], geometry: Any) -> bool:
+        """Whether the first stage reads a band of X's rows where they are, unpacked: a
+        pointwise Conv multiplies the (channels, rows x width) matrix they make in place."""
+        stage = self.stages[0]
+        return (
+            isinstance(stage, ConvKernel)
+            and band.strides[-1] == band.itemsize
+            and band.strides[-2] == band.shape[-1] * band.itemsize
+            and stage._choose(band.shape, np.shape(params[0]), geometry) == "pointwise"
+        )
 
     def _streams(self, x: np.ndarray, out: np.ndarray) -> bool:
         """Whether the chain can write `out` over X's bytes: the same shape and bytes, read the

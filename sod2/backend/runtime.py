@@ -53,7 +53,7 @@ from sod2.ops.registry import KernelContext, Value, lookup_node
 from sod2.opt.evaluator import Evaluator, EvaluatorError
 from sod2.opt.fusion import CHAIN_STAGE_OPS, copy_node
 from sod2.opt.memory_plan import ConcretePlan, GraphPlan, MemoryPlan, PlanOptions, plan_memory
-from sod2.opt.workspace import Lifetimes, occupancy, workspace_regions
+from sod2.opt.workspace import Lifetimes, occupancy, widest_gap, workspace_regions
 
 if TYPE_CHECKING:
     from sod2.backend.kernels import Workspace
@@ -397,9 +397,16 @@ class _ChainStep(_Step):
             return bool(self.chain(operands[0][0], params, target, finish, finish_rows))
         # the output is written over an operand of the epilogue: block by block, each block
         # finished from that operand's rows before they are overwritten
+        from sod2.backend.kernels import staged
 
         def finish_block(block: np.ndarray, n: int, r0: int, r1: int, upto: int) -> None:
-            epilogue([block, *(_block_rows(v, n, r0, r1, target.shape) for v in others)], [block])
+            rows = [_block_rows(v, n, r0, r1, target.shape) for v in others]
+            # the first operand's rows not contiguous (a band of X's) are copied into the scratch
+            # that held the block's input rows: its first stage has read them
+            at = next((i for i, v in enumerate(rows) if isinstance(v, np.ndarray)), None)
+            if at is not None:
+                rows[at] = staged(rows[at])
+            epilogue([block, *rows], [block])
             target[n : n + 1, :, r0:upto] = block[:, :, : upto - r0]
 
         return bool(self.chain(operands[0][0], params, target, finish, None, finish_block))
@@ -718,18 +725,21 @@ class CompiledModel:
         base: int,
         sizes: np.ndarray,
         regions: dict[Node, Workspace],
+        outer: tuple[int, int],
     ) -> None:
         """The workspace region of each step of `plan`'s graph that has one (`sod2.opt.workspace`),
-        its plan placed at `base` in the arena."""
+        its plan placed at `base` in the arena: its own, or `outer` (an arena offset and bytes
+        free while the graph runs, see `_add_views`) where that is wider."""
         lifetimes = self._lifetimes_of(plan)
         if not lifetimes.workspace:
             return
         found = workspace_regions(lifetimes, concrete.offsets, sizes, concrete.arena_bytes)
         order = plan.order
         for step, (offset, nbytes) in found.items():
-            floats = np.frombuffer(
-                self.arena, dtype=np.float32, count=nbytes // 4, offset=base + offset
-            )
+            at = base + offset
+            if outer[1] > nbytes:
+                at, nbytes = outer
+            floats = np.frombuffer(self.arena, dtype=np.float32, count=nbytes // 4, offset=at)
             regions[order[step]] = self._workspace(floats)
 
     def _add_views(
@@ -741,10 +751,17 @@ class CompiledModel:
         shapes: Mapping[Tensor, tuple[int, ...]],
         views: dict[Tensor, np.ndarray],
         regions: dict[Node, Workspace],
+        outer: tuple[int, int] = (0, 0),
     ) -> None:
         """The arena view of every planned tensor of `plan`'s graph whose shape the binding
         fixes, at `base`, and the workspace region of every step that has one (`regions`);
-        control-flow bodies get theirs inside their node's scratch storage."""
+        control-flow bodies get theirs inside their node's scratch storage.
+
+        A body's steps may also take, for their kernels' scratch, the widest gap that the
+        storages alive at their control-flow node's step leave in the graph around it (or
+        around any graph further out: `outer`, an arena offset and bytes): nothing there is
+        read or written while the body runs, and the body's own scratch storage, sized for its
+        values, is often far narrower than the arena around it at a small binding."""
         values = plan.binding_values(binding)
         for tensor, (index, inner) in plan.addresses.items():
             shape = shapes.get(tensor)
@@ -761,7 +778,7 @@ class CompiledModel:
                 self.arena, dtype=dtype, count=count, offset=address
             ).reshape(shape)
         sizes = concrete.sizes(binding)
-        self._add_regions(plan, concrete, base, sizes, regions)
+        self._add_regions(plan, concrete, base, sizes, regions, outer)
         for node, subplans in plan.subplans.items():
             if node.op_type == "If" and node.domain in ("", "ai.onnx"):
                 self._alias_branch_results(node, subplans, shapes, views)
@@ -769,10 +786,20 @@ class CompiledModel:
             if not scratch:
                 continue
             at = base + int(concrete.offsets[scratch[0]])
+            offset, width = widest_gap(
+                self._lifetimes_of(plan),
+                concrete.offsets,
+                sizes,
+                concrete.arena_bytes,
+                plan.storages[scratch[0]].start,
+            )
+            around = (base + offset, width) if width > outer[1] else outer
             for subplan in subplans.values():
                 inner_plan = subplan.instantiate(binding)
                 if inner_plan.arena_bytes <= int(sizes[scratch[0]]):
-                    self._add_views(subplan, inner_plan, at, binding, shapes, views, regions)
+                    self._add_views(
+                        subplan, inner_plan, at, binding, shapes, views, regions, around
+                    )
 
     def _alias_branch_results(
         self,

@@ -10,7 +10,10 @@ leave room, it costs no arena bytes at all.
 Once per binding, each step's workspace storage becomes its step's *region*, or the widest gap
 between the storages alive at that step (the arena's end included) where that gap is wider. The
 plan sized the storage for the kernels' default budgets, capped (`CompileOptions.workspace`);
-a wider gap lets them take larger blocks at no cost in memory.
+a wider gap lets them take larger blocks at no cost in memory. A step of a control-flow body
+may also take the widest gap that the values alive at its node's step leave in the graph around
+it (`widest_gap`): nothing there is touched while the body runs, and the body's own storage,
+sized for its values, is often much narrower.
 
 Invariants: a region never overlaps a planned storage alive at its step, so a kernel writing its
 region changes no value a step reads; a region is at least as large as its workspace storage;
@@ -76,29 +79,37 @@ def workspace_regions(
     """Step -> (byte offset, bytes) of its region (module docstring), given every storage's
     `offsets` and `sizes` in bytes at one binding and the plan's `arena_bytes` there. A step
     whose workspace is empty at this binding gets none."""
-    lo, hi = _extents(lifetimes, offsets, sizes)
-    used = hi > lo
     spans: dict[int, tuple[int, int]] = {}
     for step, k in lifetimes.workspace.items():
         start, end = int(offsets[k]), int(offsets[k]) + int(sizes[k])
         if end <= start:
             continue
-        alive = used & (lifetimes.start <= step) & (lifetimes.end >= step)
-        starts, ends = lo[alive], hi[alive]
-        order = np.argsort(starts, kind="stable")
-        starts, ends = starts[order], np.maximum.accumulate(ends[order])
-        # the gaps between consecutive live spans (their starts aligned up), the last one up to
-        # the arena's end; the workspace storage lies in one of them
-        begins = np.concatenate(([0], ends))
-        begins = (begins + ALIGN - 1) // ALIGN * ALIGN
-        finishes = np.concatenate((starts, [max(end, int(arena_bytes))]))
-        widths = finishes - begins
-        best = int(np.argmax(widths))
-        if widths[best] > end - start:
-            spans[step] = (int(begins[best]), int(widths[best]))
-        else:
-            spans[step] = (start, end - start)
+        # the workspace storage lies in one of the gaps: the widest is at least as wide
+        begin, width = widest_gap(lifetimes, offsets, sizes, max(end, int(arena_bytes)), step)
+        spans[step] = (begin, width) if width > end - start else (start, end - start)
     return spans
+
+
+def widest_gap(
+    lifetimes: Lifetimes, offsets: np.ndarray, sizes: np.ndarray, arena_bytes: int, step: int
+) -> tuple[int, int]:
+    """(byte offset, bytes) of the widest gap between the storages alive at `step`, its start
+    aligned up to ALIGN, the last gap ending at `arena_bytes`: bytes that nothing alive at that
+    step holds (workspace storages aside). A control-flow step's gap is free while its bodies
+    run, so their steps may use it too (`CompiledModel`)."""
+    lo, hi = _extents(lifetimes, offsets, sizes)
+    alive = (hi > lo) & (lifetimes.start <= step) & (lifetimes.end >= step)
+    starts, ends = lo[alive], hi[alive]
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], np.maximum.accumulate(ends[order])
+    # the gaps between consecutive live spans (their starts aligned up), the last one up to
+    # the arena's end
+    begins = np.concatenate(([0], ends))
+    begins = (begins + ALIGN - 1) // ALIGN * ALIGN
+    finishes = np.concatenate((starts, [int(arena_bytes)]))
+    widths = finishes - begins
+    best = int(np.argmax(widths))
+    return int(begins[best]), max(0, int(widths[best]))
 
 
 def occupancy(

@@ -277,8 +277,10 @@ def _plans(plan):
 def test_kernel_workspace_is_planned_with_the_tensors(cap):
     """Every step whose kernels take scratch, in the top graph and in an If's branch, has a
     workspace storage in the plan, capped at `cap`, and a region at least that large that no
-    value alive at its step shares; the arena is the plan's; with room enough, no kernel spills
-    into buffers of its own, and with a tiny cap, results are still the reference's."""
+    value alive at its step shares (nor, for a branch's step, any value alive at the If's
+    step around it, whose free bytes a branch's region may take); the arena is the plan's;
+    with room enough, no kernel spills into buffers of its own, and with a tiny cap, results
+    are still the reference's."""
     from sod2.backend import kernels
     from sod2.backend.reference import run_reference
     from sod2.opt.workspace import is_workspace
@@ -288,6 +290,13 @@ def test_kernel_workspace_is_planned_with_the_tensors(cap):
     rng = np.random.default_rng(2)
     plans = list(_plans(compiled.plan.top))
     owners = {p.order[s.start]: (p, s) for p in plans for s in p.storages if is_workspace(s)}
+    around = {  # a branch's graph -> its If's plan and step there
+        sub.graph: (p, p.order.index(node))
+        for p in plans
+        for node, subplans in p.subplans.items()
+        for sub in subplans.values()
+    }
+    widened = []
     assert {n.op_type for n in owners} == {"Fused"}
     assert {p.graph.name for p, _ in owners.values()} == {"main", "then"}
     for n, h, w in [(1, 9, 7), (2, 33, 20)]:
@@ -311,11 +320,26 @@ def test_kernel_workspace_is_planned_with_the_tensors(cap):
             plan, storage = owners[node]
             size = int(plan.instantiate(binding).sizes(binding)[plan.storages.index(storage)])
             assert 0 < size <= cap and region.floats.nbytes >= size
-            for other in plan.storages:
-                if other is not storage and other.start <= storage.start <= other.end:
-                    for tensor in other.tensors:
-                        view = frame.views.get(tensor)
-                        assert view is None or not np.shares_memory(view, region.floats)
+            alive = [(plan, storage.start)]
+            if plan.graph in around:
+                alive.append(around[plan.graph])
+                top, step = around[plan.graph]  # the If is in the top graph: its plan is at 0
+                (index,) = [
+                    k for k, s in enumerate(top.storages) if s.scratch_of is top.order[step]
+                ]
+                lo = int(frame.concrete.offsets[index])
+                hi = lo + int(frame.concrete.sizes(binding)[index])
+                start = region.floats.ctypes.data - compiled.arena.ctypes.data
+                widened.append(not lo <= start < hi)
+            for owner, step in alive:
+                for other in owner.storages:
+                    if other is not storage and other.start <= step <= other.end:
+                        for tensor in other.tensors:
+                            view = frame.views.get(tensor)
+                            assert view is None or not np.shares_memory(view, region.floats)
+    # the branch's chain took a wider gap of the arena around the If, outside the branch's own
+    # storage, at some binding
+    assert any(widened)
 
 
 def test_workspace_steps_report_each_region_and_what_it_held():

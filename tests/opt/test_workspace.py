@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sod2.opt.workspace import ALIGN, Lifetimes, occupancy, workspace_regions
+from sod2.opt.workspace import ALIGN, Lifetimes, occupancy, widest_gap, workspace_regions
 
 
 def lifetimes(starts, ends, workspace=None):
@@ -89,3 +89,16 @@ def test_occupancy_counts_the_storages_alive_at_each_step():
     offsets = np.array([0, 300, 500], dtype=np.int64)
     sizes = np.array([100, 50, 0], dtype=np.int64)
     assert occupancy(lt, offsets, sizes, [0, 1, 2]) == {0: (100, 100), 1: (150, 350), 2: (0, 0)}
+
+
+def test_widest_gap_at_a_step_of_any_kind():
+    """The widest aligned run of bytes that nothing alive at a step holds, up to the arena's end,
+    at a step with no workspace of its own (a control-flow node's, whose bodies may use it)."""
+    # storage 0 (0..100) lives at steps 0-2, 1 (1000..1100) at step 1, 2 (200..900) at step 2
+    lt = lifetimes([0, 1, 2], [2, 1, 2])
+    offsets = np.array([0, 1000, 200], dtype=np.int64)
+    sizes = np.array([100, 100, 700], dtype=np.int64)
+    assert widest_gap(lt, offsets, sizes, 1100, 1) == (128, 1000 - 128)
+    assert widest_gap(lt, offsets, sizes, 1100, 2) == (960, 140)
+    assert widest_gap(lt, offsets, sizes, 1100, 5) == (0, 1100)
+    assert widest_gap(lt, offsets, sizes, 50, 0) == (0, 0)  # nothing free
