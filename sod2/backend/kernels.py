@@ -1392,8 +1392,8 @@ CHAIN_BAND_BYTES = 1 << 23
 """A chain computes at most about this many bytes of an earlier stage's output at a time (a band
 of its rows). Where memory is short, the workspace region sets a smaller budget
 (`_band_budget`); where it is not, wider bands pay: every block copies rows and runs each
-stage's sgemm on fewer columns: at one point of their sweeps, bands of 2 MiB made the gated
-ResNets (skipnet, convnet_aig, blockdrop) 7% to 13% slower than bands of 8 MiB."""
+stage's sgemm on fewer columns (the gated ResNets ran measurably slower with 2 MiB, the value
+before; docs/performance.md)."""
 
 CHAIN_MIN_ROWS = 8
 """A chain's blocks have at least this many rows of its output (where the image has them),
