@@ -86,7 +86,13 @@ def _as_mul_add(graph: Graph, bn: Node, s: np.ndarray, t: np.ndarray) -> bool:
         return False
     dtype = x.dtype.numpy if x.dtype is not None else np.float32
     shape = (len(s),) + (1,) * (rank - 2)
-    scaled = graph.add_node("Mul", [x, graph.add_constant(s.astype(dtype).reshape(shape))])
+    # (both outputs typed as the BatchNorm's: an untyped one is a value whose element type
+    # nothing knows, which fusion would leave out of every group)
+    scaled = graph.add_node(
+        "Mul",
+        [x, graph.add_constant(s.astype(dtype).reshape(shape))],
+        output_types=[output.type],
+    )
     shifted = graph.add_node(
         "Add",
         [scaled.outputs[0], graph.add_constant(t.astype(dtype).reshape(shape))],

@@ -52,6 +52,27 @@ def test_folding_keeps_the_output(after_conv):
         np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5)
 
 
+def test_a_batchnorm_folded_into_mul_and_add_fuses_with_what_follows():
+    """The Mul and Add are typed as the BatchNorm's output (as an imported model's are), so the
+    code generator takes them: with the Relu after them they make one elementwise group."""
+    from sod2.analysis.rdp import propagate
+    from sod2.opt.fusion import fuse
+
+    rng = np.random.default_rng(0)
+    graph = Graph()
+    typed = TensorType(DType.FLOAT32, Shape([symbol("N"), 3, 5, 5]))
+    x = graph.add_input("x", typed)
+    params = [graph.add_constant(rng.uniform(0.5, 2, 3).astype(np.float32)) for _ in range(4)]
+    bn = graph.add_node("BatchNormalization", [x, *params], output_types=[typed])
+    relu = graph.add_node("Relu", bn.outputs, output_types=[typed])
+    graph.set_outputs(relu.outputs)
+    model = Model(graph, opset_imports={"": 15})
+    assert fold_batchnorm(model) == 1
+    assert all(t.type == typed for n in graph.nodes for t in n.outputs)
+    groups = fuse(model, propagate(model))
+    assert [sorted(n.op_type for n in g.nodes) for g in groups] == [["Add", "Mul", "Relu"]]
+
+
 def test_training_mode_is_left_alone():
     model = _bn_model(True, training=1)
     assert fold_batchnorm(model) == 0
