@@ -333,7 +333,7 @@ def liveness(
     if views is None:
         views = find_views(graph, facts)
     reads = read_steps(graph, order)
-    returned = {v.base for v in views.values() if v.tensor.is_graph_output}
+    returned = _returned(views)
     if slots is None:
         slots = concat_slots(graph, facts, views) if inplace else {}
     storages: list[Storage] = []
@@ -443,6 +443,11 @@ def liveness(
     return Liveness(graph, order, storages, storage_of, dict(views), done, unplanned, reads)
 
 
+def _returned(views: Mapping[Tensor, View]) -> set[Tensor]:
+    """The tensors that a graph output is a view of."""
+    return {v.base for v in views.values() if v.tensor.is_graph_output}
+
+
 def concat_slots(
     graph: Graph, facts: Mapping[Tensor, TensorFact], views: Mapping[Tensor, View]
 ) -> dict[Tensor, tuple[Tensor, Dim]]:
@@ -458,7 +463,7 @@ def concat_slots(
     that claims it; the rest are copied as before."""
     parents: dict[Tensor, tuple[Tensor, Dim]] = {}
     viewed = {v.base for v in views.values()}
-    returned = {v.base for v in views.values() if v.tensor.is_graph_output}
+    returned = _returned(views)
     for node in graph.topological_order():
         output = node.outputs[0] if node.outputs else None
         if node.op_type != "Concat" or node.domain not in ("", "ai.onnx") or output is None:

@@ -1391,9 +1391,8 @@ class ConvKernel:
 CHAIN_BAND_BYTES = 1 << 23
 """A chain computes at most about this many bytes of an earlier stage's output at a time (a band
 of its rows). Where memory is short, the workspace region sets a smaller budget
-(`_band_budget`); where it is not, wider bands pay: every block copies rows and runs each
-stage's sgemm on fewer columns (the gated ResNets ran measurably slower with 2 MiB, the value
-before; docs/performance.md)."""
+(`_band_budget`); where it is not, wider bands save time: every block copies rows and runs
+each stage's sgemm on fewer columns."""
 
 CHAIN_MIN_ROWS = 8
 """A chain's blocks have at least this many rows of its output (where the image has them),
@@ -1497,7 +1496,7 @@ class BandChain:
             layout = self._layouts[key] = self._layout(x.shape, params, out.shape) or ()
         if not layout:
             return False
-        shapes, blocks, behind = layout
+        shapes, blocks, behind, unpacked = layout
         deferred = _Deferred(behind, shapes[-1]) if in_place else None
         x = _contiguous(x)
         params = [[_contiguous(p) if isinstance(p, np.ndarray) else p for p in ps] for ps in params]
@@ -1521,6 +1520,7 @@ class BandChain:
                         finish_block,
                         deferred,
                         index,
+                        unpacked[index],
                     )
             if deferred is not None:
                 deferred.flush(out, out.shape[2])
@@ -1545,14 +1545,16 @@ class BandChain:
         finish_block: Callable[[np.ndarray, int, int, int, int], None] | None,
         deferred: _Deferred | None = None,
         index: int = 0,
+        unpacked: bool = False,
     ) -> None:
         """Rows [r0, r1) of image n of the last stage's output, through every stage's band
         (`whole`: the one block covers the image). With `deferred` (X and the output share
         their bytes), block `index` writes the rows of the block before it that waited once
-        its first stage has read X, and keeps its own rows that a later block reads."""
-        first, last, how = bands[0]
+        its first stage has read X, and keeps its own rows that a later block reads.
+        `unpacked`: the first stage reads X's rows where they are (`_reads_rows`)."""
+        first, last, _ = bands[0]
         current = x[n : n + 1, :, first:last]
-        if not current.flags.c_contiguous and not self._reads_rows(current, params[0], how):
+        if not unpacked:
             current = staged(current)
         last_stage = len(self.stages) - 1
         for k in range(len(self.stages)):
@@ -1580,15 +1582,14 @@ class BandChain:
         if deferred is not None:
             deferred.keep(index, current, r0, r1)
 
-    def _reads_rows(self, band: np.ndarray, params: Sequence[Any], geometry: Any) -> bool:
-        """Whether the first stage reads a band of X's rows where they are, unpacked: a
-        pointwise Conv multiplies the (channels, rows x width) matrix they make in place."""
+    def _reads_rows(self, x_shape: tuple[int, ...], params: Sequence[Any], geometry: Any) -> bool:
+        """Whether the first stage reads a band of (C-contiguous) X's rows where they are, with
+        `geometry` the band's: a pointwise Conv multiplies the (channels, rows x width) matrix
+        they make in place, where other stages take a packed copy."""
         stage = self.stages[0]
         return (
             isinstance(stage, ConvKernel)
-            and band.strides[-1] == band.itemsize
-            and band.strides[-2] == band.shape[-1] * band.itemsize
-            and stage._choose(band.shape, np.shape(params[0]), geometry) == "pointwise"
+            and stage._choose(x_shape, np.shape(params[0]), geometry) == "pointwise"
         )
 
     def _streams(self, x: np.ndarray, out: np.ndarray) -> bool:
@@ -1669,10 +1670,11 @@ class BandChain:
         x_shape: tuple[int, ...],
         params: Sequence[Sequence[Any]],
         out_shape: tuple[int, ...],
-    ) -> tuple[list[tuple[int, ...]], list[Any], _WriteBehind] | None:
+    ) -> tuple[list[tuple[int, ...]], list[Any], _WriteBehind, tuple[bool, ...]] | None:
         """Each stage's output shape, and the blocks: the last stage's output rows [r0, r1)
         with, per stage, the input rows it reads and how to run it over them (and when each
-        may write over X, `_WriteBehind`, for an output written in place); None when the
+        may write over X, `_WriteBehind`, for an output written in place; whether its first
+        stage reads X's rows unpacked, `_reads_rows`); None when the
         shapes do not fit (the stages run whole, the reference names the fault) or a block
         would read padding only."""
         if len(x_shape) != 4 or len(params) != len(self.stages):
@@ -1701,7 +1703,8 @@ class BandChain:
                 4 * shapes[-1][1] * shapes[-1][3] * (r1 - r0),
             )
             if widest <= budget or step <= CHAIN_MIN_ROWS:
-                return shapes, blocks, _WriteBehind.of(blocks, shapes[-1][2])
+                unpacked = tuple(self._reads_rows(x_shape, params[0], b[0][2]) for *_, b in blocks)
+                return shapes, blocks, _WriteBehind.of(blocks, shapes[-1][2]), unpacked
             step = max(1, CHAIN_MIN_ROWS, step * budget // widest)
 
     def _blocks(

@@ -401,15 +401,20 @@ class _ChainStep(_Step):
 
         def finish_block(block: np.ndarray, n: int, r0: int, r1: int, upto: int) -> None:
             rows = [_block_rows(v, n, r0, r1, target.shape) for v in others]
-            # the first operand's rows not contiguous (a band of X's) are copied into the scratch
-            # that held the block's input rows: its first stage has read them
-            at = next((i for i, v in enumerate(rows) if isinstance(v, np.ndarray)), None)
+            # the first operand whose rows are not contiguous (a band of X's) is copied into the
+            # scratch that held the block's input rows (its first stage has read them); the
+            # generated epilogue copies any other itself
+            at = next((i for i, v in enumerate(rows) if _strided(v)), None)
             if at is not None:
                 rows[at] = staged(rows[at])
             epilogue([block, *rows], [block])
             target[n : n + 1, :, r0:upto] = block[:, :, : upto - r0]
 
         return bool(self.chain(operands[0][0], params, target, finish, None, finish_block))
+
+
+def _strided(value: Any) -> bool:
+    return isinstance(value, np.ndarray) and not value.flags.c_contiguous
 
 
 def _block_rows(value: Any, n: int, r0: int, r1: int, shape: tuple[int, ...]) -> Any:
