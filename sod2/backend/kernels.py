@@ -1986,26 +1986,38 @@ def _row_max(row):  # type: ignore[no-untyped-def]
     return peak
 
 
+_SOFTMAX_CHUNKS = 64
+"""Softmax rows are shared among threads in at most this many runs of rows, each with its own
+row of scratch for the exponentials."""
+
+
 def _softmax_rows(x, out, log):  # type: ignore[no-untyped-def]
-    """Softmax (or LogSoftmax) of every row of x (R, D) into out: e^(x - max) / sum."""
-    for r in prange(x.shape[0]):
-        row, target = x[r], out[r]
-        peak = _row_max(row)
-        if not np.isfinite(peak):  # NaN or infinite rows: the textbook formula and its NaNs
-            total = np.float32(0.0)
-            for i in range(row.size):
-                target[i] = np.exp(row[i] - peak)
-                total += target[i]
-        else:
-            total = _exp_row(row, peak, target)
-        if log:
-            offset = peak + np.log(total)
-            for i in range(row.size):
-                target[i] = row[i] - offset
-        else:
-            scale = _ONE / total
-            for i in range(row.size):
-                target[i] *= scale
+    """Softmax (or LogSoftmax) of every row of x (R, D) into out: e^(x - max) / sum.
+
+    The exponentials go to a scratch row, not to `out`: `out` may be `x` itself, and a loop
+    that writes an array it reads is not vectorized (LLVM cannot tell the two apart)."""
+    rows, width = x.shape
+    chunks = min(rows, _SOFTMAX_CHUNKS)
+    for chunk in prange(chunks):
+        exps = np.empty(width, np.float32)
+        for r in range(chunk * rows // chunks, (chunk + 1) * rows // chunks):
+            row, target = x[r], out[r]
+            peak = _row_max(row)
+            if not np.isfinite(peak):  # NaN or infinite rows: the textbook formula and its NaNs
+                total = np.float32(0.0)
+                for i in range(width):
+                    exps[i] = np.exp(row[i] - peak)
+                    total += exps[i]
+            else:
+                total = _exp_row(row, peak, exps)
+            if log:
+                offset = peak + np.log(total)
+                for i in range(width):
+                    target[i] = row[i] - offset
+            else:
+                scale = _ONE / total
+                for i in range(width):
+                    target[i] = exps[i] * scale
 
 
 _SOFTMAX = _jit(_softmax_rows)
@@ -2031,8 +2043,8 @@ def _softmax(node: Node, opset: int) -> Body | None:
             _finish(epilogue, out)
             return
         # in place (the liveness plan may put the output over its input): the loop nest reads
-        # a row before it writes it, except LogSoftmax's last pass, which numpy's path avoids
-        same = x.ctypes.data == out.ctypes.data and x.flags.c_contiguous and not log
+        # all of a row before it writes it
+        same = x.ctypes.data == out.ctypes.data and x.flags.c_contiguous
         if x.size and (same or not np.may_share_memory(x, out)):
             matrix = _contiguous(x).reshape(rows, -1)
             _pick(_SOFTMAX, x.size)(matrix, out.reshape(rows, -1), log)
@@ -2690,6 +2702,95 @@ def _arrays(*values: Any) -> None:
             raise _Unfit
 
 
+def _swap_tiles(source, target, tile):  # type: ignore[no-untyped-def]
+    """target[b, c, r, :] = source[b, r, c, :] for (B, R, C, E) arrays, `tile` x `tile` (r, c)
+    tiles at a time, so that a tile's rows of the source and of the target stay in cache."""
+    batch, rows, cols, inner = source.shape
+    row_tiles = (rows + tile - 1) // tile
+    col_tiles = (cols + tile - 1) // tile
+    for t in prange(batch * row_tiles * col_tiles):
+        b = t // (row_tiles * col_tiles)
+        r0 = (t // col_tiles % row_tiles) * tile
+        c0 = (t % col_tiles) * tile
+        if inner == 1:
+            for c in range(c0, min(c0 + tile, cols)):
+                for r in range(r0, min(r0 + tile, rows)):
+                    target[b, c, r, 0] = source[b, r, c, 0]
+        else:
+            for c in range(c0, min(c0 + tile, cols)):
+                for r in range(r0, min(r0 + tile, rows)):
+                    for e in range(inner):
+                        target[b, c, r, e] = source[b, r, c, e]
+
+
+_SWAP_TILES = _jit(_swap_tiles)
+
+_TILE_BYTES = 1 << 14
+"""A tile of `_swap_tiles` moves about this many bytes (L1-sized), 32 x 32 elements at most."""
+
+_SAME_SIZE_UINTS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def merged_permutation(
+    shape: tuple[int, ...], perm: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The same transpose over fewer axes: axes of extent 1 dropped, and axes that stay side by
+    side in the output merged into one. Returns (input shape, permutation) of the merged axes;
+    a transpose that moves nothing merges to at most one axis."""
+    kept = [a for a in perm if shape[a] != 1]
+    groups: list[list[int]] = []  # runs of input axes that stay adjacent, in output order
+    for axis in kept:
+        if groups and _next_kept(shape, groups[-1][-1]) == axis:
+            groups[-1].append(axis)
+        else:
+            groups.append([axis])
+    by_input = sorted(range(len(groups)), key=lambda g: groups[g][0])
+    merged_shape = tuple(math.prod(shape[a] for a in groups[g]) for g in by_input)
+    position = {g: i for i, g in enumerate(by_input)}
+    return merged_shape, tuple(position[g] for g in range(len(groups)))
+
+
+def _next_kept(shape: tuple[int, ...], axis: int) -> int:
+    """The next input axis after `axis` whose extent is not 1 (len(shape) if none)."""
+    nxt = axis + 1
+    while nxt < len(shape) and shape[nxt] == 1:
+        nxt += 1
+    return nxt
+
+
+_SWAPS = {
+    (1, 0): (-1, 0, 1, -1),
+    (0, 2, 1): (0, 1, 2, -1),
+    (1, 0, 2): (-1, 0, 1, 2),
+    (0, 2, 1, 3): (0, 1, 2, 3),
+}
+"""Merged permutations that swap two blocks of axes: for each, which merged axes are its batch,
+rows, columns and inner elements (-1: none, an extent of 1)."""
+
+
+def _transpose_into(x: np.ndarray, out: np.ndarray, perm: tuple[int, ...]) -> None:
+    """out = x.transpose(perm). A transpose that swaps two blocks of axes (a matrix transpose,
+    batched or of rows of E elements, as attention's head splits are) runs as `_swap_tiles` over
+    x's bytes; any other, and arrays not both contiguous or that overlap, go to numpy."""
+    shape, merged = merged_permutation(x.shape, perm)
+    uint = _SAME_SIZE_UINTS.get(x.dtype.itemsize)
+    where = _SWAPS.get(merged)
+    if (
+        where is None
+        or uint is None
+        or not (x.flags.c_contiguous and out.flags.c_contiguous)
+        or np.may_share_memory(x, out)
+    ):
+        np.copyto(out, x.transpose(perm))
+        return
+    extents = (1, *shape)  # index 0 is the extent 1 of a block a permutation does not have
+    batch, rows, cols, inner = (extents[i + 1] for i in where)
+    source = x.view(uint).reshape(batch, rows, cols, inner)
+    target = out.view(uint).reshape(batch, cols, rows, inner)
+    tile = max(1, min(32, math.isqrt(_TILE_BYTES // (inner * x.dtype.itemsize))))
+    _pick(_SWAP_TILES, x.size)(source, target, tile)
+
+
 def _transpose(node: Node, opset: int) -> Body | None:
     perm_attr = node.attr("perm", None)
 
@@ -2699,7 +2800,10 @@ def _transpose(node: Node, opset: int) -> Body | None:
         perm = tuple(reversed(range(x.ndim))) if perm_attr is None else tuple(perm_attr)
         if sorted(perm) != list(range(x.ndim)) or x.dtype != out.dtype:
             raise _Unfit
-        np.copyto(out, x.transpose(perm))
+        if out.shape != tuple(x.shape[a] for a in perm):
+            raise _Unfit
+        if x.size:
+            _transpose_into(x, out, perm)
         _finish(epilogue, out)
 
     return body

@@ -1023,6 +1023,61 @@ def test_transpose_concat_gather_expand():
     check(node_of("Expand", 2), [rand(rng, 3, 1), np.array([2, 1, 4], np.int64)])
 
 
+@SMALL
+@given(
+    shape=st.lists(st.integers(1, 6), min_size=1, max_size=5),
+    perm_seed=st.randoms(use_true_random=False),
+    dtype=st.sampled_from([np.float32, np.int64, np.bool_, np.float16, np.complex128]),
+    parallel=st.booleans(),
+)
+def test_transpose_of_any_permutation_and_element_type(shape, perm_seed, dtype, parallel):
+    """Swaps of two blocks of axes run as tiles (`_swap_tiles`), other permutations and element
+    sizes through numpy: both give x.transpose(perm)."""
+    perm = list(range(len(shape)))
+    perm_seed.shuffle(perm)
+    x = (np.arange(np.prod(shape)) % 7).astype(dtype).reshape(shape)
+    out = np.zeros([shape[a] for a in perm], dtype)
+    tiled = []
+
+    def counted(version):
+        def run(*args):
+            tiled.append(version(*args))
+
+        return run
+
+    versions = tuple(counted(version) for version in kernels._SWAP_TILES)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels, "PARALLEL_MIN", 0 if parallel else 1 << 40)
+        patch.setattr(kernels, "_SWAP_TILES", versions)
+        fast_kernel(node_of("Transpose", 1, perm=perm), OPSET)([x], [out])
+    np.testing.assert_array_equal(out, x.transpose(perm))
+    merged = kernels.merged_permutation(tuple(shape), tuple(perm))[1]
+    assert bool(tiled) == (merged in kernels._SWAPS and x.dtype.itemsize <= 8)
+
+
+@pytest.mark.parametrize(
+    ("shape", "perm", "merged"),
+    [
+        ((64, 64, 256), (2, 0, 1), ((4096, 256), (1, 0))),  # channels last to first
+        ((1, 4096, 8, 16), (0, 2, 1, 3), ((4096, 8, 16), (1, 0, 2))),  # attention heads
+        ((2, 3, 4, 5), (0, 2, 1, 3), ((2, 3, 4, 5), (0, 2, 1, 3))),
+        ((5, 1, 7), (1, 2, 0), ((5, 7), (1, 0))),  # an axis of extent 1 is no barrier
+        ((2, 3, 4), (0, 1, 2), ((24,), (0,))),  # moves nothing
+        ((2, 3, 4), (2, 1, 0), ((2, 3, 4), (2, 1, 0))),  # no two blocks: left to numpy
+        ((1, 1), (1, 0), ((), ())),
+    ],
+)
+def test_merged_permutation(shape, perm, merged):
+    assert kernels.merged_permutation(shape, perm) == merged
+
+
+def test_transpose_into_an_overlapping_output_goes_through_numpy():
+    x = np.arange(16, dtype=np.float32).reshape(4, 4)
+    want = x.T.copy()
+    kernels._transpose_into(x, x, (1, 0))  # numpy's copyto buffers an overlapping transpose
+    np.testing.assert_array_equal(x, want)
+
+
 def test_concat_leaves_inputs_already_in_their_place(monkeypatch):
     """An input the plan computed in its place in the output (a view of those bytes, whatever
     the stride of an axis of extent 1) is not copied again; the others are."""
