@@ -71,6 +71,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from sod2.backend.intrinsics import prefetch
 from sod2.errors import Sod2Error
 from sod2.ir.dtypes import DType
 from sod2.ir.graph import Node
@@ -301,12 +302,25 @@ stream it faster than one. Below it, waking the pool's sleeping threads costs mo
 save."""
 
 
+@numba.njit(cache=True, inline="always")
+def _prefetch_next(bt, c0):  # type: ignore[no-untyped-def]
+    """Prefetch the 4 columns of `bt` (rows of the (cols, depth) array) after the tile at c0."""
+    cols, depth = bt.shape
+    step = max(1, 64 // bt.itemsize)  # elements per 64-byte cache line
+    for c in range(c0 + 4, min(c0 + 8, cols)):
+        for k in range(0, depth, step):
+            prefetch(bt, c, k)
+
+
 def _skinny_product(a, bt, out, zero):  # type: ignore[no-untyped-def]
     """out[r, c] = sum_k a[r, k] * bt[c, k], in tiles of 4 rows by 4 columns: each of a tile's
     16 sums is a vectorized dot product, and every value loaded from `a` or `bt` serves four of
     them. Column tiles are the outer order, so a thread's consecutive tiles reuse the same 4
     columns of `bt` from cache; rows past the last are clamped to it (computed, not stored).
-    `zero` is 0 in the element type, where the sums start."""
+    `zero` is 0 in the element type, where the sums start.
+
+    The first tile of a column tile prefetches the next column tile's columns (`_prefetch_next`):
+    their memory latency is then paid while the tiles of this one compute."""
     rows, depth = a.shape
     cols = bt.shape[0]
     row_tiles = (rows + 3) // 4
@@ -314,6 +328,8 @@ def _skinny_product(a, bt, out, zero):  # type: ignore[no-untyped-def]
     for t in prange(row_tiles * col_tiles):
         r0 = (t % row_tiles) * 4
         c0 = (t // row_tiles) * 4
+        if r0 == 0:
+            _prefetch_next(bt, c0)
         ra, rb, rc, rd = r0, min(r0 + 1, rows - 1), min(r0 + 2, rows - 1), min(r0 + 3, rows - 1)
         ca, cb, cc, cd = c0, min(c0 + 1, cols - 1), min(c0 + 2, cols - 1), min(c0 + 3, cols - 1)
         s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
@@ -357,6 +373,7 @@ def _skinny_row(a, bt, out, zero):  # type: ignore[no-untyped-def]
     cols = bt.shape[0]
     for t in prange((cols + 3) // 4):
         c0 = t * 4
+        _prefetch_next(bt, c0)
         ca, cb, cc, cd = c0, min(c0 + 1, cols - 1), min(c0 + 2, cols - 1), min(c0 + 3, cols - 1)
         s0 = s1 = s2 = s3 = zero
         for k in range(depth):

@@ -603,6 +603,29 @@ def test_float32_from_bits_reinterprets_the_low_32_bits():
     np.testing.assert_array_equal(convert(narrow).view(np.int32), want.view(np.int32))
 
 
+def test_prefetch_is_a_hint_that_changes_nothing():
+    from numba import njit
+
+    from sod2.backend.intrinsics import prefetch
+
+    @njit
+    def sum_with_prefetches(matrix):
+        total = 0.0
+        rows, cols = matrix.shape
+        for i in range(rows):
+            prefetch(matrix, i + 1, 0)  # past the last row too: a hint never faults
+            for j in range(cols):
+                prefetch(matrix, i, j + 16)
+                total += matrix[i, j]
+        return total
+
+    matrix = np.arange(12.0, dtype=np.float32).reshape(3, 4)
+    assert sum_with_prefetches(matrix) == matrix.sum()
+    assert sum_with_prefetches(matrix.T) == matrix.sum()  # any layout
+    with pytest.raises(Exception, match="prefetch"):
+        njit(lambda v: prefetch(v, 0, 0))(np.zeros(3))  # a matrix only
+
+
 def _power_body(exponent: float | int, dtype: DType) -> Graph:
     """x ** c with c a one-element constant of the body (as fusion inlines it)."""
     graph = Graph("body")
