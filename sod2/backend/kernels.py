@@ -1993,12 +1993,30 @@ def _exp_row(values, shift, out):  # type: ignore[no-untyped-def]
     return total
 
 
+_MAX_LANES = 16
+"""`_row_max` keeps this many running maxima, one per lane of a vector register or two."""
+
+
 @numba.njit(cache=True, fastmath={"nnan", "nsz", "reassoc"})
-def _row_max(row):  # type: ignore[no-untyped-def]
-    """The largest value of a row, vectorized (assuming no NaN: a row with a NaN gets some value
-    here, and a NaN sum of exponentials afterwards, so its softmax is NaN as it should be)."""
+def _row_max(row, lanes):  # type: ignore[no-untyped-def]
+    """The largest value of a row (assuming no NaN: a row with a NaN gets some value here, and a
+    NaN sum of exponentials afterwards, so its softmax is NaN as it should be).
+
+    LLVM does not vectorize a running maximum (a reduction through a compare and a select), so
+    a long row keeps _MAX_LANES of them in `lanes`, each over every _MAX_LANES-th value: an
+    elementwise loop it does vectorize, four times faster."""
+    size = row.size
     peak = row[0]
-    for i in range(row.size):
+    whole = size - size % _MAX_LANES if size >= 4 * _MAX_LANES else 0
+    if whole:
+        lanes[:] = peak
+        for i in range(0, whole, _MAX_LANES):
+            for j in range(_MAX_LANES):
+                value = row[i + j]
+                lanes[j] = value if value > lanes[j] else lanes[j]
+        for j in range(_MAX_LANES):
+            peak = lanes[j] if lanes[j] > peak else peak
+    for i in range(whole, size):
         peak = max(peak, row[i])
     return peak
 
@@ -2017,9 +2035,10 @@ def _softmax_rows(x, out, log):  # type: ignore[no-untyped-def]
     chunks = min(rows, _SOFTMAX_CHUNKS)
     for chunk in prange(chunks):
         exps = np.empty(width, np.float32)
+        lanes = np.empty(_MAX_LANES, np.float32)
         for r in range(chunk * rows // chunks, (chunk + 1) * rows // chunks):
             row, target = x[r], out[r]
-            peak = _row_max(row)
+            peak = _row_max(row, lanes)
             if not np.isfinite(peak):  # NaN or infinite rows: the textbook formula and its NaNs
                 total = np.float32(0.0)
                 for i in range(width):

@@ -818,6 +818,16 @@ def test_softmax_of_long_rows_and_extreme_values(monkeypatch):
     check(node_of("LogSoftmax", 1), [rand(rng, 4, 33, scale=10.0)])
 
 
+@SMALL
+@given(size=st.integers(1, 300), where=st.integers(0, 299), seed=st.integers(0, 2**16))
+def test_row_max_of_rows_short_and_long(size, where, seed):
+    """`_row_max` keeps running maxima in lanes for long rows and reads the tail one by one: the
+    largest value is found wherever it is."""
+    row = rand(np.random.default_rng(seed), size)
+    row[where % size] = 100.0
+    assert kernels._row_max(row, np.empty(kernels._MAX_LANES, np.float32)) == 100.0
+
+
 @pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
 @pytest.mark.parametrize("axis", [-1, 1])
 @pytest.mark.parametrize("parallel", [False, True])
