@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-import sod2.backend  # noqa: F401  (sets OMP_WAIT_POLICY before any peer starts OpenMP)
+import sod2.backend  # noqa: F401  (sets the thread pools' variables before a peer starts OpenMP)
 from sod2.errors import Sod2Error
 
 Feeds = Mapping[str, np.ndarray]

@@ -1,19 +1,21 @@
 """Backends: the reference interpreter, Numba code generation, fast kernels and the runtime.
 
-Importing this package sets OMP_WAIT_POLICY=PASSIVE unless the user set it. OpenMP threads that
-spin after a parallel loop steal the cores BLAS's threads need (and BLAS's spinning threads steal
-them back): Conv's im2col alternates the two, and ran up to 10x slower on two cores. Passive
-waiting makes idle threads sleep at once. OpenMP reads the variable when its pool starts (Numba's
-first parallel loop, or `numba.set_num_threads`), so it is set here, before any of that.
+Importing this package sets how long idle threads of Numba's OpenMP pool and of OpenBLAS's
+spin before they sleep, where the user has not (`sod2.backend.threads`): briefly, so that two
+pools sharing the cores neither starve each other (spinning threads took the cores the other
+pool's work needed: Conv's im2col, which alternates the two, ran up to 10x slower on two cores)
+nor pay a wake-up before every parallel loop. OpenMP reads its variables when its pool starts
+(Numba's first parallel loop, or `numba.set_num_threads`), so they are set here, before any of
+that.
 """
 
-import os
+from sod2.backend import threads
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+threads.configure()
 
-# (the variable above is set before anything below loads Numba)
+# (the settings above are made before anything below loads Numba)
 
-from sod2.backend.reference import (
+from sod2.backend.reference import (  # noqa: E402  (after threads.configure)
     InputError,
     ReferenceInterpreter,
     RunResult,

@@ -53,8 +53,9 @@ equal the reference kernel's within float32 rounding; inputs a kernel does not t
 element type the graph did not declare, a layout it has no loop for) are computed by the reference
 kernel and copied, whose checks name the node when an input is wrong; outputs that do not fit the
 inputs are a `Sod2Error` naming the node. A kernel object keeps scratch memory and is not to be
-called from two threads at once. Importing `sod2.backend` sets OMP_WAIT_POLICY=PASSIVE unless it
-is set (see there): Numba's OpenMP threads must not spin while BLAS works.
+called from two threads at once. Importing `sod2.backend` sets how long the idle threads of
+Numba's pool and of OpenBLAS's spin (`sod2.backend.threads`): neither pool may hold the cores
+the other's work needs for long.
 """
 
 from __future__ import annotations

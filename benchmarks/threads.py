@@ -1,0 +1,143 @@
+"""How long idle threads spin: sod2's latency under each thread-pool setting.
+
+    python benchmarks/threads.py [--models sam_mask_decoder,conformer] [--scale paper]
+                                 [--settings sleep,brief] [--rounds R] [--repeat K]
+
+`sod2.backend.threads` chooses how long the idle threads of Numba's OpenMP pool and of numpy's
+OpenBLAS spin before they sleep. A setting here is a set of those variables, which sod2 keeps
+where they are set:
+
+- `sleep`: OpenMP threads sleep at once (GOMP_SPINCOUNT=0), OpenBLAS's spin for its default
+  2^28 cycles (OPENBLAS_THREAD_TIMEOUT=28): sod2's setting before `threads`;
+- `brief`: sod2's setting (`threads.OMP_SETTINGS`, `threads.OPENBLAS_TIMEOUT`);
+- `NAME=VALUE+NAME=VALUE`: any other.
+
+Each (model, setting) runs in a child process of its own, since the pools read the variables
+when they start: sod2 compiled with the warm caches, each sweep point's median of K runs after
+one warm-up, their geometric mean. The settings alternate R rounds, so that the machine's drift
+touches them alike; the best round of each is kept. Results: `benchmarks/results/threads.
+<scale>.json`, and a table on stdout. Threads: $SOD2_BENCH_THREADS (default 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sod2.backend import threads
+
+RESULTS = Path(__file__).resolve().parent / "results"
+THREADS = int(os.environ.get("SOD2_BENCH_THREADS", "2"))
+
+SETTINGS = {
+    "sleep": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0", "OPENBLAS_THREAD_TIMEOUT": "28"},
+    "brief": {**threads.OMP_SETTINGS, "OPENBLAS_THREAD_TIMEOUT": str(threads.OPENBLAS_TIMEOUT)},
+}
+
+CHILD = """
+import json, math, sys, time
+from sod2 import bench
+from sod2.backend.runtime import CompileOptions
+name, scale, threads, repeat = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+model = bench.zoo_model(name, scale)
+compiled = bench.compile_sod2(model.path, CompileOptions(threads=threads))
+seconds = []
+for point in model.points:
+    feeds = model.feeds(point)
+    compiled.run(feeds)
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        compiled.run(feeds)
+        runs.append(time.perf_counter() - start)
+    seconds.append(sorted(runs)[len(runs) // 2])
+print(json.dumps(seconds))
+"""
+
+
+def parse_setting(text: str) -> dict[str, str]:
+    """A named setting, or NAME=VALUE pairs joined by '+'."""
+    if text in SETTINGS:
+        return SETTINGS[text]
+    pairs = [item.split("=", 1) for item in text.split("+")]
+    if not all(len(pair) == 2 and pair[0] for pair in pairs):
+        raise SystemExit(f"setting {text!r}: expected one of {sorted(SETTINGS)} or NAME=VALUE+...")
+    return dict(pairs)
+
+
+def measure(name: str, scale: str, variables: dict[str, str], repeat: int) -> list[float]:
+    """Each sweep point's median seconds, in a child process under `variables`."""
+    env = {**os.environ, **variables}
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env.setdefault(variable, str(THREADS))
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, name, scale, str(THREADS), str(repeat)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def geomean(values: Sequence[float]) -> float:
+    """The geometric mean of positive values."""
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure, print the table, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="sam_mask_decoder,conformer,sd_text_encoder,yolov6")
+    parser.add_argument("--scale", choices=["small", "paper"], default="paper")
+    parser.add_argument("--settings", default="sleep,brief")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    names = args.settings.split(",")
+    settings = {name: parse_setting(name) for name in names}
+    rows = []
+    for model in args.models.split(","):
+        best: dict[str, float] = {}
+        for _ in range(args.rounds):
+            for name, variables in settings.items():
+                value = geomean(measure(model, args.scale, variables, args.repeat))
+                best[name] = min(best.get(name, math.inf), value)
+        rows.append({"model": model, "geomean_ms": {k: v * 1e3 for k, v in best.items()}})
+        print(model, " ".join(f"{k} {v * 1e3:.2f} ms" for k, v in best.items()), flush=True)
+    first = names[0]
+    lines = [
+        "| model | "
+        + " | ".join(f"{n} ms" for n in names)
+        + " | "
+        + " | ".join(f"{n}/{first}" for n in names[1:])
+        + " |",
+        "|---|" + "---:|" * (2 * len(names) - 1),
+    ]
+    for row in rows:
+        ms = row["geomean_ms"]
+        cells = [f"{ms[n]:.2f}" for n in names] + [f"{ms[n] / ms[first]:.2f}" for n in names[1:]]
+        lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
+    RESULTS.mkdir(exist_ok=True)
+    record = {
+        "scale": args.scale,
+        "threads": THREADS,
+        "rounds": args.rounds,
+        "repeat": args.repeat,
+        "settings": settings,
+        "command": "python benchmarks/threads.py " + " ".join(argv or sys.argv[1:]),
+        "models": rows,
+    }
+    (RESULTS / f"threads.{args.scale}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
