@@ -15,8 +15,9 @@ where they are set:
 Each (model, setting) runs in a child process of its own, since the pools read the variables
 when they start: sod2 compiled with the warm caches, each sweep point's median of K runs after
 one warm-up, their geometric mean. The settings alternate R rounds, so that the machine's drift
-touches them alike; the best round of each is kept. Results: `benchmarks/results/threads.
-<scale>.json`, and a table on stdout. Threads: $SOD2_BENCH_THREADS (default 2).
+touches them alike; the best round of each is kept. Results: a table on stdout, and each
+model's row in `benchmarks/results/threads.<scale>.json` (a run replaces the rows of the models it
+measured). Threads: $SOD2_BENCH_THREADS (default 2).
 """
 
 from __future__ import annotations
@@ -125,18 +126,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         cells = [f"{ms[n]:.2f}" for n in names] + [f"{ms[n] / ms[first]:.2f}" for n in names[1:]]
         lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
-    RESULTS.mkdir(exist_ok=True)
-    record = {
-        "scale": args.scale,
-        "threads": THREADS,
-        "rounds": args.rounds,
-        "repeat": args.repeat,
-        "settings": settings,
-        "command": "python benchmarks/threads.py " + " ".join(argv or sys.argv[1:]),
-        "models": rows,
-    }
-    (RESULTS / f"threads.{args.scale}.json").write_text(json.dumps(record, indent=2) + "\n")
+    command = "python benchmarks/threads.py " + " ".join(argv or sys.argv[1:])
+    merge(RESULTS / f"threads.{args.scale}.json", rows, command, settings)
     return 0
+
+
+def merge(path: Path, rows: list[dict], command: str, settings: dict[str, dict]) -> None:
+    """Write `rows` into the results at `path`, replacing those of the same models and keeping
+    the others (each row records the command and settings that measured it)."""
+    record = json.loads(path.read_text()) if path.exists() else {}
+    kept = [
+        row for row in record.get("models", []) if row["model"] not in {r["model"] for r in rows}
+    ]
+    fresh = [{**row, "command": command, "settings": settings, "threads": THREADS} for row in rows]
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"models": kept + fresh}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
