@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sod2.backend import threads
+from sod2.bench import geomean
 
 RESULTS = Path(__file__).resolve().parent / "results"
 THREADS = int(os.environ.get("SOD2_BENCH_THREADS", "2"))
@@ -42,23 +43,14 @@ SETTINGS = {
 }
 
 CHILD = """
-import json, math, sys, time
+import json, math, sys
 from sod2 import bench
 from sod2.backend.runtime import CompileOptions
 name, scale, threads, repeat = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 model = bench.zoo_model(name, scale)
 compiled = bench.compile_sod2(model.path, CompileOptions(threads=threads))
-seconds = []
-for point in model.points:
-    feeds = model.feeds(point)
-    compiled.run(feeds)
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        compiled.run(feeds)
-        runs.append(time.perf_counter() - start)
-    seconds.append(sorted(runs)[len(runs) // 2])
-print(json.dumps(seconds))
+ms = [bench.time_point(compiled.run, model.feeds(p), repeat, math.inf)[0] for p in model.points]
+print(json.dumps(ms))
 """
 
 
@@ -73,7 +65,7 @@ def parse_setting(text: str) -> dict[str, str]:
 
 
 def measure(name: str, scale: str, variables: dict[str, str], repeat: int) -> list[float]:
-    """Each sweep point's median seconds, in a child process under `variables`."""
+    """Each sweep point's median milliseconds, in a child process under `variables`."""
     env = {**os.environ, **variables}
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env.setdefault(variable, str(THREADS))
@@ -85,11 +77,6 @@ def measure(name: str, scale: str, variables: dict[str, str], repeat: int) -> li
         check=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def geomean(values: Sequence[float]) -> float:
-    """The geometric mean of positive values."""
-    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,8 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, variables in settings.items():
                 value = geomean(measure(model, args.scale, variables, args.repeat))
                 best[name] = min(best.get(name, math.inf), value)
-        rows.append({"model": model, "geomean_ms": {k: v * 1e3 for k, v in best.items()}})
-        print(model, " ".join(f"{k} {v * 1e3:.2f} ms" for k, v in best.items()), flush=True)
+        rows.append({"model": model, "geomean_ms": best})
+        print(model, " ".join(f"{k} {v:.2f} ms" for k, v in best.items()), flush=True)
     first = names[0]
     lines = [
         "| model | "

@@ -408,23 +408,6 @@ def _product(left: np.ndarray, right: np.ndarray, out: np.ndarray) -> None:
         np.matmul(left, right, out=out)
 
 
-def _transpose_tiles(source, target):  # type: ignore[no-untyped-def]
-    """target[c, r] = source[r, c], 32 x 32 tiles at a time: each tile's rows and columns stay
-    in cache while it is copied (numpy's strided copy of a large transpose misses the cache on
-    every element)."""
-    rows, cols = source.shape
-    col_tiles = (cols + 31) // 32
-    for t in prange(((rows + 31) // 32) * col_tiles):
-        r0 = (t // col_tiles) * 32
-        c0 = (t % col_tiles) * 32
-        for c in range(c0, min(c0 + 32, cols)):
-            for r in range(r0, min(r0 + 32, rows)):
-                target[c, r] = source[r, c]
-
-
-_TRANSPOSE = _jit(_transpose_tiles)
-
-
 def column_major(w: Any) -> np.ndarray | None:
     """The constant matrix `w` stored by columns (same values), or None where it is one already,
     not a float matrix, or smaller than the skinny loop takes (SKINNY_MIN_WEIGHTS)."""
@@ -433,7 +416,7 @@ def column_major(w: Any) -> np.ndarray | None:
     if w.size < SKINNY_MIN_WEIGHTS or w.flags.f_contiguous:
         return None
     columns = np.empty(w.shape[::-1], dtype=w.dtype)
-    _TRANSPOSE[1](w, columns)
+    _transpose_into(w, columns, (1, 0), _swap_plan(w.shape, (1, 0), w.dtype.itemsize))
     return columns.T
 
 
@@ -2805,31 +2788,48 @@ _SWAPS = {
 rows, columns and inner elements (-1: none, an extent of 1)."""
 
 
-def _transpose_into(x: np.ndarray, out: np.ndarray, perm: tuple[int, ...]) -> None:
-    """out = x.transpose(perm). A transpose that swaps two blocks of axes (a matrix transpose,
-    batched or of rows of E elements, as attention's head splits are) runs as `_swap_tiles` over
-    x's bytes; any other, and arrays not both contiguous or that overlap, go to numpy."""
-    shape, merged = merged_permutation(x.shape, perm)
-    uint = _SAME_SIZE_UINTS.get(x.dtype.itemsize)
+SwapPlan = tuple[int, int, int, int, int]
+"""How `_swap_tiles` moves a transpose: (batch, rows, columns, inner elements, tile edge)."""
+
+
+def _swap_plan(shape: tuple[int, ...], perm: tuple[int, ...], itemsize: int) -> SwapPlan | None:
+    """The plan of a transpose of `shape` by `perm` whose merged permutation swaps two blocks of
+    axes (a matrix transpose, batched or of rows of E elements, as attention's head splits
+    are); None for any other, or for elements of a size `_swap_tiles` does not move."""
+    if itemsize not in _SAME_SIZE_UINTS:
+        return None
+    merged_shape, merged = merged_permutation(shape, perm)
     where = _SWAPS.get(merged)
+    if where is None:
+        return None
+    extents = (1, *merged_shape)  # index 0 is the extent 1 of a block a permutation does not have
+    batch, rows, cols, inner = (extents[i + 1] for i in where)
+    tile = max(1, min(32, math.isqrt(_TILE_BYTES // (inner * itemsize))))
+    return batch, rows, cols, inner, tile
+
+
+def _transpose_into(
+    x: np.ndarray, out: np.ndarray, perm: tuple[int, ...], plan: SwapPlan | None
+) -> None:
+    """out = x.transpose(perm): as `_swap_tiles` over x's bytes where `plan` (`_swap_plan` of
+    x's shape) says how; any other, and arrays not both contiguous or that overlap, by numpy."""
     if (
-        where is None
-        or uint is None
+        plan is None
         or not (x.flags.c_contiguous and out.flags.c_contiguous)
         or np.may_share_memory(x, out)
     ):
         np.copyto(out, x.transpose(perm))
         return
-    extents = (1, *shape)  # index 0 is the extent 1 of a block a permutation does not have
-    batch, rows, cols, inner = (extents[i + 1] for i in where)
+    batch, rows, cols, inner, tile = plan
+    uint = _SAME_SIZE_UINTS[x.dtype.itemsize]
     source = x.view(uint).reshape(batch, rows, cols, inner)
     target = out.view(uint).reshape(batch, cols, rows, inner)
-    tile = max(1, min(32, math.isqrt(_TILE_BYTES // (inner * x.dtype.itemsize))))
     _pick(_SWAP_TILES, x.size)(source, target, tile)
 
 
 def _transpose(node: Node, opset: int) -> Body | None:
     perm_attr = node.attr("perm", None)
+    plans: dict[tuple[tuple[int, ...], int], SwapPlan | None] = {}  # by input shape and itemsize
 
     def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
         x, out = inputs[0], outputs[0]
@@ -2840,7 +2840,10 @@ def _transpose(node: Node, opset: int) -> Body | None:
         if out.shape != tuple(x.shape[a] for a in perm):
             raise _Unfit
         if x.size:
-            _transpose_into(x, out, perm)
+            key = (x.shape, x.dtype.itemsize)
+            if key not in plans:
+                plans[key] = _swap_plan(x.shape, perm, x.dtype.itemsize)
+            _transpose_into(x, out, perm, plans[key])
         _finish(epilogue, out)
 
     return body

@@ -16,7 +16,8 @@ So both pools spin for a short while and then sleep (`configure`): OpenMP thread
 GOMP_SPINCOUNT=10000 polls (OMP_WAIT_POLICY=PASSIVE otherwise), OpenBLAS's for 2^16 cycles
 (OPENBLAS_THREAD_TIMEOUT=16, about 30 microseconds). A loop that starts right after the last
 one finds its threads awake; a pool that is not used soon gives its cores back.
-`python benchmarks/latency.py` measured the settings (docs/performance.md, "Thread pools").
+`python benchmarks/threads.py` measures them against other settings (docs/performance.md,
+"Thread pools").
 
 Invariants: a variable the user set is never changed; OpenMP reads its variables when its pool
 starts (Numba's first parallel loop), so `configure` must run first; OpenBLAS, loaded with numpy

@@ -79,13 +79,14 @@ def workspace_regions(
     """Step -> (byte offset, bytes) of its region (module docstring), given every storage's
     `offsets` and `sizes` in bytes at one binding and the plan's `arena_bytes` there. A step
     whose workspace is empty at this binding gets none."""
+    extents = _extents(lifetimes, offsets, sizes)
     spans: dict[int, tuple[int, int]] = {}
     for step, k in lifetimes.workspace.items():
         start, end = int(offsets[k]), int(offsets[k]) + int(sizes[k])
         if end <= start:
             continue
         # the workspace storage lies in one of the gaps: the widest is at least as wide
-        begin, width = widest_gap(lifetimes, offsets, sizes, max(end, int(arena_bytes)), step)
+        begin, width = _widest(lifetimes, extents, max(end, int(arena_bytes)), step)
         spans[step] = (begin, width) if width > end - start else (start, end - start)
     return spans
 
@@ -97,7 +98,14 @@ def widest_gap(
     aligned up to ALIGN, the last gap ending at `arena_bytes`: bytes that nothing alive at that
     step holds (workspace storages aside). A control-flow step's gap is free while its bodies
     run, so their steps may use it too (`CompiledModel`)."""
-    lo, hi = _extents(lifetimes, offsets, sizes)
+    return _widest(lifetimes, _extents(lifetimes, offsets, sizes), arena_bytes, step)
+
+
+def _widest(
+    lifetimes: Lifetimes, extents: tuple[np.ndarray, np.ndarray], arena_bytes: int, step: int
+) -> tuple[int, int]:
+    """`widest_gap`, given every storage's byte extents (`_extents`)."""
+    lo, hi = extents
     alive = (hi > lo) & (lifetimes.start <= step) & (lifetimes.end >= step)
     starts, ends = lo[alive], hi[alive]
     order = np.argsort(starts, kind="stable")
