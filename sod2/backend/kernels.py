@@ -17,8 +17,7 @@ views of the exact shape and element type that RDP fixed) and writes into them:
   are thin), and each output row the sum of the taps' products read at their shifts, which
   moves M * taps values per pixel where im2col moves C * taps; any other is an im2col into a
   scratch buffer, filled by Numba
-  a block of output rows at a time, then one sgemm per block through `np.matmul(..., out=)`
-  (`im2col`). Scratch comes from the workspace region the runtime gives the step
+  a block of output rows at a time, then one sgemm per block (`im2col`). Scratch comes from the workspace region the runtime gives the step
   (`use_workspace`, blocks sized to fit it) or else from buffers kept per thread, shared by
   every Conv; the bias is added to the
   output while it is in cache (the weights are never copied, except kn2row's per-tap stacking
@@ -33,8 +32,10 @@ views of the exact shape and element type that RDP fixed) and writes into them:
   one reads, so their outputs never exist whole;
 - MatMul and Gemm: a batch of rows against one matrix as one product: up to 32 rows against a
   matrix stored by columns, a Numba loop of dot products (`_skinny_product`, see SKINNY_ROWS),
-  else one sgemm through `np.matmul(..., out=)`. A constant matrix is laid out by columns once,
+  else one sgemm. A constant matrix is laid out by columns once,
   at compile time (`MatMulKernel.prepare`), and the runtime then holds it in that layout only;
+- every sgemm here, and a MatMul's stack of products, goes through `blas.matmul_into`:
+  OpenBLAS's gemm called from Numba's threads, so products and loops share one thread pool;
 - Softmax, LogSoftmax, LayerNormalization, InstanceNormalization, BatchNormalization, MaxPool,
   AveragePool and Resize: Numba loop nests over rows or image planes (one pass per statistic, no
   temporaries), `prange`-parallel above `PARALLEL_MIN` elements; the exponential is a polynomial
@@ -63,7 +64,6 @@ from __future__ import annotations
 import functools
 import math
 import threading
-import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -72,7 +72,9 @@ import numba
 import numpy as np
 from numba import prange
 
+from sod2.backend.blas import matmul_into
 from sod2.backend.intrinsics import prefetch
+from sod2.backend.jit import serial_and_parallel
 from sod2.errors import Sod2Error
 from sod2.ir.dtypes import DType
 from sod2.ir.graph import Node
@@ -235,20 +237,9 @@ def staged(array: Any, name: str = "chain_in") -> Any:
 
 
 def _jit(function: Callable[..., Any]) -> tuple[Any, Any]:
-    """A serial and a `prange`-parallel compilation of one loop nest, each compiled on first use
-    and cached on disk. Numba names a cache file after the function, not its compile flags, so
-    the parallel one compiles a twin of the function with a name of its own."""
-    serial = numba.njit(cache=True, fastmath=_FASTMATH)(function)
-    twin = types.FunctionType(
-        function.__code__,
-        function.__globals__,
-        function.__name__ + "_parallel",
-        function.__defaults__,
-        function.__closure__,
-    )
-    twin.__qualname__ = function.__qualname__ + "_parallel"
-    parallel = numba.njit(cache=True, fastmath=_FASTMATH, parallel=True)(twin)
-    return serial, parallel
+    """A serial and a `prange`-parallel compilation of one loop nest (`serial_and_parallel`),
+    with _FASTMATH."""
+    return serial_and_parallel(function, _FASTMATH)
 
 
 def _pick(versions: tuple[Any, Any], elements: int) -> Any:
@@ -282,19 +273,16 @@ _MATMUL_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
 SKINNY_ROWS = (1, 32)
 """A product of this many rows (inclusive) against a matrix of SKINNY_MIN_WEIGHTS elements or
 more, stored by columns (a column-major (K, N) array: a Gemm's transposed B, or a constant B that
-`prepare` laid out), is a Numba loop of dot products, `_skinny_product`, not an sgemm. Two
-reasons. OpenBLAS packs the whole matrix at every call, which costs more than the product itself
-when the rows are few (a transformer on a short sequence). And a threaded sgemm leaves OpenBLAS's
-worker spinning for a while after it returns, on a core the Numba kernels that follow need; on
-two cores, a model whose small products alternate with Numba loops loses more to that than to
-the packing (a single row included, which BLAS would do as a threaded gemv). Above 32 rows the
-sgemm is faster (docs/performance.md, "Small matrix products")."""
+`prepare` laid out), is a Numba loop of dot products, `_skinny_product`, not an sgemm: OpenBLAS
+packs the whole matrix at every call, which costs more than the product itself when the rows are
+few (a transformer on a short sequence). Above 32 rows the sgemm is faster (docs/performance.md,
+"Small matrix products")."""
 
 SKINNY_MIN_WEIGHTS = 1 << 16
 """The smallest matrix the skinny loop takes (256 x 256): below it a product costs little either
 way. Alone, with its matrix in cache, the loop beats the sgemm only at a few rows of a large
-matrix (`python benchmarks/kernels.py --ops MatMul`); inside a model, keeping the products in the
-one Numba pool is what saves the most (see SKINNY_ROWS)."""
+matrix (`python benchmarks/kernels.py --ops MatMul`); inside a model, where the matrix is rarely
+in cache, it is faster at up to 32 rows."""
 
 SKINNY_PARALLEL_MIN = 1 << 18
 """The skinny loop runs on every core for a matrix of this many elements or more (1 MiB of
@@ -405,7 +393,7 @@ def _product(left: np.ndarray, right: np.ndarray, out: np.ndarray) -> None:
         versions = _SKINNY_ROW if rows == 1 else _SKINNY
         versions[right.size >= SKINNY_PARALLEL_MIN](left, right.T, out, out.dtype.type(0))
     else:
-        np.matmul(left, right, out=out)
+        matmul_into(left, right, out)
 
 
 def column_major(w: Any) -> np.ndarray | None:
@@ -439,7 +427,7 @@ class MatMulKernel:
         if a.ndim >= 2 and b.ndim == 2 and a.flags.c_contiguous:
             _rows_times_matrix(a, b, out, epilogue)
             return
-        np.matmul(a, b, out=out)
+        matmul_into(a, b, out)
         _finish(epilogue, out)
 
 
@@ -1159,7 +1147,7 @@ class ConvKernel:
         weights = w.reshape(group, filters // group, channels // group)
         targets = out.reshape(batch, group, filters // group, positions)
         for n in _images(batch, epilogue):
-            np.matmul(weights, images[n], out=targets[n])
+            matmul_into(weights, images[n], targets[n])
             if bias is not None:
                 np.add(out[n], bias.reshape(filters, 1, 1), out=out[n])
 
@@ -1197,7 +1185,7 @@ class ConvKernel:
                     im2col = _pick(_IM2COL, taps * count)
                     im2col(x[n], columns, g * per_group_in, per_group_in, r0, r1, *args, out_w)
                     target = targets[n, g, :, r0 * out_w : r1 * out_w]
-                    np.matmul(weights[g], columns[:, :count], out=target)
+                    matmul_into(weights[g], columns[:, :count], target)
                     if biases is not None:  # while the block is in cache
                         np.add(target, biases[g], out=target)
 
@@ -1251,7 +1239,7 @@ class ConvKernel:
                     first = i * dh
                     columns = padded[:, first : first + r1 - r0 + span].reshape(channels, count)
                     filters_of = stacked[i * kw * filters : i * kw * filters + stacked_rows]
-                    np.matmul(filters_of, columns, out=product)
+                    matmul_into(filters_of, columns, product)
                     args = (filters, rows_of_taps, kw, dh, dw, padded_w, i > 0)
                     shift_add(product, out[n], r0, r1, *args)
             if biases is not None:
@@ -1297,7 +1285,7 @@ class ConvKernel:
                 v = v_all[: 16 * channels * tiles].reshape(16, channels, tiles)
                 products = m_all[: 16 * filters * tiles].reshape(16, filters, tiles)
                 _pick(_WINOGRAD_IN, 16 * channels * tiles)(x[n], v, t0, t1, tiles_w, ph, pw)
-                np.matmul(u, v, out=products)
+                matmul_into(u, v, products)
                 _pick(_WINOGRAD_OUT, 16 * filters * tiles)(products, out[n], shift, t0, t1, tiles_w)
 
     @staticmethod
@@ -1381,7 +1369,7 @@ class ConvKernel:
         weights = w.reshape(group, w.shape[0] // group, taps)
         for n in _images(batch, epilogue):  # (C, oh, ow, i, j) -> (group, C/group * i * j, oh * ow)
             columns = windows[n].transpose(0, 3, 4, 1, 2).reshape(group, taps, positions)
-            np.matmul(weights, columns, out=out[n].reshape(group, -1, positions))
+            matmul_into(weights, columns, out[n].reshape(group, -1, positions))
             if bias is not None:
                 np.add(out[n], bias.reshape(-1, 1, 1), out=out[n])
 
@@ -1915,7 +1903,7 @@ class ConvTransposeKernel:
                 r1 = min(height, r0 + block)
                 product = products[: taps * filters * (r1 - r0) * width]
                 product = product.reshape(taps * filters, (r1 - r0) * width)
-                np.matmul(stacked, flat[:, r0 * width : r1 * width], out=product)
+                matmul_into(stacked, flat[:, r0 * width : r1 * width], product)
                 col2im = _pick(_COL2IM, product.size)
                 col2im(
                     product, target, r0, r1, filters, (kh, kw), strides, dilations, begins, width

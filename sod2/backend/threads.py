@@ -1,8 +1,11 @@
 """How long idle worker threads wait awake: OpenMP's (Numba's pool) and OpenBLAS's.
 
-sod2 runs two thread pools: Numba's `prange` loops run on OpenMP threads (libgomp), and numpy's
-matrix products on OpenBLAS's own pthreads. On a machine with as many cores as threads, the
-two take turns on the same cores, and what an idle thread does matters:
+Two thread pools can run in a sod2 process: Numba's `prange` loops run on OpenMP threads
+(libgomp), and numpy's matrix products on OpenBLAS's own pthreads. sod2's kernels call
+OpenBLAS's gemm from the OpenMP threads (`sod2.backend.blas`), so its products stay on the one
+pool; OpenBLAS's own pool still runs the products numpy is handed: a reference kernel's, or one
+`blas.matmul_into` leaves to numpy. On a machine with as many cores as threads, the two pools
+take turns on the same cores, and what an idle thread does matters:
 
 - A thread that *spins* after its work (polls for the next) keeps a core busy. OpenBLAS's
   workers spin for 2^28 cycles (about 0.1 s) by default, so after every sgemm one core is taken

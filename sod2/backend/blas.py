@@ -1,0 +1,324 @@
+"""Matrix products on Numba's threads: OpenBLAS's sgemm and dgemm called from a `prange` loop.
+
+numpy's `matmul` hands a product to OpenBLAS, which runs it on a thread pool of its own, beside
+the OpenMP pool that runs Numba's loops (`sod2.backend.threads`). A model alternates the two
+hundreds of times per call, and each switch costs: the pool that was idle has to be woken (tens
+of microseconds on a virtual machine, more than a small product takes), and while one pool's
+threads wait awake they hold cores the other needs.
+
+`matmul_into(a, b, out)` keeps every product on the one pool. It calls OpenBLAS's CBLAS gemm
+itself, through its address, from the iterations of a `prange` loop: the product is split into
+as many blocks of rows (or of columns, when the output is wider than tall) as there are threads,
+or, for a stack of products at least as deep as that, each product is one iteration. Around the
+loop, OpenBLAS's thread count is 1 (`openblas_set_num_threads_local`, which in a pthreads build
+of OpenBLAS sets the count of the whole process, and returns the one before, which the loop
+puts back), so each gemm computes its block in the thread that called it and OpenBLAS's pool is
+never woken. Products too small to split run the same way on the calling thread alone. (While
+such a loop runs, a product that another Python thread hands numpy runs on one thread.)
+
+Invariants: the result is the one `np.matmul` gives (the same gemm kernels, on blocks of the
+same product); operands are read in place, row-major or transposed, never copied; anything the
+gemm cannot take as it is (another dtype, an output in column order or overlapping an operand,
+a stack whose layers are not evenly spaced, no OpenBLAS with these functions) goes to
+`np.matmul` unchanged. The library's functions are found once, at import, by name; their
+addresses are arguments of the compiled loops, so the loops are cached on disk like any other.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any, NamedTuple
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic
+
+from .jit import serial_and_parallel
+from .threads import openblas_library
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+"""CBLAS's codes for row-major storage and for an operand read as stored or transposed."""
+
+PARALLEL_MIN = 1 << 20
+"""A product of at least this many multiply-adds (M * N * K, summed over a stack) is split over
+every thread; a smaller one runs on the calling thread (about 10 microseconds of work: less
+than it costs to hand out)."""
+
+
+class Gemm(NamedTuple):
+    """The functions of one BLAS that `matmul_into` calls, by address."""
+
+    sgemm: int
+    dgemm: int
+    set_threads_local: int
+    wide: bool
+    """Whether the BLAS's integers are 64-bit (an ILP64 build)."""
+
+
+def _address(library: ctypes.CDLL, name: str) -> int | None:
+    try:
+        function = getattr(library, name)
+    except AttributeError:
+        return None
+    return ctypes.cast(function, ctypes.c_void_p).value
+
+
+def find_gemm() -> Gemm | None:
+    """numpy's OpenBLAS's CBLAS sgemm and dgemm and `openblas_set_num_threads_local`, or None
+    where numpy uses no OpenBLAS or one without that function (before 0.3.27)."""
+    library = openblas_library()
+    if library is None:
+        return None
+    local = _address(library, "openblas_set_num_threads_local")
+    for prefix, suffix, wide in (("scipy_cblas_", "64_", True), ("cblas_", "64_", True)):
+        sgemm = _address(library, f"{prefix}sgemm{suffix}")
+        dgemm = _address(library, f"{prefix}dgemm{suffix}")
+        if sgemm and dgemm and local:
+            return Gemm(sgemm, dgemm, local, wide)
+    sgemm, dgemm = _address(library, "cblas_sgemm"), _address(library, "cblas_dgemm")
+    if sgemm and dgemm and local:
+        return Gemm(sgemm, dgemm, local, False)
+    return None
+
+
+GEMM = find_gemm()
+"""The BLAS `matmul_into` calls (None: every product goes to `np.matmul`)."""
+
+
+# -- intrinsics ----------------------------------------------------------------------------------
+
+
+@intrinsic
+def _call_gemm(
+    typingctx: Any,
+    function: types.Type,
+    codes: types.Type,
+    sizes: types.Type,
+    alpha: types.Type,
+    a: types.Type,
+    b: types.Type,
+    c: types.Type,
+    strides: types.Type,
+    integer: types.Type,
+) -> Any:
+    """Call the CBLAS gemm at address `function`: codes = (order, trans A, trans B), sizes =
+    (M, N, K), a, b and c the operands' addresses, strides = (lda, ldb, ldc); alpha's type is
+    the element type (beta is 0), `integer`'s (a value not used) the BLAS's integer."""
+    if not (
+        isinstance(codes, types.UniTuple)
+        and isinstance(sizes, types.UniTuple)
+        and isinstance(strides, types.UniTuple)
+        and isinstance(alpha, types.Float)
+        and isinstance(integer, types.Integer)
+    ):
+        return None
+
+    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> ir.Value:
+        def members(value: ir.Value, kind: types.UniTuple, to: types.Type) -> list[ir.Value]:
+            return [
+                context.cast(builder, builder.extract_value(value, i), kind.dtype, to)
+                for i in range(3)
+            ]
+
+        word, real = ir.IntType(32), context.get_value_type(alpha)
+        blas_int = context.get_value_type(integer)
+        pointer = real.as_pointer()
+        kinds = [word] * 3 + [blas_int] * 3 + [real, pointer, blas_int, pointer, blas_int]
+        kinds += [real, pointer, blas_int]
+        callee = builder.inttoptr(args[0], ir.FunctionType(ir.VoidType(), kinds).as_pointer())
+        code = members(args[1], codes, types.int32)
+        size = members(args[2], sizes, integer)
+        lead = members(args[7], strides, integer)
+        a_, b_, c_ = (builder.inttoptr(v, pointer) for v in args[4:7])
+        zero = ir.Constant(real, 0.0)
+        builder.call(callee, [*code, *size, args[3], a_, lead[0], b_, lead[1], zero, c_, lead[2]])
+        return context.get_dummy_value()
+
+    return types.none(function, codes, sizes, alpha, a, b, c, strides, integer), codegen
+
+
+@intrinsic
+def _call_set_threads(typingctx: Any, function: types.Type, count: types.Type) -> Any:
+    """Call `int f(int count)` at address `function` (openblas_set_num_threads_local):
+    OpenBLAS's thread count becomes `count`; returns the one before."""
+    if not isinstance(count, types.Integer):
+        return None
+
+    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> ir.Value:
+        word = ir.IntType(32)
+        callee = builder.inttoptr(args[0], ir.FunctionType(word, [word]).as_pointer())
+        value = context.cast(builder, args[1], count, types.int32)
+        return builder.call(callee, [value])
+
+    return types.int32(function, count), codegen
+
+
+# -- the loops -----------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, inline="always")
+def _operand(x, rows, cols):  # type: ignore[no-untyped-def]
+    """(CBLAS trans code, leading dimension) under which gemm reads the last two axes of `x`
+    in place; (0, 0) where it cannot (a zero, negative or uneven stride)."""
+    size = x.itemsize
+    row, col = x.strides[x.ndim - 2], x.strides[x.ndim - 1]
+    if cols == 1:
+        col = size
+    if rows == 1:
+        row = cols * size if col == size else size
+    if col == size and row % size == 0 and row >= cols * size:
+        return NO_TRANS, max(1, row // size)
+    if row == size and col % size == 0 and col >= rows * size:
+        return TRANS, max(1, col // size)
+    return 0, 0
+
+
+@numba.njit(cache=True, inline="always")
+def _layer_step(x, layers):  # type: ignore[no-untyped-def]
+    """The bytes between the matrices of `x`'s stack (its axes before the last two, read as
+    one): 0 for a single matrix, -1 where they are not evenly spaced."""
+    step = 0
+    span = 1
+    if layers <= 1:
+        return 0
+    for axis in range(x.ndim - 3, -1, -1):
+        extent, stride = x.shape[axis], x.strides[axis]
+        if extent == 1:
+            continue
+        if span == 1:
+            step = stride
+        elif stride != step * span:
+            return -1
+        span *= extent
+    return step if step > 0 else -1
+
+
+@numba.njit(cache=True, inline="always")
+def _bounds(x):  # type: ignore[no-untyped-def]
+    """The first and one past the last byte address `x` may touch (its strides non-negative)."""
+    first = x.ctypes.data
+    last = first + x.itemsize
+    for axis in range(x.ndim):
+        last += (x.shape[axis] - 1) * x.strides[axis]
+    return first, last
+
+
+def _gemm_blocks(a, b, out, gemm, local, parts, integer):  # type: ignore[no-untyped-def]
+    """out = a @ b by CBLAS gemm calls, or False (nothing written) where the layout does not
+    fit a gemm. A stack of products (a's axes before the last two; b either one matrix or a
+    stack as deep) is one product per iteration; `parts` > 1 splits each product into that
+    many blocks of rows, or of columns where the output is wider than tall. OpenBLAS's thread
+    count is 1 while the loop runs. `integer`'s type is the BLAS's integer."""
+    m, k = a.shape[a.ndim - 2], a.shape[a.ndim - 1]
+    n = b.shape[b.ndim - 1]
+    layers = 1
+    for axis in range(a.ndim - 2):
+        layers *= a.shape[axis]
+    trans_a, lda = _operand(a, m, k)
+    trans_b, ldb = _operand(b, k, n)
+    trans_c, ldc = _operand(out, m, n)
+    if trans_a == 0 or trans_b == 0 or trans_c != NO_TRANS:
+        return False
+    step_a, step_c = _layer_step(a, layers), _layer_step(out, layers)
+    step_b = _layer_step(b, layers) if b.ndim > 2 else 0
+    if step_a < 0 or step_b < 0 or step_c < 0:
+        return False
+    lo_c, hi_c = _bounds(out)
+    lo_a, hi_a = _bounds(a)
+    lo_b, hi_b = _bounds(b)
+    if (lo_a < hi_c and lo_c < hi_a) or (lo_b < hi_c and lo_c < hi_b):
+        return False  # the output overlaps an operand
+    size = out.itemsize
+    by_rows = m >= n
+    one = a.dtype.type(1)
+    codes = (ROW_MAJOR, trans_a, trans_b)
+    strides = (lda, ldb, ldc)
+    base_a, base_b, base_c = a.ctypes.data, b.ctypes.data, out.ctypes.data
+    before = _call_set_threads(local, 1)
+    for task in prange(layers * parts):
+        layer, part = task // parts, task % parts
+        whole = m if by_rows else n
+        lo, hi = whole * part // parts, whole * (part + 1) // parts
+        if hi > lo:
+            pa = base_a + layer * step_a
+            pb = base_b + layer * step_b
+            pc = base_c + layer * step_c
+            if by_rows:
+                pa += lo * size * (1 if trans_a == TRANS else lda)
+                pc += lo * size * ldc
+                sizes = (hi - lo, n, k)
+            else:
+                pb += lo * size * (ldb if trans_b == TRANS else 1)
+                pc += lo * size
+                sizes = (m, hi - lo, k)
+            _call_gemm(gemm, codes, sizes, one, pa, pb, pc, strides, integer)
+    _call_set_threads(local, before)
+    return True
+
+
+_LOOPS: dict[tuple[int, int, np.dtype], tuple[Any, Any]] = {}
+"""The serial and parallel `_gemm_blocks` per (a's rank, b's rank, element type), each compiled
+for arrays of any layout: a product's operands come in many (rows padded, matrices stored by
+columns, stacks of slices), and one compilation per combination would cost a second each."""
+
+
+def _loops(a_rank: int, b_rank: int, kind: np.dtype) -> tuple[Any, Any]:
+    key = (a_rank, b_rank, kind)
+    loops = _LOOPS.get(key)
+    if loops is None:
+        element = numba.from_dtype(kind)
+        read = [types.Array(element, rank, "A", readonly=True) for rank in (a_rank, b_rank)]
+        written = types.Array(element, a_rank, "A")
+        integer = numba.typeof(_INTEGER[GEMM.wide])  # type: ignore[union-attr]
+        signature = types.boolean(*read, written, types.intp, types.intp, types.intp, integer)
+        loops = _LOOPS[key] = serial_and_parallel(_gemm_blocks, signature=signature)
+    return loops
+
+
+# -- the entry point -----------------------------------------------------------------------------
+
+
+def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out = a @ b for float32 or float64 arrays: matrices, or stacks of them (a, b and out
+    with the same leading axes, or b one matrix for every layer of a), on Numba's threads (see
+    the module docstring); `np.matmul(a, b, out=out)` where these loops do not apply."""
+    if not (
+        isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and isinstance(out, np.ndarray)
+    ):
+        np.matmul(a, b, out=out)
+        return
+    kind = out.dtype
+    if (
+        GEMM is None
+        or a.dtype != kind
+        or b.dtype != kind
+        or kind not in _TYPES
+        or a.ndim < 2
+        or out.ndim != a.ndim
+        or b.ndim not in (2, a.ndim)
+        or a.shape[-1] != b.shape[-2]
+        or out.shape != a.shape[:-1] + b.shape[-1:]
+        or (b.ndim > 2 and b.shape[:-2] != a.shape[:-2])
+        or out.size == 0
+        or a.shape[-1] == 0
+        or not out.flags.writeable
+    ):
+        np.matmul(a, b, out=out)
+        return
+    work = out.size * a.shape[-1]
+    threads = numba.get_num_threads()
+    gemm = GEMM.sgemm if kind.itemsize == 4 else GEMM.dgemm
+    serial, parallel = _loops(a.ndim, b.ndim, kind)
+    if work < PARALLEL_MIN or threads == 1:
+        done = serial(a, b, out, gemm, GEMM.set_threads_local, 1, _INTEGER[GEMM.wide])
+    else:
+        parts = 1 if out.size // (out.shape[-2] * out.shape[-1]) >= threads else threads
+        done = parallel(a, b, out, gemm, GEMM.set_threads_local, parts, _INTEGER[GEMM.wide])
+    if not done:
+        np.matmul(a, b, out=out)
+
+
+_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_INTEGER = {True: np.int64(0), False: np.int32(0)}

@@ -1,0 +1,43 @@
+"""Compiling one loop nest twice: on the calling thread and over Numba's pool.
+
+A kernel keeps both versions and picks per call: a small loop runs serially, where handing it
+out would cost more than it saves. Both are compiled on first use and cached on disk.
+
+Invariant: Numba names a cache file after the function's qualified name, not its compile flags,
+so the parallel version compiles a twin of the function under a name of its own
+(`<name>_parallel`); without it, one version would load the other's machine code.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Set
+from typing import Any
+
+import numba
+
+
+def serial_and_parallel(
+    function: Callable[..., Any],
+    fastmath: Set[str] | bool = False,
+    signature: Any = None,
+) -> tuple[Any, Any]:
+    """`function` compiled by `numba.njit` (cached, with `fastmath`) twice: serially, and with
+    its `prange` loops parallel. Each compiles once per argument types met, on first use; or,
+    given a `signature`, for it alone, at once (arguments then convert to its types: an
+    array's to an 'A'-layout array of the same element type and rank, say)."""
+    options = {"cache": True, "fastmath": fastmath}
+    jit = numba.njit(**options) if signature is None else numba.njit(signature, **options)
+    serial = jit(function)
+    twin = types.FunctionType(
+        function.__code__,
+        function.__globals__,
+        function.__name__ + "_parallel",
+        function.__defaults__,
+        function.__closure__,
+    )
+    twin.__qualname__ = function.__qualname__ + "_parallel"
+    options["parallel"] = True
+    jit = numba.njit(**options) if signature is None else numba.njit(signature, **options)
+    parallel = jit(twin)
+    return serial, parallel
