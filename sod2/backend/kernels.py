@@ -253,11 +253,20 @@ MATMUL_BLOCK_BYTES = 1 << 23
 of about this size, each handed to the epilogue while it is in cache."""
 
 
+def _even(total: int, most: int) -> int:
+    """The length of the blocks that cut `total` items into as few blocks of at most `most` as
+    can be, all of about one length (the last may be shorter by less than their number): 169
+    tiles in blocks of at most 156 become 85 and 84, not 156 and a thin product of 13."""
+    most = max(1, min(total, most))
+    return -(-total // -(-total // most))
+
+
 def _row_blocks(rows: int, row_bytes: int, blocked: bool) -> list[tuple[int, int]]:
-    """[lo, hi) blocks of `rows` rows of about MATMUL_BLOCK_BYTES each (one block if not blocked)."""
+    """[lo, hi) blocks of `rows` rows of at most about MATMUL_BLOCK_BYTES each, of even lengths
+    (one block if not blocked)."""
     if not blocked or rows <= 1 or rows * row_bytes <= MATMUL_BLOCK_BYTES:
         return [(0, rows)]
-    step = max(1, MATMUL_BLOCK_BYTES // max(row_bytes, 1))
+    step = _even(rows, MATMUL_BLOCK_BYTES // max(row_bytes, 1))
     return [(lo, min(rows, lo + step)) for lo in range(0, rows, step)]
 
 
@@ -935,7 +944,7 @@ WINOGRAD_BLOCK_BYTES = 1 << 23
 """Winograd's transformed inputs and products of one block of tile rows cover about this many
 bytes (16 floats per tile for each input channel and each filter)."""
 
-WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MIN_CHANNELS = 64
 """A 3x3 unit-stride convolution of one group runs as Winograd F(2x2, 3x3) where it has at least
 this many input channels and filters. The 16 products then take 2.25x fewer multiplies than
 kn2row's; with fewer channels they are too thin for a fast sgemm to pay for the transforms,
@@ -1172,7 +1181,7 @@ class ConvKernel:
         out_h, out_w = out.shape[2:]
         taps = per_group_in * w.shape[2] * w.shape[3]
         weights = w.reshape(group, per_group_out, taps)  # a view: W is C-contiguous
-        block = max(1, min(out_h, _budget(IM2COL_BLOCK_BYTES, "patches") // (4 * taps * out_w)))
+        block = _even(out_h, _budget(IM2COL_BLOCK_BYTES, "patches") // (4 * taps * out_w))
         columns = self._patches(taps, block * out_w)
         args = (w.shape[2:], geometry.strides, geometry.dilations, geometry.pads_begin)
         targets = out.reshape(batch, group, per_group_out, out_h * out_w)
@@ -1220,7 +1229,7 @@ class ConvKernel:
             stacked = stacked.reshape(taps * filters, channels)
         reach = (kh - 1) * dh  # padded rows a block of output rows reads beyond its own
         block, rows_of_taps = self._kn2row_block(channels, filters, kh, kw, reach, padded_w)
-        block = max(1, min(out_h, block))
+        block = _even(out_h, block)
         span = (rows_of_taps - 1) * dh  # product rows a block computes beyond its own
         products = _scratch("products", rows_of_taps * kw * filters * (block + span) * padded_w)
         band = _scratch("padded", channels * (block + reach) * padded_w)
@@ -1272,7 +1281,7 @@ class ConvKernel:
             u = winograd_filters(w)
         tile_row_bytes = 64 * tiles_w * (channels + filters)
         budget = _budget(WINOGRAD_BLOCK_BYTES, "winograd_in", "winograd_out")
-        block = max(1, min(tiles_h, budget // tile_row_bytes))
+        block = _even(tiles_h, budget // tile_row_bytes)
         count = block * tiles_w
         v_all = _scratch("winograd_in", 16 * channels * count)
         m_all = _scratch("winograd_out", 16 * filters * count)
@@ -1890,7 +1899,7 @@ class ConvTransposeKernel:
         np.copyto(stacked.reshape(kh, kw, filters, channels), w.transpose(2, 3, 1, 0))
         stacked = stacked.reshape(taps * filters, channels)
         budget = _budget(CONV_TRANSPOSE_BLOCK_BYTES, "products_t")
-        block = max(1, min(height, budget // (4 * taps * filters * width)))
+        block = _even(height, budget // (4 * taps * filters * width))
         products = _scratch("products_t", taps * filters * block * width)
         for n in _images(batch, epilogue):
             target = out[n]
