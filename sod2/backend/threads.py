@@ -15,10 +15,13 @@ take turns on the same cores, and what an idle thread does matters:
 - A thread that *sleeps* at once must be woken for the next parallel loop, which costs tens of
   microseconds on a virtual machine; a model runs hundreds of loops and products per call.
 
-So both pools spin for a short while and then sleep (`configure`): OpenMP threads for
-GOMP_SPINCOUNT=10000 polls (OMP_WAIT_POLICY=PASSIVE otherwise), OpenBLAS's for 2^16 cycles
-(OPENBLAS_THREAD_TIMEOUT=16, about 30 microseconds). A loop that starts right after the last
-one finds its threads awake; a pool that is not used soon gives its cores back.
+So both pools spin for a while and then sleep (`configure`): OpenMP threads for
+GOMP_SPINCOUNT=100000 polls (1 to 2 ms on the 2-core machine of docs/performance.md;
+OMP_WAIT_POLICY=PASSIVE otherwise), OpenBLAS's for 2^16 cycles (OPENBLAS_THREAD_TIMEOUT=16,
+about 30 microseconds). The OpenMP pool, which runs every loop and product of a model, finds its
+threads awake across the serial steps between them; a pool that is not used soon gives its cores
+back. (Before sod2's products ran on the OpenMP pool, its spin was 10000 polls, about 0.2 ms,
+so as not to starve OpenBLAS's threads between products.)
 `python benchmarks/threads.py` measures them against other settings (docs/performance.md,
 "Thread pools").
 
@@ -35,7 +38,7 @@ import ctypes
 import glob
 import os
 
-OMP_SETTINGS = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}
+OMP_SETTINGS = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "100000"}
 """OpenMP's settings, applied where the variable is unset."""
 
 OPENBLAS_TIMEOUT = 16
