@@ -1,14 +1,19 @@
-"""How long idle threads spin: sod2's latency under each thread-pool setting.
+"""How long idle threads spin, and on which pool products run: sod2's latency per setting.
 
     python benchmarks/threads.py [--models sam_mask_decoder,conformer] [--scale paper]
                                  [--settings sleep,brief] [--rounds R] [--repeat K]
 
 `sod2.backend.threads` chooses how long the idle threads of Numba's OpenMP pool and of numpy's
-OpenBLAS spin before they sleep. A setting here is a set of those variables, which sod2 keeps
+OpenBLAS spin before they sleep, and `sod2.backend.blas` runs sod2's products on the OpenMP pool
+(unless SOD2_MATMUL=numpy). A setting here is a set of environment variables, which sod2 keeps
 where they are set:
 
 - `sleep`: OpenMP threads sleep at once (GOMP_SPINCOUNT=0), OpenBLAS's spin for its default
   2^28 cycles (OPENBLAS_THREAD_TIMEOUT=28): sod2's setting before `threads`;
+- `numpy`: OpenMP threads poll 10000 times, OpenBLAS's spin 2^16 cycles, and sod2 hands its
+  products to numpy (SOD2_MATMUL=numpy), so they run on OpenBLAS's pool: sod2 before
+  `sod2.backend.blas`;
+- `pool`: the same polls and spins, with the products on Numba's pool (`blas.matmul_into`);
 - `brief`: sod2's setting (`threads.OMP_SETTINGS`, `threads.OPENBLAS_TIMEOUT`);
 - `NAME=VALUE+NAME=VALUE`: any other.
 
@@ -37,8 +42,15 @@ from sod2.bench import geomean
 RESULTS = Path(__file__).resolve().parent / "results"
 THREADS = int(os.environ.get("SOD2_BENCH_THREADS", "2"))
 
+_SHORT_SPIN = {
+    "OMP_WAIT_POLICY": "PASSIVE",
+    "GOMP_SPINCOUNT": "10000",
+    "OPENBLAS_THREAD_TIMEOUT": "16",
+}
 SETTINGS = {
     "sleep": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0", "OPENBLAS_THREAD_TIMEOUT": "28"},
+    "numpy": {**_SHORT_SPIN, "SOD2_MATMUL": "numpy"},
+    "pool": _SHORT_SPIN,
     "brief": {**threads.OMP_SETTINGS, "OPENBLAS_THREAD_TIMEOUT": str(threads.OPENBLAS_TIMEOUT)},
 }
 

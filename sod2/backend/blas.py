@@ -20,13 +20,15 @@ Invariants: the result is the one `np.matmul` gives (the same gemm kernels, on b
 same product); operands are read in place, row-major or transposed, never copied; anything the
 gemm cannot take as it is (another dtype, an output in column order or overlapping an operand,
 a stack whose layers are not evenly spaced, no OpenBLAS with these functions) goes to
-`np.matmul` unchanged. The library's functions are found once, at import, by name; their
+`np.matmul` unchanged, as is every product where the environment sets SOD2_MATMUL=numpy. The
+library's functions are found once, at import, by name; their
 addresses are arguments of the compiled loops, so the loops are cached on disk like any other.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 from typing import Any, NamedTuple
 
 import numba
@@ -83,8 +85,9 @@ def find_gemm() -> Gemm | None:
     return None
 
 
-GEMM = find_gemm()
-"""The BLAS `matmul_into` calls (None: every product goes to `np.matmul`)."""
+GEMM = None if os.environ.get("SOD2_MATMUL") == "numpy" else find_gemm()
+"""The BLAS `matmul_into` calls (None: every product goes to `np.matmul`, as it does where the
+environment sets SOD2_MATMUL=numpy, to compare or to work around a BLAS)."""
 
 
 # -- intrinsics ----------------------------------------------------------------------------------

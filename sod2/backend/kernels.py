@@ -952,11 +952,19 @@ whose cost grows with channels + filters where the products' grows with channels
 (`python benchmarks/kernels.py --ops Conv --strategies` compares them)."""
 
 DIRECT_MAX_FILTERS = 8
-"""A strided or grouped convolution with at most this many filters per group (a gate, a mask
-head) runs as the direct loop nest: im2col would copy every pixel kernel-size times to feed a
-product of a few rows. A unit-stride one of one group is a kn2row, which copies each pixel once
-(a 3x3 gate over 1024 channels of 14x14: 0.42 ms against the direct loop's 0.78 ms,
-`python benchmarks/kernels.py --ops Conv --strategies`)."""
+"""A convolution with at most this many filters per group (a gate, a mask head) runs as the
+direct loop nest, which needs no workspace: im2col would copy every pixel kernel-size times to
+feed a product of a few rows. Over KN2ROW_GATE_CHANNELS input channels or more, a unit-stride
+one of one group is a kn2row instead."""
+
+KN2ROW_GATE_CHANNELS = 64
+"""A unit-stride convolution of one group with few filters (DIRECT_MAX_FILTERS) over at least
+this many input channels is a kn2row, which copies each pixel once, and whose products are
+thin but long: a 3x3 gate over 1024 channels of 14x14 took 0.42 ms against the direct loop's
+0.78 ms, one over 64 channels of 56x56 0.26 ms against 0.34 ms (`python benchmarks/kernels.py
+--ops Conv --strategies`). Over fewer channels the direct loop is about as fast and takes no
+workspace (16 channels to 2 filters: 0.11 ms against 0.09 ms), so the memory plan stays as it
+was where the channels are few, as in the small-scale zoo."""
 
 
 def _conv_operands(inputs: Sequence[Any], outputs: Sequence[Any]) -> tuple[Any, Any, Any, Any]:
@@ -996,8 +1004,8 @@ def conv_strategy(
     weights of `w_shape` runs as (CONV_STRATEGIES): pointwise for a 1x1 unit-stride unpadded
     kernel, direct for a grouped convolution with few taps per output value, Winograd for a
     wide 3x3 unit-stride one, kn2row for another unit-stride one of one group with no more
-    filters than input channels (a gate's single filter over many channels included), direct
-    for any other with few filters per group, else im2col. Nothing here depends on the image's
+    filters than input channels (a gate's few filters over KN2ROW_GATE_CHANNELS channels or
+    more included), direct for any other with few filters per group, else im2col. Nothing here depends on the image's
     size, so the memory plan can tell it before any input is seen (`workspace_floats`)."""
     taps = w_shape[1] * w_shape[2] * w_shape[3]
     if taps == w_shape[1] and tuple(strides) == (1, 1) and unpadded:
@@ -1006,9 +1014,12 @@ def conv_strategy(
         return "direct"
     if _winograd_fits(group, w_shape, strides, dilations):
         return "winograd"
+    few_filters = w_shape[0] // group <= DIRECT_MAX_FILTERS
+    if few_filters and (group > 1 or w_shape[1] < KN2ROW_GATE_CHANNELS):
+        return "direct"
     if group == 1 and tuple(strides) == (1, 1) and w_shape[0] <= channels:
         return "kn2row"
-    if w_shape[0] // group <= DIRECT_MAX_FILTERS:
+    if few_filters:
         return "direct"
     return "im2col"
 
@@ -1052,6 +1063,7 @@ class ConvKernel:
             and self.group == 1
             and self.unit_stride
             and filters <= channels
+            and (filters > DIRECT_MAX_FILTERS or channels >= KN2ROW_GATE_CHANNELS)
             and kh * kw > 1
         )
         if kn2row:

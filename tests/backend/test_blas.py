@@ -5,6 +5,9 @@ thread count as it was."""
 from __future__ import annotations
 
 import ctypes
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -115,3 +118,12 @@ def test_openblas_keeps_its_thread_count(monkeypatch):
         assert count(2) == 2
     finally:
         count(before)
+
+
+def test_sod2_matmul_numpy_hands_every_product_to_numpy():
+    code = "from sod2.backend import blas; print(blas.GEMM is None)"
+    env = {**os.environ, "SOD2_MATMUL": "numpy"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "True"

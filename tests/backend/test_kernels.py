@@ -605,13 +605,15 @@ def test_conv1d_and_the_strategy_chosen_per_shape():
     assert pointwise.strategy_for((1, 8, 5, 5), (6, 8, 1, 1)) == "pointwise"
     assert pointwise.strategy_for((1, 8, 5, 5), (16, 8, 3, 3)) == "im2col"
     assert pointwise.strategy_for((1, 8, 5), (6, 8, 1)) == "pointwise"
-    # a few filters (a gate): kn2row at unit stride, which copies each pixel once, else the
-    # direct loop nest, not an im2col feeding a product of one row
+    # a few filters (a gate): kn2row at unit stride over many channels, which copies each
+    # pixel once, else the direct loop nest, not an im2col feeding a product of one row
     assert pointwise.strategy_for((1, 64, 9, 9), (1, 64, 3, 3)) == "kn2row"
+    assert pointwise.strategy_for((1, 16, 9, 9), (2, 16, 3, 3)) == "direct"
     strided = ConvKernel(node_of("Conv", 2, strides=[2, 2]), OPSET)
     assert strided.strategy_for((1, 64, 9, 9), (1, 64, 3, 3)) == "direct"
     gate = node_of("Conv", 3, pads=[1, 1, 1, 1])
     check(gate, [rand(rng, 2, 16, 7, 7), rand(rng, 1, 16, 3, 3), rand(rng, 1)])
+    check(gate, [rand(rng, 1, 64, 6, 6), rand(rng, 2, 64, 3, 3), rand(rng, 2)])
     check(
         node_of("Conv", 3, pads=[1, 1, 1, 1], strides=[2, 2]),
         [rand(rng, 1, 16, 7, 7), rand(rng, 2, 16, 3, 3)],
