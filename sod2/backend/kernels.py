@@ -6,7 +6,8 @@ views of the exact shape and element type that RDP fixed) and writes into them:
 
 - Conv: per image and group, one of six strategies, picked per shape (`ConvKernel.strategy_for`):
   a 1x1 convolution is a plain matrix product over the image (`pointwise`); a depthwise-like
-  convolution (few input channels per group), or one of few filters, is a Numba loop nest
+  convolution (few input channels per group), or one of few filters (unless a unit-stride one
+  of one group over KN2ROW_GATE_CHANNELS channels, a kn2row), is a Numba loop nest
   (`direct`; with a horizontal stride, over the input split by column phase once per call, so
   that every tap still sweeps a contiguous run); a wide 3x3 unit-stride one is Winograd F(2x2, 3x3) (`winograd`): per block of
   2x2 output tiles, the input tiles transformed (Numba), 16 sgemms, the products transformed
