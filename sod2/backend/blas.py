@@ -33,10 +33,9 @@ from typing import Any, NamedTuple
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba import prange, types
-from numba.extending import intrinsic
 
+from .intrinsics import call_gemm, call_int_function
 from .jit import serial_and_parallel
 from .threads import openblas_library
 
@@ -74,88 +73,24 @@ def find_gemm() -> Gemm | None:
     if library is None:
         return None
     local = _address(library, "openblas_set_num_threads_local")
-    for prefix, suffix, wide in (("scipy_cblas_", "64_", True), ("cblas_", "64_", True)):
+    if not local:
+        return None
+    # scipy-openblas's ILP64 names, an ILP64 build's, then the plain LP64 ones
+    for prefix, suffix, wide in (
+        ("scipy_cblas_", "64_", True),
+        ("cblas_", "64_", True),
+        ("cblas_", "", False),
+    ):
         sgemm = _address(library, f"{prefix}sgemm{suffix}")
         dgemm = _address(library, f"{prefix}dgemm{suffix}")
-        if sgemm and dgemm and local:
+        if sgemm and dgemm:
             return Gemm(sgemm, dgemm, local, wide)
-    sgemm, dgemm = _address(library, "cblas_sgemm"), _address(library, "cblas_dgemm")
-    if sgemm and dgemm and local:
-        return Gemm(sgemm, dgemm, local, False)
     return None
 
 
 GEMM = None if os.environ.get("SOD2_MATMUL") == "numpy" else find_gemm()
 """The BLAS `matmul_into` calls (None: every product goes to `np.matmul`, as it does where the
 environment sets SOD2_MATMUL=numpy, to compare or to work around a BLAS)."""
-
-
-# -- intrinsics ----------------------------------------------------------------------------------
-
-
-@intrinsic
-def _call_gemm(
-    typingctx: Any,
-    function: types.Type,
-    codes: types.Type,
-    sizes: types.Type,
-    alpha: types.Type,
-    a: types.Type,
-    b: types.Type,
-    c: types.Type,
-    strides: types.Type,
-    integer: types.Type,
-) -> Any:
-    """Call the CBLAS gemm at address `function`: codes = (order, trans A, trans B), sizes =
-    (M, N, K), a, b and c the operands' addresses, strides = (lda, ldb, ldc); alpha's type is
-    the element type (beta is 0), `integer`'s (a value not used) the BLAS's integer."""
-    if not (
-        isinstance(codes, types.UniTuple)
-        and isinstance(sizes, types.UniTuple)
-        and isinstance(strides, types.UniTuple)
-        and isinstance(alpha, types.Float)
-        and isinstance(integer, types.Integer)
-    ):
-        return None
-
-    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> ir.Value:
-        def members(value: ir.Value, kind: types.UniTuple, to: types.Type) -> list[ir.Value]:
-            return [
-                context.cast(builder, builder.extract_value(value, i), kind.dtype, to)
-                for i in range(3)
-            ]
-
-        word, real = ir.IntType(32), context.get_value_type(alpha)
-        blas_int = context.get_value_type(integer)
-        pointer = real.as_pointer()
-        kinds = [word] * 3 + [blas_int] * 3 + [real, pointer, blas_int, pointer, blas_int]
-        kinds += [real, pointer, blas_int]
-        callee = builder.inttoptr(args[0], ir.FunctionType(ir.VoidType(), kinds).as_pointer())
-        code = members(args[1], codes, types.int32)
-        size = members(args[2], sizes, integer)
-        lead = members(args[7], strides, integer)
-        a_, b_, c_ = (builder.inttoptr(v, pointer) for v in args[4:7])
-        zero = ir.Constant(real, 0.0)
-        builder.call(callee, [*code, *size, args[3], a_, lead[0], b_, lead[1], zero, c_, lead[2]])
-        return context.get_dummy_value()
-
-    return types.none(function, codes, sizes, alpha, a, b, c, strides, integer), codegen
-
-
-@intrinsic
-def _call_set_threads(typingctx: Any, function: types.Type, count: types.Type) -> Any:
-    """Call `int f(int count)` at address `function` (openblas_set_num_threads_local):
-    OpenBLAS's thread count becomes `count`; returns the one before."""
-    if not isinstance(count, types.Integer):
-        return None
-
-    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> ir.Value:
-        word = ir.IntType(32)
-        callee = builder.inttoptr(args[0], ir.FunctionType(word, [word]).as_pointer())
-        value = context.cast(builder, args[1], count, types.int32)
-        return builder.call(callee, [value])
-
-    return types.int32(function, count), codegen
 
 
 # -- the loops -----------------------------------------------------------------------------------
@@ -239,7 +174,7 @@ def _gemm_blocks(a, b, out, gemm, local, parts, integer):  # type: ignore[no-unt
     codes = (ROW_MAJOR, trans_a, trans_b)
     strides = (lda, ldb, ldc)
     base_a, base_b, base_c = a.ctypes.data, b.ctypes.data, out.ctypes.data
-    before = _call_set_threads(local, 1)
+    before = call_int_function(local, 1)
     for task in prange(layers * parts):
         layer, part = task // parts, task % parts
         whole = m if by_rows else n
@@ -256,8 +191,8 @@ def _gemm_blocks(a, b, out, gemm, local, parts, integer):  # type: ignore[no-unt
                 pb += lo * size * (ldb if trans_b == TRANS else 1)
                 pc += lo * size
                 sizes = (m, hi - lo, k)
-            _call_gemm(gemm, codes, sizes, one, pa, pb, pc, strides, integer)
-    _call_set_threads(local, before)
+            call_gemm(gemm, codes, sizes, one, pa, pb, pc, strides, integer)
+    call_int_function(local, before)
     return True
 
 

@@ -17,8 +17,8 @@ views of the exact shape and element type that RDP fixed) and writes into them:
   filters against them (every tap at once, or one kernel row of taps at a time where blocks
   are thin), and each output row the sum of the taps' products read at their shifts, which
   moves M * taps values per pixel where im2col moves C * taps; any other is an im2col into a
-  scratch buffer, filled by Numba
-  a block of output rows at a time, then one sgemm per block (`im2col`). Scratch comes from the workspace region the runtime gives the step
+  scratch buffer, filled by Numba a block of output rows at a time, then one sgemm per block
+  (`im2col`). Scratch comes from the workspace region the runtime gives the step
   (`use_workspace`, blocks sized to fit it) or else from buffers kept per thread, shared by
   every Conv; the bias is added to the
   output while it is in cache (the weights are never copied, except kn2row's per-tap stacking
@@ -1006,8 +1006,9 @@ def conv_strategy(
     kernel, direct for a grouped convolution with few taps per output value, Winograd for a
     wide 3x3 unit-stride one, kn2row for another unit-stride one of one group with no more
     filters than input channels (a gate's few filters over KN2ROW_GATE_CHANNELS channels or
-    more included), direct for any other with few filters per group, else im2col. Nothing here depends on the image's
-    size, so the memory plan can tell it before any input is seen (`workspace_floats`)."""
+    more included, `_kn2row_fits`), direct for any other with few filters per group, else
+    im2col. Nothing here depends on the image's size, so the memory plan can tell it before any
+    input is seen (`workspace_floats`)."""
     taps = w_shape[1] * w_shape[2] * w_shape[3]
     if taps == w_shape[1] and tuple(strides) == (1, 1) and unpadded:
         return "pointwise"
@@ -1015,14 +1016,24 @@ def conv_strategy(
         return "direct"
     if _winograd_fits(group, w_shape, strides, dilations):
         return "winograd"
-    few_filters = w_shape[0] // group <= DIRECT_MAX_FILTERS
-    if few_filters and (group > 1 or w_shape[1] < KN2ROW_GATE_CHANNELS):
-        return "direct"
-    if group == 1 and tuple(strides) == (1, 1) and w_shape[0] <= channels:
+    if _kn2row_fits(group, channels, w_shape, tuple(strides) == (1, 1)):
         return "kn2row"
-    if few_filters:
+    if w_shape[0] // group <= DIRECT_MAX_FILTERS:
         return "direct"
     return "im2col"
+
+
+def _kn2row_fits(group: int, channels: Any, w_shape: Sequence[int], unit_stride: bool) -> bool:
+    """Whether a convolution that is not pointwise, direct for its few taps, or Winograd runs as
+    kn2row: unit stride, one group, no more filters than input channels, and, with few filters
+    (a gate, DIRECT_MAX_FILTERS), at least KN2ROW_GATE_CHANNELS input channels."""
+    filters = w_shape[0]
+    return (
+        group == 1
+        and unit_stride
+        and filters <= channels
+        and (filters > DIRECT_MAX_FILTERS or w_shape[1] >= KN2ROW_GATE_CHANNELS)
+    )
 
 
 class ConvKernel:
@@ -1061,10 +1072,7 @@ class ConvKernel:
             return
         kn2row = (
             self.strategy in (None, "kn2row")
-            and self.group == 1
-            and self.unit_stride
-            and filters <= channels
-            and (filters > DIRECT_MAX_FILTERS or channels >= KN2ROW_GATE_CHANNELS)
+            and _kn2row_fits(self.group, channels, w.shape, self.unit_stride)
             and kh * kw > 1
         )
         if kn2row:
