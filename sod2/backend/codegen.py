@@ -29,7 +29,10 @@ helpers made of arithmetic alone (`_exp32` builds 2^n from exponent bits with
 `sod2.backend.intrinsics.float32_from_bits`), so that LLVM vectorizes the loop around them, where
 a libm call would compute one element at a time. They stay within 1e-6 of float64 (relative, on
 normal float32 results; 2e-5 for Gelu's tanh form in its far tail), with inf, NaN and 0 exact;
-results below float32's smallest normal (e^-87.3) flush to 0.
+results below float32's smallest normal (e^-87.3) flush to 0. Their polynomials are written in
+Estrin's form (`_polynomial`), whose short chains of dependent operations let the CPU overlap
+neighbouring vectors. float32 Sqrt, Ceil, Floor and Round stay in float32 as well: each rounds
+exactly, so the result is the one float64 would give after its rounding.
 
 Kernels are compiled with `fastmath={'contract'}` and no other fast-math flag: LLVM may fuse a
 multiply and the add that uses it into one FMA (one rounding instead of two, as C compilers do
@@ -170,9 +173,10 @@ def _float64(function: str) -> Emit:
     return lambda s, a: s.wide(f"{function}({_f(a[0])})")
 
 
-def _transcendental(float32: str, float64: str) -> Emit:
-    """`float32(x)` for float32 (a helper without libm calls: the loop vectorizes), else
-    `float64(float64(x))` rounded once."""
+def _narrow(float32: str, float64: str) -> Emit:
+    """`float32(x)` for float32 (a helper without libm calls, or an operation that rounds
+    exactly in float32 too: the loop vectorizes at full width), else `float64(float64(x))`
+    rounded once."""
     wide = _float64(float64)
     return lambda s, a: f"{float32}({a[0]})" if s.out is DType.FLOAT32 else wide(s, a)
 
@@ -232,7 +236,8 @@ def _gelu(s: _Scalar, a: list[str]) -> str:
             u = f"{s.const(c)} * ({a[0]} + {s.const(0.044715)} * {a[0]} * {a[0]} * {a[0]})"
             return f"{s.t}({a[0]} * _sigmoid32({u}))"
         # erfc(-z) rather than 1 + erf(z): keeps the relative accuracy of large negative x
-        return f"{s.t}({s.const(0.5)} * {a[0]} * _erfc32(-{_f(a[0])} * {math.sqrt(0.5)!r}))"
+        root = f"np.float32({math.sqrt(0.5)!r})"
+        return f"{s.t}({s.const(0.5)} * {a[0]} * _erfc32(-{a[0]}, {root}, np.float32(0.5)))"
     x = _f(a[0])
     if s.attr("approximate", "none") == "tanh":
         c = math.sqrt(2 / math.pi)
@@ -283,20 +288,21 @@ _EXPRESSIONS: dict[str, Emit] = {
     "Abs": lambda s, a: f"{s.t}(abs({a[0]}))",
     "Neg": lambda s, a: f"{s.t}(-{a[0]})",
     "Reciprocal": lambda s, a: f"{s.t}({s.const(1)} / {a[0]})",
-    "Sqrt": _float64("math.sqrt"),
-    "Exp": _transcendental("_exp32", "math.exp"),
+    # correctly rounded in float32 as in float64 (then rounded), so float32 stays narrow
+    "Sqrt": _narrow("np.sqrt", "math.sqrt"),
+    "Exp": _narrow("_exp32", "math.exp"),
     "Log": _float64("math.log"),
-    "Ceil": _float64("np.ceil"),
-    "Floor": _float64("np.floor"),
-    "Round": _float64("np.rint"),  # rint rounds half to even, as ONNX Round does
+    "Ceil": _narrow("np.ceil", "np.ceil"),
+    "Floor": _narrow("np.floor", "np.floor"),
+    "Round": _narrow("np.rint", "np.rint"),  # rint rounds half to even, as ONNX Round does
     "Sign": _sign,
     **{
         op: _float64(f"math.{op.lower()}")
         for op in ("Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh")
     },
-    "Tanh": _transcendental("_tanh32", "math.tanh"),
+    "Tanh": _narrow("_tanh32", "math.tanh"),
     **{op: _float64(f"math.{op.lower()}") for op in ("Asinh", "Acosh", "Atanh")},
-    "Erf": _transcendental("_erf32", "math.erf"),
+    "Erf": _narrow("_erf32", "math.erf"),
     "IsNaN": lambda s, a: f"({a[0]} != {a[0]})",
     "IsInf": _is_inf,
     "Relu": _relu,
@@ -309,7 +315,7 @@ _EXPRESSIONS: dict[str, Emit] = {
         f"{s.number('gamma', 1.05070102214813232421875)})"
     ),
     "Celu": lambda s, a: s.wide(f"_celu({_f(a[0])}, {s.number('alpha', 1.0)})"),
-    "Sigmoid": _transcendental("_sigmoid32", "_sigmoid"),
+    "Sigmoid": _narrow("_sigmoid32", "_sigmoid"),
     "HardSigmoid": lambda s, a: s.wide(
         f"_hard_sigmoid({_f(a[0])}, {s.number('alpha', 0.2)}, {s.number('beta', 0.5)})"
     ),
@@ -329,12 +335,22 @@ _EXPRESSIONS: dict[str, Emit] = {
 }
 
 
-def _horner(variable: str, coefficients: Sequence[float]) -> str:
-    """c0 + v (c1 + v (c2 + ...)) as source, with float32 constants."""
-    expr = f"np.float32({coefficients[-1]!r})"
-    for c in reversed(coefficients[:-1]):
-        expr = f"np.float32({c!r}) + {variable} * ({expr})"
-    return expr
+def _polynomial(variable: str, coefficients: Sequence[float]) -> str:
+    """c0 + c1 v + c2 v^2 + ... as source, with float32 constants, in Estrin's form: the lower
+    half of the coefficients plus v^h times the upper half (h the largest power of two below
+    their count), each half split the same way. Its chain of dependent operations is about
+    log2(n) multiply-adds long, not n as in Horner's form, so the CPU overlaps the polynomials
+    of neighbouring vectors; LLVM computes each power of v once."""
+    if len(coefficients) == 1:
+        return f"np.float32({coefficients[0]!r})"
+    half = 1
+    while half * 2 < len(coefficients):
+        half *= 2
+    power = variable
+    for _ in range(half.bit_length() - 1):
+        power = f"({power} * {power})"
+    low, high = coefficients[:half], coefficients[half:]
+    return f"({_polynomial(variable, low)} + {power} * {_polynomial(variable, high)})"
 
 
 _EXP_TAYLOR = [1.0 / math.factorial(k) for k in range(8)]
@@ -392,7 +408,7 @@ def _exp32(x):
     v = _min(_max(x, np.float32(-87.33654)), np.float32(88.8))
     n = np.floor(v * np.float32(1.4426950408889634) + np.float32(0.5))
     r = v - n * np.float32(0.693145751953125) - n * np.float32(1.4286068203094173e-06)
-    p = {_horner("r", _EXP_TAYLOR)}
+    p = {_polynomial("r", _EXP_TAYLOR)}
     k = np.int32(n)
     h = k >> 1
     y = p * float32_from_bits((h + 127) << 23) * float32_from_bits((k - h + 127) << 23)
@@ -409,35 +425,40 @@ def _tanh32(x):
     """tanh in float32: Taylor to degree 15 below |x| = 0.55, else 1 - 2 / (e^2|x| + 1)."""
     a = abs(x)
     s = x * x
-    small = x * ({_horner("s", _TANH_TAYLOR)})
+    small = x * ({_polynomial("s", _TANH_TAYLOR)})
     large = np.float32(1.0) - np.float32(2.0) / (_exp32(a + a) + np.float32(1.0))
     large = large if x >= np.float32(0.0) else -large
     return small if a < np.float32(0.55) else large
 ''',
     "_erfc32": f'''
 @numba.njit(inline="always")
-def _erfc32(x):
-    """erfc in float32, relative error about 1.2e-7 everywhere (Numerical Recipes' erfcc, a
-    Chebyshev fit of t e^(-z^2 + P(t)), t = 1 / (1 + z / 2)). The exponent is summed in float64
-    (z^2 of a float32 z is exact there) and applied as e^hi (1 + lo): the far tail keeps its
-    relative accuracy. `x` may be float64 (a scaled float32), the result is float32."""
-    z = abs(x)
-    t = np.float32(1.0) / (np.float32(1.0) + np.float32(0.5) * np.float32(z))
-    q = {_horner("t", ERFC_FIT)}
-    exponent = np.float64(q) - np.float64(z) * np.float64(z)
-    exponent = -100.0 if exponent < -100.0 else exponent  # e^-100 is 0 in float32; z = inf
-    hi = np.float32(exponent)
-    lo = np.float32(exponent - np.float64(hi))
+def _erfc32(x, root, square):
+    """erfc(x root) in float32 for a float32 `x`, where `square` = root^2 is a power of two;
+    relative error about 1.2e-7 everywhere (Numerical Recipes' erfcc, a Chebyshev fit of
+    t e^(-z^2 + P(t)), t = 1 / (1 + z / 2), z = |x| root). The exponent -x^2 square + P(t) is
+    summed as a float32 pair, hi + lo: x with its low 12 bits cleared (a) squares exactly, so
+    x^2 = a^2 + (x - a)(x + a) with the small part rounded alone, and e^(hi + lo) is
+    e^hi (1 + lo). The far tail (z^2 up to 87) keeps its relative accuracy, which one float32
+    exponent (a rounding error of 4e-6 at 87) would not."""
+    m = _min(abs(x), np.float32(100.0))  # erfc(100 root) is 0 too; no inf - inf below
+    t = np.float32(1.0) / (np.float32(1.0) + np.float32(0.5) * m * root)
+    q = {_polynomial("t", ERFC_FIT)}
+    a = float32_from_bits(float32_bits(m) & np.int32(-4096))
+    big = -(a * a) * square
+    small = q - (m - a) * (m + a) * square
+    hi = big + small
+    hi = np.float32(-100.0) if hi < np.float32(-100.0) else hi  # e^-100 is 0
+    lo = (big - hi) + small
     ans = t * _exp32(hi) * (np.float32(1.0) + lo)
-    return ans if x >= 0.0 else np.float32(2.0) - ans
+    return ans if x >= np.float32(0.0) else np.float32(2.0) - ans
 ''',
     "_erf32": f'''
 @numba.njit(inline="always")
 def _erf32(x):
     """erf in float32: Taylor to degree 13 below |x| = 0.5, else 1 - erfc(|x|) with its sign."""
     s = x * x
-    small = x * ({_horner("s", _ERF_TAYLOR)})
-    large = np.float32(1.0) - _erfc32(abs(x))
+    small = x * ({_polynomial("s", _ERF_TAYLOR)})
+    large = np.float32(1.0) - _erfc32(abs(x), np.float32(1.0), np.float32(1.0))
     large = large if x >= np.float32(0.0) else -large
     return small if abs(x) < np.float32(0.5) else large
 ''',
@@ -708,8 +729,9 @@ def _assemble(module: _Module, body: Graph, signature: Signature, by_depth: list
     kernel = "\n".join(lines)
     head = [f'"""sod2 fused loop nest, version: {signature.describe()}."""', "", *module.header()]
     helpers = _helpers_used(kernel)
-    if any("float32_from_bits(" in helper for helper in helpers):
-        head.append("from sod2.backend.intrinsics import float32_from_bits")
+    intrinsics = [n for n in ("float32_bits", "float32_from_bits") if f"{n}(" in "".join(helpers)]
+    if intrinsics:
+        head.append(f"from sod2.backend.intrinsics import {', '.join(intrinsics)}")
     return "\n".join([*head, *helpers, "", kernel]) + "\n"
 
 

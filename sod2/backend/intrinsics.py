@@ -6,6 +6,10 @@ spelling for.
 way, as C code does with a union: exact, and unlike a call to `expf` or `ldexpf` it leaves the
 loop around it free to be vectorized.
 
+`float32_bits(x)` is the reverse: the IEEE-754 bits of a float32 as an int32. `codegen`'s
+`_erfc32` clears the low bits of its argument with it, so that the argument's square splits
+exactly into a float32 and a small remainder.
+
 `prefetch(matrix, i, j)` asks the CPU to bring the cache line of `matrix[i, j]` into its caches
 (`llvm.prefetch`, for reading, into every level), and returns at once. It is a hint: it never
 faults, whatever the address, and changes no value. A loop that will read a block of a large
@@ -48,6 +52,18 @@ def float32_from_bits(typingctx: Any, bits: types.Type) -> Any:
         return builder.bitcast(value, ir.FloatType())
 
     return types.float32(bits), codegen
+
+
+@intrinsic
+def float32_bits(typingctx: Any, value: types.Type) -> Any:
+    """The IEEE-754 bits of the float32 `value`, as an int32."""
+    if value != types.float32:
+        return None
+
+    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> ir.Value:
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(value), codegen
 
 
 @intrinsic

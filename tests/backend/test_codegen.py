@@ -4,6 +4,7 @@ errors, and sharing compiled versions in memory and on disk."""
 
 from __future__ import annotations
 
+import ast
 import math
 import sys
 
@@ -581,6 +582,51 @@ def test_float32_transcendentals_call_no_libm_and_float64_ones_do(op):
     wide = kernel_source(body_of(op, [DType.FLOAT64]), OPSET, layout.signature)
     assert "math." not in narrow and "float32_from_bits" in narrow
     assert "math." in wide and "float32_from_bits" not in wide
+
+
+@settings(max_examples=50)
+@given(
+    coefficients=st.lists(st.floats(-4, 4), min_size=1, max_size=12),
+    v=st.floats(-1.5, 1.5),
+)
+def test_polynomials_are_generated_in_estrin_form_with_the_same_value(coefficients, v):
+    source = codegen._polynomial("v", coefficients)
+    value = eval(source, {"np": np}, {"v": np.float64(v)})  # float32 constants, float64 v
+    want = np.polynomial.polynomial.polyval(v, np.float32(coefficients).astype(np.float64))
+    assert value == pytest.approx(want, rel=1e-6, abs=1e-5)
+
+
+def _chain(node: ast.AST) -> int:
+    """The longest path of arithmetic operations in an expression."""
+    if isinstance(node, ast.BinOp):
+        return 1 + max(_chain(node.left), _chain(node.right))
+    return 0
+
+
+def test_estrin_form_has_a_short_chain():
+    # Horner's form of degree 9 is 18 operations deep: each one waits for the one before
+    source = codegen._polynomial("t", [float(c) for c in range(1, 11)])
+    assert _chain(ast.parse(source, mode="eval").body) <= 8
+
+
+def test_float32_bits_is_the_inverse_of_float32_from_bits():
+    from numba import njit
+
+    from sod2.backend.intrinsics import float32_bits, float32_from_bits
+
+    @njit
+    def round_trip(values):
+        bits = np.empty(values.size, np.int32)
+        back = np.empty_like(values)
+        for i in range(values.size):
+            bits[i] = float32_bits(values[i])
+            back[i] = float32_from_bits(bits[i])
+        return bits, back
+
+    values = np.array([1.0, -2.5, np.inf, -np.inf, 1e-40, 0.0, -0.0, 3.4e38], np.float32)
+    bits, back = round_trip(values)
+    np.testing.assert_array_equal(bits, values.view(np.int32))
+    np.testing.assert_array_equal(back.view(np.int32), values.view(np.int32))
 
 
 def test_float32_from_bits_reinterprets_the_low_32_bits():
