@@ -35,7 +35,7 @@ import numba
 import numpy as np
 from numba import prange, types
 
-from .intrinsics import call_gemm, call_int_function
+from .intrinsics import call_gemm_scaled, call_int_function
 from .jit import serial_and_parallel
 from .threads import openblas_library
 
@@ -143,12 +143,15 @@ def _bounds(x):  # type: ignore[no-untyped-def]
     return first, last
 
 
-def _gemm_blocks(a, b, out, gemm, local, parts, integer):  # type: ignore[no-untyped-def]
-    """out = a @ b by CBLAS gemm calls, or False (nothing written) where the layout does not
-    fit a gemm. A stack of products (a's axes before the last two; b either one matrix or a
-    stack as deep) is one product per iteration; `parts` > 1 splits each product into that
+def _gemm_blocks(a, b, out, gemm, local, parts, integer, bias, rows):  # type: ignore[no-untyped-def]
+    """out = a @ b (+ bias) by CBLAS gemm calls, or False (nothing written) where the layout
+    does not fit a gemm. A stack of products (a's axes before the last two; b either one matrix
+    or a stack as deep) is one product per iteration; `parts` > 1 splits each product into that
     many blocks of rows, or of columns where the output is wider than tall. OpenBLAS's thread
-    count is 1 while the loop runs. `integer`'s type is the BLAS's integer."""
+    count is 1 while the loop runs. `integer`'s type is the BLAS's integer. Where `bias` (one
+    value per row of each layer: (layers, m)) is not empty, `rows` is a view of `out` as
+    (layers, m, n): each block is filled with its rows' values, then gemm adds the product to
+    it (beta 1), while the block is in the thread's cache."""
     m, k = a.shape[a.ndim - 2], a.shape[a.ndim - 1]
     n = b.shape[b.ndim - 1]
     layers = 1
@@ -170,7 +173,8 @@ def _gemm_blocks(a, b, out, gemm, local, parts, integer):  # type: ignore[no-unt
         return False  # the output overlaps an operand
     size = out.itemsize
     by_rows = m >= n
-    one = a.dtype.type(1)
+    filled = bias.size > 0
+    scales = (a.dtype.type(1), a.dtype.type(1 if filled else 0))
     codes = (ROW_MAJOR, trans_a, trans_b)
     strides = (lda, ldb, ldc)
     base_a, base_b, base_c = a.ctypes.data, b.ctypes.data, out.ctypes.data
@@ -187,11 +191,17 @@ def _gemm_blocks(a, b, out, gemm, local, parts, integer):  # type: ignore[no-unt
                 pa += lo * size * (1 if trans_a == TRANS else lda)
                 pc += lo * size * ldc
                 sizes = (hi - lo, n, k)
+                if filled:
+                    for i in range(lo, hi):
+                        rows[layer, i, :] = bias[layer, i]
             else:
                 pb += lo * size * (ldb if trans_b == TRANS else 1)
                 pc += lo * size
                 sizes = (m, hi - lo, k)
-            call_gemm(gemm, codes, sizes, one, pa, pb, pc, strides, integer)
+                if filled:
+                    for i in range(m):
+                        rows[layer, i, lo:hi] = bias[layer, i]
+            call_gemm_scaled(gemm, codes, sizes, scales, pa, pb, pc, strides, integer)
     call_int_function(local, before)
     return True
 
@@ -210,7 +220,11 @@ def _loops(a_rank: int, b_rank: int, kind: np.dtype) -> tuple[Any, Any]:
         read = [types.Array(element, rank, "A", readonly=True) for rank in (a_rank, b_rank)]
         written = types.Array(element, a_rank, "A")
         integer = numba.typeof(_INTEGER[GEMM.wide])  # type: ignore[union-attr]
-        signature = types.boolean(*read, written, types.intp, types.intp, types.intp, integer)
+        bias = types.Array(element, 2, "A", readonly=True)
+        rows = types.Array(element, 3, "A")
+        signature = types.boolean(
+            *read, written, types.intp, types.intp, types.intp, integer, bias, rows
+        )
         loops = _LOOPS[key] = serial_and_parallel(_gemm_blocks, signature=signature)
     return loops
 
@@ -218,14 +232,25 @@ def _loops(a_rank: int, b_rank: int, kind: np.dtype) -> tuple[Any, Any]:
 # -- the entry point -----------------------------------------------------------------------------
 
 
-def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+def matmul_into(
+    a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None
+) -> None:
     """out = a @ b for float32 or float64 arrays: matrices, or stacks of them (a, b and out
     with the same leading axes, or b one matrix for every layer of a), on Numba's threads (see
-    the module docstring); `np.matmul(a, b, out=out)` where these loops do not apply."""
+    the module docstring); `np.matmul(a, b, out=out)` where these loops do not apply. `bias`,
+    of shape out.shape[:-1] (one value per row of the output), is added to the product's
+    rows: in each block, as gemm writes it (after the product where numpy computes it)."""
+    if bias is not None and bias.shape != out.shape[:-1]:
+        raise ValueError(
+            f"matmul_into: a bias of shape {list(bias.shape)} for an output of shape "
+            f"{list(out.shape)} (it needs one value per row: {list(out.shape[:-1])})"
+        )
+    if bias is not None and np.may_share_memory(bias, out):
+        bias = bias.copy()  # the product overwrites it
     if not (
         isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and isinstance(out, np.ndarray)
     ):
-        np.matmul(a, b, out=out)
+        _numpy(a, b, out, bias)
         return
     kind = out.dtype
     if (
@@ -242,21 +267,41 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         or out.size == 0
         or a.shape[-1] == 0
         or not out.flags.writeable
+        or (
+            bias is not None
+            and (bias.dtype != kind or (out.ndim > 3 and not out.flags.c_contiguous))
+        )
     ):
-        np.matmul(a, b, out=out)
+        _numpy(a, b, out, bias)
         return
     work = out.size * a.shape[-1]
     threads = numba.get_num_threads()
     gemm = GEMM.sgemm if kind.itemsize == 4 else GEMM.dgemm
     serial, parallel = _loops(a.ndim, b.ndim, kind)
+    if bias is None:
+        bias, rows = _NO_BIAS[kind]
+    else:
+        m, n = out.shape[-2:]
+        rows = out.reshape(-1, m, n) if out.ndim > 2 else out[None]  # a view: checked above
+        bias = bias.reshape(-1, m)
+    integer = _INTEGER[GEMM.wide]
     if work < PARALLEL_MIN or threads == 1:
-        done = serial(a, b, out, gemm, GEMM.set_threads_local, 1, _INTEGER[GEMM.wide])
+        done = serial(a, b, out, gemm, GEMM.set_threads_local, 1, integer, bias, rows)
     else:
         parts = 1 if out.size // (out.shape[-2] * out.shape[-1]) >= threads else threads
-        done = parallel(a, b, out, gemm, GEMM.set_threads_local, parts, _INTEGER[GEMM.wide])
+        done = parallel(a, b, out, gemm, GEMM.set_threads_local, parts, integer, bias, rows)
     if not done:
-        np.matmul(a, b, out=out)
+        _numpy(a, b, out, None if bias.size == 0 else bias.reshape(out.shape[:-1]))
+
+
+def _numpy(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray | None) -> None:
+    """`matmul_into` by numpy: the product, then the bias."""
+    np.matmul(a, b, out=out)
+    if bias is not None:
+        np.add(out, bias[..., None], out=out)
 
 
 _TYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INTEGER = {True: np.int64(0), False: np.int32(0)}
+_NO_BIAS = {kind: (np.empty((0, 0), kind), np.empty((0, 0, 0), kind)) for kind in _TYPES}
+"""The empty bias and rows that mean "no bias" to the loops."""

@@ -16,10 +16,10 @@ faults, whatever the address, and changes no value. A loop that will read a bloc
 matrix soon asks for it while it computes on the block before, so the memory's latency is paid
 while the arithmetic runs, not after it.
 
-`call_gemm(address, codes, sizes, alpha, a, b, c, strides, integer)` calls a CBLAS gemm through
-its address (an integer argument, so a loop that calls it is cached on disk like any other), and
-`call_int_function(address, value)` a C function `int f(int)`: `sod2.backend.blas` runs
-OpenBLAS's products from Numba's threads with them.
+`call_gemm_scaled(address, codes, sizes, (alpha, beta), a, b, c, strides, integer)` calls a
+CBLAS gemm through its address (an integer argument, so a loop that calls it is cached on disk
+like any other), and `call_int_function(address, value)` a C function `int f(int)`:
+`sod2.backend.blas` runs OpenBLAS's products from Numba's threads with them.
 
 Invariant: an intrinsic here never changes meaning once released. Numba's on-disk cache of a
 generated module does not notice a change in a function it imports, so a changed intrinsic
@@ -102,26 +102,28 @@ def prefetch(typingctx: Any, matrix: types.Type, i: types.Type, j: types.Type) -
 
 
 @intrinsic
-def call_gemm(
+def call_gemm_scaled(
     typingctx: Any,
     function: types.Type,
     codes: types.Type,
     sizes: types.Type,
-    alpha: types.Type,
+    scales: types.Type,
     a: types.Type,
     b: types.Type,
     c: types.Type,
     strides: types.Type,
     integer: types.Type,
 ) -> Any:
-    """Call the CBLAS gemm at address `function`: codes = (order, trans A, trans B), sizes =
-    (M, N, K), a, b and c the operands' addresses, strides = (lda, ldb, ldc); alpha's type is
-    the element type (beta is 0), `integer`'s (a value not used) the BLAS's integer."""
+    """Call the CBLAS gemm at address `function`, c = alpha a b + beta c: codes = (order,
+    trans A, trans B), sizes = (M, N, K), scales = (alpha, beta) of the element type, a, b and
+    c the operands' addresses, strides = (lda, ldb, ldc); `integer`'s type (a value not used)
+    is the BLAS's integer."""
     if not (
         isinstance(codes, types.UniTuple)
         and isinstance(sizes, types.UniTuple)
         and isinstance(strides, types.UniTuple)
-        and isinstance(alpha, types.Float)
+        and isinstance(scales, types.UniTuple)
+        and isinstance(scales.dtype, types.Float)
         and isinstance(integer, types.Integer)
     ):
         return None
@@ -130,10 +132,10 @@ def call_gemm(
         def members(value: ir.Value, kind: types.UniTuple, to: types.Type) -> list[ir.Value]:
             return [
                 context.cast(builder, builder.extract_value(value, i), kind.dtype, to)
-                for i in range(3)
+                for i in range(kind.count)
             ]
 
-        word, real = ir.IntType(32), context.get_value_type(alpha)
+        word, real = ir.IntType(32), context.get_value_type(scales.dtype)
         blas_int = context.get_value_type(integer)
         pointer = real.as_pointer()
         kinds = [word] * 3 + [blas_int] * 3 + [real, pointer, blas_int, pointer, blas_int]
@@ -141,13 +143,13 @@ def call_gemm(
         callee = builder.inttoptr(args[0], ir.FunctionType(ir.VoidType(), kinds).as_pointer())
         code = members(args[1], codes, types.int32)
         size = members(args[2], sizes, integer)
+        alpha, beta = members(args[3], scales, scales.dtype)
         lead = members(args[7], strides, integer)
         a_, b_, c_ = (builder.inttoptr(v, pointer) for v in args[4:7])
-        zero = ir.Constant(real, 0.0)
-        builder.call(callee, [*code, *size, args[3], a_, lead[0], b_, lead[1], zero, c_, lead[2]])
+        builder.call(callee, [*code, *size, alpha, a_, lead[0], b_, lead[1], beta, c_, lead[2]])
         return context.get_dummy_value()
 
-    return types.none(function, codes, sizes, alpha, a, b, c, strides, integer), codegen
+    return types.none(function, codes, sizes, scales, a, b, c, strides, integer), codegen
 
 
 @intrinsic

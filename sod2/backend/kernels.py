@@ -629,11 +629,12 @@ def _pad_rows(image: np.ndarray, target: np.ndarray, first: int, left: int) -> N
     target[:, top:bottom, left : left + width] = image[:, lo:hi]
 
 
-def _shift_add(products, out, r0, r1, filters, kh, kw, dh, dw, padded_w, accumulate):  # type: ignore[no-untyped-def]
+def _shift_add(products, out, r0, r1, filters, kh, kw, dh, dw, padded_w, accumulate, bias):  # type: ignore[no-untyped-def]
     """out[m, oh, ow] (+)= sum_{i, j} products[(i * kw + j) * filters + m, q] for output rows
     oh in [r0, r1), where q = (oh - r0 + i * dh) * padded_w + ow + j * dw: the products of `kh`
     rows of kn2row's taps over the padded rows they read, each tap read where its window
-    starts; added to what `out` holds when `accumulate`, else written over it."""
+    starts; added to what `out` holds when `accumulate`, else written over it; then bias[m]
+    added to each row (none when `bias` is empty: the last call of a block passes it)."""
     out_w = out.shape[2]
     for m in prange(filters):
         for oh in range(r0, r1):
@@ -653,6 +654,10 @@ def _shift_add(products, out, r0, r1, filters, kh, kw, dh, dw, padded_w, accumul
                 source = products[tap * filters + m, start : start + out_w]
                 for t in range(out_w):
                     row[t] += source[t]
+            if bias.size:
+                value = bias[m]
+                for t in range(out_w):
+                    row[t] += value
 
 
 _SHIFT_ADD = _jit(_shift_add)
@@ -1180,10 +1185,9 @@ class ConvKernel:
         images = x.reshape(batch, group, channels // group, positions)
         weights = w.reshape(group, filters // group, channels // group)
         targets = out.reshape(batch, group, filters // group, positions)
+        biases = None if bias is None else bias.reshape(group, filters // group)
         for n in _images(batch, epilogue):
-            matmul_into(weights, images[n], targets[n])
-            if bias is not None:
-                np.add(out[n], bias.reshape(filters, 1, 1), out=out[n])
+            matmul_into(weights, images[n], targets[n], biases)
 
     def _patches(self, rows: int, columns: int) -> np.ndarray:
         """A (rows, columns) view of this thread's scratch buffer, shared by every ConvKernel
@@ -1210,7 +1214,7 @@ class ConvKernel:
         columns = self._patches(taps, block * out_w)
         args = (w.shape[2:], geometry.strides, geometry.dilations, geometry.pads_begin)
         targets = out.reshape(batch, group, per_group_out, out_h * out_w)
-        biases = None if bias is None else bias.reshape(group, per_group_out, 1)
+        biases = None if bias is None else bias.reshape(group, per_group_out)
         for n in _images(batch, epilogue):
             for g in range(group):
                 for r0 in range(0, out_h, block):
@@ -1219,9 +1223,8 @@ class ConvKernel:
                     im2col = _pick(_IM2COL, taps * count)
                     im2col(x[n], columns, g * per_group_in, per_group_in, r0, r1, *args, out_w)
                     target = targets[n, g, :, r0 * out_w : r1 * out_w]
-                    matmul_into(weights[g], columns[:, :count], target)
-                    if biases is not None:  # while the block is in cache
-                        np.add(target, biases[g], out=target)
+                    bias_g = None if biases is None else biases[g]
+                    matmul_into(weights[g], columns[:, :count], target, bias_g)
 
     def _kn2row(
         self,
@@ -1258,7 +1261,7 @@ class ConvKernel:
         span = (rows_of_taps - 1) * dh  # product rows a block computes beyond its own
         products = _scratch("products", rows_of_taps * kw * filters * (block + span) * padded_w)
         band = _scratch("padded", channels * (block + reach) * padded_w)
-        biases = None if bias is None else bias.reshape(filters, 1, 1)
+        no_bias = np.empty(0, np.float32)
         stacked_rows = rows_of_taps * kw * filters  # the stacked filters of one sgemm
         for n in _images(batch, epilogue):
             for r0 in range(0, out_h, block):
@@ -1274,10 +1277,10 @@ class ConvKernel:
                     columns = padded[:, first : first + r1 - r0 + span].reshape(channels, count)
                     filters_of = stacked[i * kw * filters : i * kw * filters + stacked_rows]
                     matmul_into(filters_of, columns, product)
-                    args = (filters, rows_of_taps, kw, dh, dw, padded_w, i > 0)
+                    last = i + rows_of_taps >= kh
+                    added = bias if last and bias is not None else no_bias
+                    args = (filters, rows_of_taps, kw, dh, dw, padded_w, i > 0, added)
                     shift_add(product, out[n], r0, r1, *args)
-            if biases is not None:
-                np.add(out[n], biases, out=out[n])
 
     def _winograd(
         self,
@@ -1403,9 +1406,8 @@ class ConvKernel:
         weights = w.reshape(group, w.shape[0] // group, taps)
         for n in _images(batch, epilogue):  # (C, oh, ow, i, j) -> (group, C/group * i * j, oh * ow)
             columns = windows[n].transpose(0, 3, 4, 1, 2).reshape(group, taps, positions)
-            matmul_into(weights, columns, out[n].reshape(group, -1, positions))
-            if bias is not None:
-                np.add(out[n], bias.reshape(-1, 1, 1), out=out[n])
+            biases = None if bias is None else bias.reshape(group, -1)
+            matmul_into(weights, columns, out[n].reshape(group, -1, positions), biases)
 
 
 # -- Conv chains --------------------------------------------------------------------------------

@@ -23,10 +23,14 @@ def reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.matmul(a.astype(np.float64), b.astype(np.float64))
 
 
-def assert_product(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    blas.matmul_into(a, b, out)
+def assert_product(
+    a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None
+) -> None:
+    blas.matmul_into(a, b, out, bias)
     tolerance = 1e-4 if out.dtype == np.float32 else 1e-10
     expected = reference(a, b)
+    if bias is not None:
+        expected += bias[..., None]
     scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
     np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance * scale)
 
@@ -52,20 +56,22 @@ def laid_out(x: np.ndarray, transposed: bool, pad: int) -> np.ndarray:
     trans_b=st.booleans(),
     pads=st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3)),
     split=st.booleans(),
+    with_bias=st.booleans(),
     seed=st.integers(0, 2**16),
 )
 def test_matches_matmul_on_every_layout(
-    m, n, k, layers, shared_b, dtype, trans_a, trans_b, pads, split, seed
+    m, n, k, layers, shared_b, dtype, trans_a, trans_b, pads, split, with_bias, seed
 ):
     rng = np.random.default_rng(seed)
     a = laid_out(rng.standard_normal((*layers, m, k)).astype(dtype), trans_a, pads[0])
     b_shape = (k, n) if shared_b else (*layers, k, n)
     b = laid_out(rng.standard_normal(b_shape).astype(dtype), trans_b, pads[1])
     out = laid_out(np.full((*layers, m, n), np.nan, dtype=dtype), False, pads[2])
+    bias = rng.standard_normal((*layers, m)).astype(dtype) if with_bias else None
     with pytest.MonkeyPatch.context() as patch:
         if split:  # even the smallest product goes over every thread, in blocks
             patch.setattr(blas, "PARALLEL_MIN", 0)
-        assert_product(a, b, out)
+        assert_product(a, b, out, bias)
 
 
 @pytest.mark.parametrize("shape", [(300, 70, 5), (5, 70, 300), (64, 256, 64)])
@@ -76,6 +82,40 @@ def test_blocks_of_rows_and_of_columns(shape, monkeypatch):
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
     assert_product(a, b, np.empty((m, n), np.float32))
+
+
+@pytest.mark.parametrize("shape", [(300, 70, 5), (5, 70, 300)])
+def test_a_bias_is_added_to_each_block_of_rows_or_columns(shape, monkeypatch):
+    m, k, n = shape
+    monkeypatch.setattr(blas, "PARALLEL_MIN", 0)
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32)
+    assert_product(a, b, np.full((m, n), np.nan, np.float32), bias)
+    empty = np.full((m, n), np.nan, np.float32)
+    blas.matmul_into(np.empty((m, 0), np.float32), np.empty((0, n), np.float32), empty, bias)
+    np.testing.assert_array_equal(empty, np.broadcast_to(bias[:, None], (m, n)))
+
+
+def test_a_bias_of_the_wrong_shape_is_an_error():
+    a = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"a bias of shape \[4\] for an output of shape \[3, 5\]"):
+        blas.matmul_into(a, np.ones((4, 5), np.float32), np.empty((3, 5), np.float32), a[0])
+
+
+def test_a_bias_inside_the_output_and_a_strided_stack():
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((4, 3)).astype(np.float32)
+    b = rng.standard_normal((3, 6)).astype(np.float32)
+    out = np.zeros((4, 6), np.float32)
+    out[:, 0] = bias = np.arange(4, dtype=np.float32)
+    expected = a @ b + bias[:, None]
+    blas.matmul_into(a, b, out, out[:, 0])
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    stack = np.zeros((2, 2, 4, 8), np.float32)[..., :6]  # rank 4, not C-contiguous
+    layers = rng.standard_normal((2, 2, 4)).astype(np.float32)
+    assert_product(np.broadcast_to(a, (2, 2, 4, 3)).copy(), b, stack, layers)
 
 
 def test_an_output_over_an_operand_is_left_to_numpy():
