@@ -74,28 +74,23 @@ def test_matches_matmul_on_every_layout(
         assert_product(a, b, out, bias)
 
 
+@pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("shape", [(300, 70, 5), (5, 70, 300), (64, 256, 64)])
-def test_blocks_of_rows_and_of_columns(shape, monkeypatch):
+def test_blocks_of_rows_and_of_columns(shape, with_bias, monkeypatch):
     m, k, n = shape
     monkeypatch.setattr(blas, "PARALLEL_MIN", 0)
     rng = np.random.default_rng(1)
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
-    assert_product(a, b, np.empty((m, n), np.float32))
-
-
-@pytest.mark.parametrize("shape", [(300, 70, 5), (5, 70, 300)])
-def test_a_bias_is_added_to_each_block_of_rows_or_columns(shape, monkeypatch):
-    m, k, n = shape
-    monkeypatch.setattr(blas, "PARALLEL_MIN", 0)
-    rng = np.random.default_rng(4)
-    a = rng.standard_normal((m, k)).astype(np.float32)
-    b = rng.standard_normal((k, n)).astype(np.float32)
-    bias = rng.standard_normal(m).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32) if with_bias else None
     assert_product(a, b, np.full((m, n), np.nan, np.float32), bias)
-    empty = np.full((m, n), np.nan, np.float32)
-    blas.matmul_into(np.empty((m, 0), np.float32), np.empty((0, n), np.float32), empty, bias)
-    np.testing.assert_array_equal(empty, np.broadcast_to(bias[:, None], (m, n)))
+
+
+def test_an_empty_product_with_a_bias_is_the_bias():
+    bias = np.arange(3, dtype=np.float32)
+    out = np.full((3, 4), np.nan, np.float32)
+    blas.matmul_into(np.empty((3, 0), np.float32), np.empty((0, 4), np.float32), out, bias)
+    np.testing.assert_array_equal(out, np.broadcast_to(bias[:, None], (3, 4)))
 
 
 def test_a_bias_of_the_wrong_shape_is_an_error():
