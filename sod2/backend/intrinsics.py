@@ -16,6 +16,13 @@ faults, whatever the address, and changes no value. A loop that will read a bloc
 matrix soon asks for it while it computes on the block before, so the memory's latency is paid
 while the arithmetic runs, not after it.
 
+`tile_product(rows, vectors, lanes)` makes the register tile of `sod2.backend.kernels`'s panel
+product: an intrinsic `tile(a, lda, w, dst, ldd, count, depth, ahead, lines, resume)` that computes a block of
+`rows` rows by `vectors * lanes` columns of a float32 product with explicit LLVM vectors of
+`lanes` floats, every partial sum held in a register for the whole sum (see its docstring).
+Numba's own loops cannot say this: LLVM vectorizes a loop along one axis and keeps its sums in
+memory, or sums along the depth and adds the lanes up at the end.
+
 `call_gemm_scaled(address, codes, sizes, (alpha, beta), a, b, c, strides, integer)` calls a
 CBLAS gemm through its address (an integer argument, so a loop that calls it is cached on disk
 like any other), and `call_int_function(address, value)` a C function `int f(int)`:
@@ -167,3 +174,131 @@ def call_int_function(typingctx: Any, function: types.Type, count: types.Type) -
         return builder.call(callee, [value])
 
     return types.int32(function, count), codegen
+
+
+def tile_product(rows: int, vectors: int, lanes: int) -> Any:
+    """The intrinsic `tile(a, lda, w, dst, ldd, count, depth, ahead, lines, resume)`, all
+    integers (addresses, and counts in elements), for a tile of `rows` rows by
+    `vectors * lanes` columns of a float32 product:
+
+        dst[i, j] = (dst[i, j] if resume else 0) + sum_k a[i, k] * w[k, j]
+        for i < count, j < vectors * lanes
+
+    `a` is the address of the first row's first element, its rows `lda` floats apart (each
+    row's elements adjacent); `w` a panel of `depth` rows of `vectors * lanes` adjacent floats,
+    one after the other; `dst` the first row of the result, its rows `ldd` floats apart. Rows
+    from `count` up (1 <= count <= rows) are computed from the last row, not stored. Each step
+    of the depth loads the panel's row once as `vectors` vectors, broadcasts one element of
+    each of `rows` rows of `a`, and adds the `rows * vectors` products with fused
+    multiply-adds (`llvm.fma`) into sums that stay in registers: `rows * vectors` of them, plus
+    the panel's row, must fit the machine's vector registers. Meanwhile it asks for the `lines`
+    64-byte cache lines from address `ahead` (`llvm.prefetch`), the same number at each step
+    (the last steps may ask for none): the memory the caller's next tiles read, so that it
+    arrives while this one computes."""
+
+    @intrinsic
+    def tile(
+        typingctx: Any,
+        a: types.Type,
+        lda: types.Type,
+        w: types.Type,
+        dst: types.Type,
+        ldd: types.Type,
+        count: types.Type,
+        depth: types.Type,
+        ahead: types.Type,
+        lines: types.Type,
+        resume: types.Type,
+    ) -> Any:
+        arguments = (a, lda, w, dst, ldd, count, depth, ahead, lines, resume)
+        if not all(isinstance(t, types.Integer) for t in arguments):
+            return None
+
+        def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> ir.Value:
+            word = ir.IntType(64)
+            a_, lda_, w_, dst_, ldd_, count_, depth_, ahead_, lines_, resume_ = (
+                context.cast(builder, value, kind, types.int64)
+                for value, kind in zip(args, signature.args, strict=True)
+            )
+            real = ir.FloatType()
+            vector = ir.VectorType(real, lanes)
+            pointer, vector_pointer = real.as_pointer(), vector.as_pointer()
+
+            def constant(value: int) -> ir.Constant:
+                return ir.Constant(word, value)
+
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.v{lanes}f32"
+            )
+            zero = ir.Constant(vector, [0.0] * lanes)
+            sums = [
+                [cgutils.alloca_once_value(builder, zero) for _ in range(vectors)]
+                for _ in range(rows)
+            ]
+            last = builder.sub(count_, constant(1))
+            row_bytes = builder.mul(lda_, constant(4))
+            target = builder.inttoptr(dst_, pointer)
+            a_rows, dst_rows = [], []
+            for i in range(rows):  # rows past `count` read the last one
+                index = builder.select(
+                    builder.icmp_signed("<", constant(i), count_), constant(i), last
+                )
+                address = builder.add(a_, builder.mul(index, row_bytes))
+                a_rows.append(builder.inttoptr(address, pointer))
+                dst_rows.append(builder.gep(target, [builder.mul(index, ldd_)]))
+            with builder.if_then(builder.icmp_signed("!=", resume_, constant(0))):
+                for i in range(rows):
+                    for v in range(vectors):
+                        place = builder.gep(dst_rows[i], [constant(v * lanes)])
+                        value = builder.load(builder.bitcast(place, vector_pointer), align=4)
+                        builder.store(value, sums[i][v])
+            panel = builder.inttoptr(w_, pointer)
+            undefined = ir.Constant(vector, ir.Undefined)
+            splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+            first = ir.Constant(ir.IntType(32), 0)
+            byte = ir.IntType(8).as_pointer()
+            fetch = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(ir.VoidType(), [byte, *[ir.IntType(32)] * 3]),
+                "llvm.prefetch.p0i8",
+            )
+            flags = [ir.Constant(ir.IntType(32), f) for f in (0, 3, 1)]  # read, keep, data
+            # `per` lines at each step (lines [k * per, (k + 1) * per), those below `lines`)
+            steps = builder.select(
+                builder.icmp_signed(">", depth_, constant(0)), depth_, constant(1)
+            )
+            per = builder.sdiv(builder.add(lines_, builder.sub(steps, constant(1))), steps)
+            with cgutils.for_range(builder, depth_) as loop:
+                k = loop.index
+                with cgutils.for_range(builder, per) as fetched:
+                    line = builder.add(builder.mul(k, per), fetched.index)
+                    with builder.if_then(builder.icmp_signed("<", line, lines_)):
+                        address = builder.add(ahead_, builder.mul(line, constant(64)))
+                        builder.call(fetch, [builder.inttoptr(address, byte), *flags])
+                start = builder.gep(panel, [builder.mul(k, constant(vectors * lanes))])
+                loaded = [
+                    builder.load(
+                        builder.bitcast(builder.gep(start, [constant(v * lanes)]), vector_pointer),
+                        align=4,
+                    )
+                    for v in range(vectors)
+                ]
+                for i in range(rows):
+                    element = builder.load(builder.gep(a_rows[i], [k]))
+                    broadcast = builder.shuffle_vector(
+                        builder.insert_element(undefined, element, first), undefined, splat
+                    )
+                    for v in range(vectors):
+                        total = builder.load(sums[i][v])
+                        builder.store(builder.call(fma, [broadcast, loaded[v], total]), sums[i][v])
+            for i in range(rows):
+                with builder.if_then(builder.icmp_signed("<", constant(i), count_)):
+                    for v in range(vectors):
+                        place = builder.gep(dst_rows[i], [constant(v * lanes)])
+                        place = builder.bitcast(place, vector_pointer)
+                        builder.store(builder.load(sums[i][v]), place, align=4)
+            return context.get_dummy_value()
+
+        return types.none(*arguments), codegen
+
+    return tile

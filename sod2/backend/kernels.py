@@ -31,10 +31,13 @@ views of the exact shape and element type that RDP fixed) and writes into them:
 - chains of Convs and Resizes (`BandChain`, for fusion's `chain` groups): the last stage's
   output a block of rows at a time, each earlier stage computing only the band of rows the next
   one reads, so their outputs never exist whole;
-- MatMul and Gemm: a batch of rows against one matrix as one product: up to 32 rows against a
-  matrix stored by columns, a Numba loop of dot products (`_skinny_product`, see SKINNY_ROWS),
-  else one sgemm. A constant matrix is laid out by columns once,
-  at compile time (`MatMulKernel.prepare`), and the runtime then holds it in that layout only;
+- MatMul and Gemm: a batch of rows against one matrix as one product. A constant matrix of
+  PANEL_MIN_COLUMNS or more is packed into panels once, at compile time, and kept beside the
+  model's copy (`MatMulKernel.prepare`); the product is then register tiles of explicit vectors
+  (`sod2.backend.panel`). Where the machine has no such tiles, a constant matrix is laid out by
+  columns instead (and the runtime holds it in that layout only), and up to 32 rows against it
+  are a Numba loop of dot products (`_skinny_product`, see SKINNY_ROWS). Anything else is one
+  sgemm;
 - every sgemm here, and a MatMul's stack of products, goes through `blas.matmul_into`:
   OpenBLAS's gemm called from Numba's threads, so products and loops share one thread pool;
 - Softmax, LogSoftmax, LayerNormalization, InstanceNormalization, BatchNormalization, MaxPool,
@@ -73,6 +76,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from sod2.backend import panel
 from sod2.backend.blas import matmul_into
 from sod2.backend.intrinsics import prefetch
 from sod2.backend.jit import serial_and_parallel
@@ -389,9 +393,15 @@ def _skinny_row(a, bt, out, zero):  # type: ignore[no-untyped-def]
 _SKINNY_ROW = _jit(_skinny_row)
 
 
-def _product(left: np.ndarray, right: np.ndarray, out: np.ndarray) -> None:
-    """out = left @ right for 2-D operands: the skinny loop where it is faster (see
-    SKINNY_ROWS), else one sgemm."""
+def _product(
+    left: np.ndarray, right: np.ndarray, out: np.ndarray, packed: np.ndarray | None = None
+) -> None:
+    """out = left @ right for 2-D operands: the panel product where `right` comes packed
+    (`sod2.backend.panel`), the skinny loop where it is faster (see SKINNY_ROWS), else one
+    sgemm."""
+    if packed is not None and panel.fits(left, packed, out):
+        panel.multiply(left, packed, out)
+        return
     rows = left.shape[0]
     if (
         SKINNY_ROWS[0] <= rows <= SKINNY_ROWS[1]
@@ -404,6 +414,25 @@ def _product(left: np.ndarray, right: np.ndarray, out: np.ndarray) -> None:
         versions[right.size >= SKINNY_PARALLEL_MIN](left, right.T, out, out.dtype.type(0))
     else:
         matmul_into(left, right, out)
+
+
+PANEL_MIN_COLUMNS = 32
+"""A constant B of at least this many columns is packed into panels (`sod2.backend.panel`) where
+the machine has them; a narrower one would be computed mostly as padding."""
+
+
+def packed_matrix(w: Any) -> np.ndarray | None:
+    """The constant float32 matrix `w` packed into panels, or None where the panel product does
+    not take it (no panels on this machine, another type, too few columns)."""
+    if not (
+        panel.TILE is not None
+        and isinstance(w, np.ndarray)
+        and w.ndim == 2
+        and w.dtype == _F32
+        and w.shape[1] >= PANEL_MIN_COLUMNS
+    ):
+        return None
+    return panel.pack_panels(w)
 
 
 def column_major(w: Any) -> np.ndarray | None:
@@ -422,9 +451,19 @@ class MatMulKernel:
     """MatMul into a preallocated output: rows against one matrix as one product (`_product`),
     in first-axis blocks when an epilogue follows; any other batch through `np.matmul`."""
 
+    def __init__(self) -> None:
+        self._packed: tuple[np.ndarray, np.ndarray] | None = None
+        """The constant B `prepare` saw, and its panels."""
+
     def prepare(self, w: np.ndarray) -> np.ndarray | None:
-        """The layout of the constant B the skinny loop reads (`column_major`); the runtime holds
-        it in place of `w` where this kernel is B's only reader."""
+        """Pack the constant B into panels (`packed_matrix`), kept beside it for the calls that
+        read it; where the machine has none, return the layout the skinny loop reads
+        (`column_major`), which the runtime holds in place of `w` where this kernel is B's only
+        reader."""
+        packed = packed_matrix(w)
+        if packed is not None:
+            self._packed = (w, packed)
+            return None
         return column_major(w)
 
     def __call__(
@@ -435,7 +474,8 @@ class MatMulKernel:
         if a.ndim == 0 or b.ndim == 0:
             raise _Unfit
         if a.ndim >= 2 and b.ndim == 2 and a.flags.c_contiguous:
-            _rows_times_matrix(a, b, out, epilogue)
+            packed = _packed_for(self._packed, b)
+            _rows_times_matrix(a, b, out, epilogue, packed)
             return
         matmul_into(a, b, out)
         _finish(epilogue, out)
@@ -445,8 +485,17 @@ def _matmul(node: Node, opset: int) -> Body | None:
     return MatMulKernel()
 
 
+def _packed_for(prepared: tuple[np.ndarray, np.ndarray] | None, b: Any) -> np.ndarray | None:
+    """The panels `prepare` packed, where `b` is the very matrix it packed them from."""
+    return prepared[1] if prepared is not None and b is prepared[0] else None
+
+
 def _rows_times_matrix(
-    a: np.ndarray, b: np.ndarray, out: np.ndarray, epilogue: Epilogue | None
+    a: np.ndarray,
+    b: np.ndarray,
+    out: np.ndarray,
+    epilogue: Epilogue | None,
+    packed: np.ndarray | None = None,
 ) -> None:
     """(..., M, K) @ (K, N) as one (prod(...) * M, K) @ (K, N) product, in first-axis blocks."""
     if out.shape != a.shape[:-1] + b.shape[-1:] or a.shape[-1] != b.shape[0]:
@@ -456,7 +505,8 @@ def _rows_times_matrix(
     first = out.shape[0]
     per_row = flat_out.shape[0] // first if first else 0
     for lo, hi in _row_blocks(first, per_row * out.strides[-2], epilogue is not None):
-        _product(flat_a[lo * per_row : hi * per_row], b, flat_out[lo * per_row : hi * per_row])
+        rows = slice(lo * per_row, hi * per_row)
+        _product(flat_a[rows], b, flat_out[rows], packed)
         if epilogue is not None:
             epilogue(lo, hi)
 
@@ -471,9 +521,16 @@ class GemmKernel:
         self.beta = float(node.attr("beta", 1.0))
         self.trans_a = bool(node.attr("transA", 0))
         self.trans_b = bool(node.attr("transB", 0))
+        self._packed: tuple[np.ndarray, np.ndarray] | None = None
+        """The constant B `prepare` saw, and B' packed into panels."""
 
     def prepare(self, w: np.ndarray) -> np.ndarray | None:
-        """B stored by columns (as `MatMulKernel.prepare`), unless transB already reads it so."""
+        """B' packed into panels, kept beside B (as `MatMulKernel.prepare`); else B stored by
+        columns, unless transB already reads it so."""
+        packed = packed_matrix(w.T if self.trans_b and isinstance(w, np.ndarray) else w)
+        if packed is not None:
+            self._packed = (w, packed)
+            return None
         return None if self.trans_b else column_major(w)
 
     def __call__(
@@ -494,9 +551,10 @@ class GemmKernel:
                 raise _Unfit
             addend = c if self.beta == 1.0 else c * out.dtype.type(self.beta)
         rows_of_c = addend is not None and addend.ndim == 2 and addend.shape[0] == out.shape[0] > 1
+        packed = _packed_for(self._packed, b)
         for lo, hi in _row_blocks(out.shape[0], out.strides[0], epilogue is not None):
             block = out[lo:hi]
-            _product(left[lo:hi], right, block)
+            _product(left[lo:hi], right, block, packed)
             if self.alpha != 1.0:
                 block *= out.dtype.type(self.alpha)
             if addend is not None:

@@ -785,6 +785,36 @@ def test_gemm_skinny_with_bias_and_blocks(trans_b, skinny_small, small_blocks):
     )
 
 
+@pytest.mark.skipif(kernels.panel.TILE is None, reason="this CPU has no panel products")
+@pytest.mark.parametrize("op", ["MatMul", "Gemm", "Gemm transB"])
+def test_a_prepared_constant_is_multiplied_by_panels(op, small_blocks, monkeypatch):
+    """A constant B of PANEL_MIN_COLUMNS or more is packed by `prepare` and kept beside B (not
+    in its place); the calls that read that very B take the panel product, in row blocks, with
+    a batch of rows; another array of the same values takes the other products."""
+    calls = []
+    multiply = kernels.panel.multiply
+
+    def spy(a, packed, out):
+        calls.append(a.shape)
+        multiply(a, packed, out)
+
+    monkeypatch.setattr(kernels.panel, "multiply", spy)
+    rng = np.random.default_rng(9)
+    trans_b = op.endswith("transB")
+    node = node_of(op.split()[0], 3 if trans_b else 2, **({"transB": 1} if trans_b else {}))
+    kernel = fast_kernel(node, OPSET)
+    b = rand(rng, *((40, 10) if trans_b else (10, 40)))
+    assert kernel.body.prepare(b) is None  # B stays as it is
+    extra = [rand(rng, 40)] if trans_b else []
+    shapes = [(7, 10), (3, 5, 10), (1, 10)] if op == "MatMul" else [(7, 10), (1, 10)]
+    for shape in shapes:
+        check(node, [rand(rng, *shape), b, *extra], kernel=kernel)
+    assert calls and all(shape[-1] == 10 for shape in calls)
+    calls.clear()
+    check(node, [rand(rng, *shapes[0]), b.copy(), *extra], kernel=kernel)
+    assert not calls
+
+
 def test_matmul_of_shapes_that_do_not_fit_names_the_node(allow_reference):
     kernel = fast_kernel(node_of("MatMul", 2), OPSET)
     with pytest.raises(Sod2Error, match="MatMul"):

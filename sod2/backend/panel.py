@@ -1,0 +1,266 @@
+"""Products of many rows against a constant matrix, with the matrix packed into panels.
+
+A model's MatMul and Gemm mostly multiply activations (rows) by a weight matrix B that never
+changes. OpenBLAS repacks B at every call; a loop of dot products reads B in place but sums along
+the depth, and must add a vector's lanes up at the end. Here B is packed once, at compile time,
+into panels of WIDTH columns (`pack_panels`): panel p holds columns [p * WIDTH, (p + 1) * WIDTH)
+of every row of B, one row after the other, zero-padded past the last column:
+
+    packed[p, k, j] = B[k, p * WIDTH + j]    (0 where p * WIDTH + j >= N)
+
+so that a block of the product streams one contiguous run of memory. The product
+(`panel_product`) is a `prange` loop over tiles of ROWS rows by WIDTH columns, each computed by
+`sod2.backend.intrinsics.tile_product`'s register tile: per step of the depth, the panel's row is
+loaded once as vectors, an element of each of the tile's rows is broadcast, and fused
+multiply-adds accumulate ROWS x VECTORS vector sums that stay in registers from the first step to
+the last. Consecutive tiles share a panel, so a thread reads each panel from memory once and then
+from its cache.
+
+The tile's shape follows the machine's vectors (`tile_shape`): with AVX-512, 6 rows by 4 vectors
+of 16 floats (24 sums, 4 panel vectors and a broadcast in 32 registers); with AVX2 and FMA, 6 rows
+by 2 vectors of 8 (15 of 16 registers). Without fused multiply-adds in the CPU's features (as
+Numba sees them: NUMBA_CPU_NAME and NUMBA_CPU_FEATURES apply) there is no tile, `TILE` is None,
+and callers use their other products.
+
+Invariants: float32 only; results equal a sum over the depth in order, one fused multiply-add per
+term (within float32 rounding of any other order); `a`'s and `out`'s elements are adjacent along
+a row (rows any distance apart); nothing is allocated but a tile of the last panel's columns,
+where it is narrower than WIDTH.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numba
+import numpy as np
+from numba import prange
+
+from .intrinsics import tile_product
+from .jit import serial_and_parallel
+
+
+class TileShape(NamedTuple):
+    """A register tile: `rows` rows by `vectors` vectors of `lanes` float32."""
+
+    rows: int
+    vectors: int
+    lanes: int
+
+    @property
+    def width(self) -> int:
+        """The columns of a tile, and of a panel."""
+        return self.vectors * self.lanes
+
+
+def _cpu_features() -> str:
+    """The CPU features Numba compiles for ("+avx2,+fma,...")."""
+    from numba.core import config
+
+    if config.CPU_FEATURES is not None:
+        return str(config.CPU_FEATURES)
+    if config.CPU_NAME is not None:  # a named CPU, its features left to LLVM: assume none
+        return ""
+    import llvmlite.binding as llvm
+
+    return str(llvm.get_host_cpu_features().flatten())
+
+
+def tile_shape(features: str | None = None) -> TileShape | None:
+    """The tile for a CPU with `features` (Numba's by default), None without FMA."""
+    flags = set((_cpu_features() if features is None else features).split(","))
+    if "+fma" not in flags:
+        return None
+    if "+avx512f" in flags:
+        return TileShape(6, 4, 16)
+    if "+avx2" in flags:
+        return TileShape(6, 2, 8)
+    return None
+
+
+TILE = tile_shape()
+"""This machine's tile (None: no panel products here)."""
+
+DEPTH_BLOCK = 128
+"""The depth of a block: its rows of a panel (32 KiB with AVX-512's 64 columns) stay in L1 while
+every tile of a task's rows reads them."""
+
+ROWS_BLOCK_BYTES = 1 << 20
+"""A group of `a`'s rows whose tiles read the panels one after the other: at most this much of
+`a`, which a core's L2 cache keeps while every panel's blocks go through L1."""
+
+PARALLEL_MIN = 1 << 18
+"""A product of at least this many multiply-adds runs over every thread; a smaller one on the
+calling thread (a few microseconds of work: less than handing it out costs)."""
+
+
+def pack_panels(b: np.ndarray, tile: TileShape | None = None) -> np.ndarray:
+    """B (K, N) float32 packed into ceil(N / width) panels of (K, width), zero-padded (module
+    docstring)."""
+    tile = tile or TILE
+    if tile is None:
+        raise ValueError("pack_panels: this CPU has no panel products (no FMA)")
+    if not (isinstance(b, np.ndarray) and b.ndim == 2 and b.dtype == np.float32):
+        raise ValueError(f"pack_panels: a 2-D float32 matrix, not {getattr(b, 'shape', b)!r}")
+    depth, columns = b.shape
+    width = tile.width
+    panels = -(-columns // width)
+    packed = np.zeros((panels, depth, width), np.float32)
+    full = columns // width
+    if full:
+        packed[:full] = b[:, : full * width].reshape(depth, full, width).transpose(1, 0, 2)
+    if full < panels:
+        packed[full, :, : columns - full * width] = b[:, full * width :]
+    return packed
+
+
+_ROWS, _WIDTH = (TILE.rows, TILE.width) if TILE is not None else (1, 1)
+_multiply = tile_product(*TILE) if TILE is not None else None
+
+
+def _panel_product(a, packed, out, groups):  # type: ignore[no-untyped-def]
+    """out = a @ B: one task per group of row tiles and panel; within a task, the depth in
+    blocks of DEPTH_BLOCK, each block of the panel read once (from memory, into L1) for every
+    tile of the group, whose sums the next block resumes from `out`."""
+    count, depth = a.shape
+    columns = out.shape[1]
+    panels = packed.shape[0]
+    row_tiles = (count + _ROWS - 1) // _ROWS
+    per_group = (row_tiles + groups - 1) // groups
+    lda = a.strides[0] // 4
+    ldo = out.strides[0] // 4
+    block_lines = DEPTH_BLOCK * _WIDTH * 4 // 64
+    for task in prange(panels * groups):
+        # a thread's consecutive tasks go through the panels for one group of rows (which its
+        # cache keeps), then the next group
+        p = task % panels
+        first = (task // panels) * per_group
+        last = min(row_tiles, first + per_group)
+        if first >= last:
+            continue
+        c0 = p * _WIDTH
+        span = min(_WIDTH, columns - c0)
+        panel = packed.ctypes.data + p * packed.strides[0]
+        r_base = first * _ROWS
+        height_all = min(count, last * _ROWS) - r_base
+        if span == _WIDTH:
+            target = np.int64(out.ctypes.data + r_base * out.strides[0] + c0 * 4)
+            ldt = ldo
+            tile = np.empty((0, 0), np.float32)
+        else:  # the last panel's columns, through rows of its own
+            tile = np.empty((height_all, _WIDTH), np.float32)
+            target = np.int64(tile.ctypes.data)  # (one integer type on both branches)
+            ldt = _WIDTH
+        share = (block_lines + (last - first) - 1) // (last - first)
+        for k0 in range(0, depth, DEPTH_BLOCK):
+            steps = min(DEPTH_BLOCK, depth - k0)
+            # the tiles fetch the next block ahead (after the last, the next panel's first),
+            # each its share of the lines
+            if k0 + DEPTH_BLOCK < depth:
+                ahead_block = panel + (k0 + DEPTH_BLOCK) * _WIDTH * 4
+                left = min(depth - k0 - DEPTH_BLOCK, DEPTH_BLOCK)
+            else:
+                ahead_block = panel + packed.strides[0]
+                left = 0 if p + 1 == panels else min(depth, DEPTH_BLOCK)
+            left_lines = left * _WIDTH * 4 // 64
+            for t in range(first, last):
+                i = t - first
+                r0 = t * _ROWS
+                height = min(_ROWS, count - r0)
+                source = a.ctypes.data + r0 * a.strides[0] + k0 * 4
+                weights = panel + k0 * _WIDTH * 4
+                lines = max(0, min(share, left_lines - i * share))
+                ahead = ahead_block + i * share * 64
+                place = target + i * _ROWS * ldt * 4
+                _multiply(source, lda, weights, place, ldt, height, steps, ahead, lines, k0)
+        if span < _WIDTH:
+            for i in range(height_all):
+                for j in range(span):
+                    out[r_base + i, c0 + j] = tile[i, j]
+
+
+_LOOPS: list[tuple[Any, Any]] = []
+"""The serial and parallel `_panel_product`, compiled on first use."""
+
+
+def _loops() -> tuple[Any, Any]:
+    if not _LOOPS:
+        element = numba.float32
+        signature = numba.void(
+            numba.types.Array(element, 2, "A", readonly=True),
+            numba.types.Array(element, 3, "C", readonly=True),
+            numba.types.Array(element, 2, "A"),
+            numba.intp,
+        )
+        _LOOPS.append(serial_and_parallel(_panel_product, signature=signature))
+    return _LOOPS[0]
+
+
+def fits(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> bool:
+    """Whether `panel_product(a, packed, out)` takes these arrays (else use another product)."""
+    return (
+        TILE is not None
+        and isinstance(a, np.ndarray)
+        and a.dtype == np.float32
+        and out.dtype == np.float32
+        and a.ndim == 2
+        and out.ndim == 2
+        and packed.ndim == 3
+        and packed.shape[2] == TILE.width
+        and packed.shape[1] == a.shape[1]
+        and out.shape[0] == a.shape[0]
+        and out.shape[1] <= packed.shape[0] * TILE.width
+        and out.shape[1] > (packed.shape[0] - 1) * TILE.width
+        and out.flags.writeable
+        and (out.size == 0 or _rows_of_adjacent_floats(a, out))
+    )
+
+
+def _rows_of_adjacent_floats(a: np.ndarray, out: np.ndarray) -> bool:
+    """Whether `a`'s and `out`'s elements are adjacent along their rows, the rows a whole
+    number of floats apart, and the two apart in memory."""
+    return (
+        (a.shape[0] < 2 or a.strides[0] % 4 == 0)
+        and (a.shape[1] < 2 or a.strides[1] == 4)
+        and (out.shape[1] < 2 or out.strides[1] == 4)
+        and (out.shape[0] < 2 or out.strides[0] % 4 == 0)
+        and not np.may_share_memory(a, out)
+    )
+
+
+def panel_product(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> None:
+    """out = a @ B for B packed by `pack_panels`: a (M, K) and out (M, N) float32 with adjacent
+    elements along their rows (`fits`)."""
+    if not fits(a, packed, out):
+        raise ValueError(
+            f"panel_product: a {getattr(a, 'shape', a)}, packed {packed.shape} and out "
+            f"{out.shape} do not make a product this machine's panels compute"
+        )
+    multiply(a, packed, out)
+
+
+def multiply(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> None:
+    """`panel_product` without its check, for callers that asked `fits` first."""
+    if out.size == 0:
+        return
+    if a.shape[1] == 0:  # an empty sum
+        out[...] = 0.0
+        return
+    work = out.size * a.shape[1]
+    threads = numba.get_num_threads()
+    if work < PARALLEL_MIN or threads == 1:
+        _loops()[0](a, packed, out, 1)
+        return
+    _loops()[1](a, packed, out, _groups(a, packed, threads))
+
+
+def _groups(a: np.ndarray, packed: np.ndarray, threads: int) -> int:
+    """Into how many groups of row tiles a product splits `a`: enough for each group's rows to
+    stay in cache (ROWS_BLOCK_BYTES) while the panels stream past, and, where the panels are
+    few, enough tasks for every thread."""
+    assert TILE is not None
+    rows, depth = a.shape
+    row_tiles = -(-rows // TILE.rows)
+    for_cache = -(-rows * depth * 4 // ROWS_BLOCK_BYTES)
+    for_threads = -(-2 * threads // packed.shape[0])
+    return max(1, min(row_tiles, max(for_cache, for_threads)))

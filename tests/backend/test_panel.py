@@ -1,0 +1,116 @@
+"""Panel products (`sod2.backend.panel`): packing, the register tile against float64 products
+over shapes, strides and thread splits, and what the product declines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sod2.backend import panel
+from sod2.backend.panel import TileShape, pack_panels, panel_product, tile_shape
+
+needs_tile = pytest.mark.skipif(panel.TILE is None, reason="this CPU has no FMA: no panels")
+
+
+@pytest.mark.parametrize(
+    ("features", "tile"),
+    [
+        ("+avx,+avx2,+fma,+avx512f,+avx512vl", TileShape(6, 4, 16)),
+        ("+avx,+avx2,+fma,-avx512f", TileShape(6, 2, 8)),
+        ("+avx,+avx2,-fma", None),
+        ("+sse4.2", None),
+        ("", None),
+    ],
+)
+def test_the_tile_follows_the_vector_features(features, tile):
+    assert tile_shape(features) == tile
+    if tile is not None:
+        # the sums, the panel's row and a broadcast fit the registers (32 zmm, 16 ymm)
+        registers = 32 if tile.lanes == 16 else 16
+        assert tile.rows * tile.vectors + tile.vectors + 1 <= registers
+
+
+@needs_tile
+def test_packing_lays_columns_out_by_panel_and_pads_with_zeros():
+    width = panel.TILE.width
+    b = np.arange(3 * (width + 5), dtype=np.float32).reshape(3, width + 5)
+    packed = pack_panels(b)
+    assert packed.shape == (2, 3, width)
+    np.testing.assert_array_equal(packed[0], b[:, :width])
+    np.testing.assert_array_equal(packed[1, :, :5], b[:, width:])
+    assert not packed[1, :, 5:].any()
+    np.testing.assert_array_equal(pack_panels(np.asfortranarray(b)), packed)
+
+
+def laid_out(x: np.ndarray, pad: int) -> np.ndarray:
+    """`x`'s values with `pad` unused elements after each row."""
+    wide = np.full((x.shape[0], x.shape[1] + pad), np.nan, dtype=x.dtype)
+    wide[:, : x.shape[1]] = x
+    return wide[:, : x.shape[1]]
+
+
+@needs_tile
+@settings(max_examples=60, deadline=None)
+@given(
+    m=st.integers(1, 40),
+    k=st.integers(1, 300),
+    n=st.integers(1, 150),
+    pads=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    split=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_matches_a_float64_product(m, k, n, pads, split, seed):
+    rng = np.random.default_rng(seed)
+    a = laid_out(rng.standard_normal((m, k)).astype(np.float32), pads[0])
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    out = laid_out(np.full((m, n), np.nan, np.float32), pads[1])
+    with pytest.MonkeyPatch.context() as patch:
+        if split:  # even the smallest product goes over every thread
+            patch.setattr(panel, "PARALLEL_MIN", 0)
+        panel_product(a, pack_panels(b), out)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+    assert np.all(np.abs(out - expected) <= 1e-6 * k * scale + 1e-30)
+
+
+@needs_tile
+def test_deep_products_resume_their_sums_block_after_block(monkeypatch):
+    monkeypatch.setattr(panel, "PARALLEL_MIN", 0)
+    rng = np.random.default_rng(1)
+    depth = 3 * panel.DEPTH_BLOCK + 7
+    a = rng.standard_normal((13, depth)).astype(np.float32)
+    b = rng.standard_normal((depth, 2 * panel.TILE.width + 3)).astype(np.float32)
+    out = np.empty((13, b.shape[1]), np.float32)
+    panel_product(a, pack_panels(b), out)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+
+@needs_tile
+def test_what_the_panels_decline():
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((4, 8)).astype(np.float32)
+    b = rng.standard_normal((8, 40)).astype(np.float32)
+    packed, out = pack_panels(b), np.empty((4, 40), np.float32)
+    assert panel.fits(a, packed, out)
+    assert not panel.fits(a.astype(np.float64), packed, out)
+    assert not panel.fits(np.asfortranarray(a), packed, out)  # a row's elements not adjacent
+    assert not panel.fits(a, packed, np.empty((4, 40), np.float32, order="F"))
+    assert not panel.fits(a, packed, np.empty((4, 41 + panel.TILE.width), np.float32))
+    assert not panel.fits(a[:, :7], packed, out)  # depth differs
+    shared = np.empty((4, 48), np.float32)
+    assert not panel.fits(shared[:, :8], packed, shared[:, 8:])  # out overlaps a
+    with pytest.raises(ValueError, match=r"a \(4, 7\), packed \(1, 8, \d+\) and out \(4, 40\)"):
+        panel_product(a[:, :7], packed, out)
+    with pytest.raises(ValueError, match="2-D float32"):
+        pack_panels(b.astype(np.float64))
+
+
+@needs_tile
+def test_an_empty_product_writes_nothing_and_an_empty_depth_writes_zeros():
+    packed = pack_panels(np.ones((3, 40), np.float32))
+    panel_product(np.ones((0, 3), np.float32), packed, np.empty((0, 40), np.float32))
+    out = np.full((2, 40), np.nan, np.float32)
+    panel_product(np.ones((2, 0), np.float32), pack_panels(np.ones((0, 40), np.float32)), out)
+    np.testing.assert_array_equal(out, 0.0)
