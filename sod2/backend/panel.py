@@ -16,6 +16,13 @@ multiply-adds accumulate ROWS x VECTORS vector sums that stay in registers from 
 the last. Consecutive tiles share a panel, so a thread reads each panel from memory once and then
 from its cache.
 
+A group of rows (ROWS_BLOCK_BYTES of `a`) goes through every panel before the next group, so
+that it stays in cache while the panels stream past; within a panel, the depth is cut into blocks
+of DEPTH_BLOCK, each block read into L1 once for every tile of the group, the sums resumed from
+the output block after block, and the next block prefetched. The last tile of a product's rows,
+where it is short (1, 2 or 3 rows), has a tile of its own height: a single row computes no rows
+twice.
+
 The tile's shape follows the machine's vectors (`tile_shape`): with AVX-512, 6 rows by 4 vectors
 of 16 floats (24 sums, 4 panel vectors and a broadcast in 32 registers); with AVX2 and FMA, 6 rows
 by 2 vectors of 8 (15 of 16 registers). Without fused multiply-adds in the CPU's features (as
@@ -89,9 +96,15 @@ ROWS_BLOCK_BYTES = 1 << 20
 """A group of `a`'s rows whose tiles read the panels one after the other: at most this much of
 `a`, which a core's L2 cache keeps while every panel's blocks go through L1."""
 
-PARALLEL_MIN = 1 << 18
+PARALLEL_MIN = 1 << 20
 """A product of at least this many multiply-adds runs over every thread; a smaller one on the
-calling thread (a few microseconds of work: less than handing it out costs)."""
+calling thread (a few microseconds of work: less than handing it out costs), unless its panels
+take PARALLEL_MIN_BYTES or more."""
+
+PARALLEL_MIN_BYTES = 1 << 20
+"""Panels this large are read by every thread, each its share, even for a few rows: a product
+of few rows streams its matrix once, mostly from memory (a model's weights are rarely in
+cache), and two cores stream it faster than one."""
 
 
 def pack_panels(b: np.ndarray, tile: TileShape | None = None) -> np.ndarray:
@@ -116,6 +129,12 @@ def pack_panels(b: np.ndarray, tile: TileShape | None = None) -> np.ndarray:
 
 _ROWS, _WIDTH = (TILE.rows, TILE.width) if TILE is not None else (1, 1)
 _multiply = tile_product(*TILE) if TILE is not None else None
+# short tiles (the last rows of a product, a single row): fewer sums, no rows computed twice
+_multiply_1, _multiply_2, _multiply_3 = (
+    [tile_product(rows, TILE.vectors, TILE.lanes) for rows in (1, 2, 3)]
+    if TILE is not None
+    else [None] * 3
+)
 
 
 def _panel_product(a, packed, out, groups):  # type: ignore[no-untyped-def]
@@ -172,7 +191,15 @@ def _panel_product(a, packed, out, groups):  # type: ignore[no-untyped-def]
                 lines = max(0, min(share, left_lines - i * share))
                 ahead = ahead_block + i * share * 64
                 place = target + i * _ROWS * ldt * 4
-                _multiply(source, lda, weights, place, ldt, height, steps, ahead, lines, k0)
+                arguments = (source, lda, weights, place, ldt, height, steps, ahead, lines, k0)
+                if height == 1:
+                    _multiply_1(*arguments)
+                elif height == 2:
+                    _multiply_2(*arguments)
+                elif height == 3:
+                    _multiply_3(*arguments)
+                else:
+                    _multiply(*arguments)
         if span < _WIDTH:
             for i in range(height_all):
                 for j in range(span):
@@ -248,7 +275,7 @@ def multiply(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> None:
         return
     work = out.size * a.shape[1]
     threads = numba.get_num_threads()
-    if work < PARALLEL_MIN or threads == 1:
+    if (work < PARALLEL_MIN and packed.nbytes < PARALLEL_MIN_BYTES) or threads == 1:
         _loops()[0](a, packed, out, 1)
         return
     _loops()[1](a, packed, out, _groups(a, packed, threads))
