@@ -31,13 +31,13 @@ views of the exact shape and element type that RDP fixed) and writes into them:
 - chains of Convs and Resizes (`BandChain`, for fusion's `chain` groups): the last stage's
   output a block of rows at a time, each earlier stage computing only the band of rows the next
   one reads, so their outputs never exist whole;
-- MatMul and Gemm: a batch of rows against one matrix as one product. A constant matrix of
-  PANEL_MIN_COLUMNS or more is packed into panels once, at compile time, and kept beside the
-  model's copy (`MatMulKernel.prepare`); the product is then register tiles of explicit vectors
-  (`sod2.backend.panel`). Where the machine has no such tiles, a constant matrix is laid out by
-  columns instead (and the runtime holds it in that layout only), and up to 32 rows against it
-  are a Numba loop of dot products (`_skinny_product`, see SKINNY_ROWS). Anything else is one
-  sgemm;
+- MatMul and Gemm: a batch of rows against one matrix as one product. Up to PANEL_MAX_ROWS
+  rows against a constant matrix of PANEL_MIN_COLUMNS or more are register tiles of explicit
+  vectors over the matrix packed into panels (`sod2.backend.panel`), packed at the first such
+  product and kept beside the model's copy (`_Panels`). Where the machine has no such tiles, a
+  constant matrix is laid out by columns instead, once, at compile time (and the runtime holds
+  it in that layout only), and up to 32 rows against it are a Numba loop of dot products
+  (`_skinny_product`, see SKINNY_ROWS). Anything else is one sgemm;
 - every sgemm here, and a MatMul's stack of products, goes through `blas.matmul_into`:
   OpenBLAS's gemm called from Numba's threads, so products and loops share one thread pool;
 - Softmax, LogSoftmax, LayerNormalization, InstanceNormalization, BatchNormalization, MaxPool,
@@ -417,22 +417,49 @@ def _product(
 
 
 PANEL_MIN_COLUMNS = 32
-"""A constant B of at least this many columns is packed into panels (`sod2.backend.panel`) where
-the machine has them; a narrower one would be computed mostly as padding."""
+"""A constant B of at least this many columns is multiplied by panels (`sod2.backend.panel`)
+where the machine has them; a narrower one would be computed mostly as padding."""
+
+PANEL_MAX_ROWS = 192
+"""Products of at most this many rows take the panels; more rows take the sgemm, which packs
+the rows too and blocks for every cache level. Alone, against 768 x 3072, panels took 0.80x the
+sgemm's time at 128 rows, 0.97x at 256, 1.13x at 512 and 1.28x at 4096 x 768 @ 768 x 3072
+(one-off runs): from about 256 rows the panels gain nothing that pays for a second copy of the
+weights."""
 
 
-def packed_matrix(w: Any) -> np.ndarray | None:
-    """The constant float32 matrix `w` packed into panels, or None where the panel product does
-    not take it (no panels on this machine, another type, too few columns)."""
-    if not (
+def pannable(w: Any) -> bool:
+    """Whether the constant `w` may be multiplied by panels: a float32 matrix of
+    PANEL_MIN_COLUMNS or more, on a machine with panel products."""
+    return (
         panel.TILE is not None
         and isinstance(w, np.ndarray)
         and w.ndim == 2
         and w.dtype == _F32
         and w.shape[1] >= PANEL_MIN_COLUMNS
-    ):
-        return None
-    return panel.pack_panels(w)
+    )
+
+
+class _Panels:
+    """The constant B a kernel's `prepare` saw, packed into panels at the first product of few
+    enough rows (PANEL_MAX_ROWS) that reads that very matrix: a model whose products all have
+    more rows never keeps a second copy of its weights."""
+
+    __slots__ = ("packed", "source", "transposed")
+
+    def __init__(self, source: np.ndarray, transposed: bool) -> None:
+        self.source = source
+        self.transposed = transposed
+        self.packed: np.ndarray | None = None
+
+    def for_product(self, b: Any, rows: int) -> np.ndarray | None:
+        """The panels for a product of `rows` rows by `b`; None where it is not the prepared
+        matrix or the rows are too many."""
+        if b is not self.source or rows > PANEL_MAX_ROWS:
+            return None
+        if self.packed is None:
+            self.packed = panel.pack_panels(b.T if self.transposed else b)
+        return self.packed
 
 
 def column_major(w: Any) -> np.ndarray | None:
@@ -452,17 +479,14 @@ class MatMulKernel:
     in first-axis blocks when an epilogue follows; any other batch through `np.matmul`."""
 
     def __init__(self) -> None:
-        self._packed: tuple[np.ndarray, np.ndarray] | None = None
-        """The constant B `prepare` saw, and its panels."""
+        self._panels: _Panels | None = None
 
     def prepare(self, w: np.ndarray) -> np.ndarray | None:
-        """Pack the constant B into panels (`packed_matrix`), kept beside it for the calls that
-        read it; where the machine has none, return the layout the skinny loop reads
-        (`column_major`), which the runtime holds in place of `w` where this kernel is B's only
-        reader."""
-        packed = packed_matrix(w)
-        if packed is not None:
-            self._packed = (w, packed)
+        """Keep the constant B for panel products (`_Panels`, where `pannable`), or else
+        return the layout the skinny loop reads (`column_major`), which the runtime holds in
+        place of `w` where this kernel is B's only reader."""
+        if pannable(w):
+            self._panels = _Panels(w, transposed=False)
             return None
         return column_major(w)
 
@@ -474,7 +498,8 @@ class MatMulKernel:
         if a.ndim == 0 or b.ndim == 0:
             raise _Unfit
         if a.ndim >= 2 and b.ndim == 2 and a.flags.c_contiguous:
-            packed = _packed_for(self._packed, b)
+            rows = a.size // a.shape[-1] if a.shape[-1] else 0
+            packed = None if self._panels is None else self._panels.for_product(b, rows)
             _rows_times_matrix(a, b, out, epilogue, packed)
             return
         matmul_into(a, b, out)
@@ -483,11 +508,6 @@ class MatMulKernel:
 
 def _matmul(node: Node, opset: int) -> Body | None:
     return MatMulKernel()
-
-
-def _packed_for(prepared: tuple[np.ndarray, np.ndarray] | None, b: Any) -> np.ndarray | None:
-    """The panels `prepare` packed, where `b` is the very matrix it packed them from."""
-    return prepared[1] if prepared is not None and b is prepared[0] else None
 
 
 def _rows_times_matrix(
@@ -521,15 +541,13 @@ class GemmKernel:
         self.beta = float(node.attr("beta", 1.0))
         self.trans_a = bool(node.attr("transA", 0))
         self.trans_b = bool(node.attr("transB", 0))
-        self._packed: tuple[np.ndarray, np.ndarray] | None = None
-        """The constant B `prepare` saw, and B' packed into panels."""
+        self._panels: _Panels | None = None
 
     def prepare(self, w: np.ndarray) -> np.ndarray | None:
-        """B' packed into panels, kept beside B (as `MatMulKernel.prepare`); else B stored by
+        """Keep B for panel products of B' (as `MatMulKernel.prepare`); else B stored by
         columns, unless transB already reads it so."""
-        packed = packed_matrix(w.T if self.trans_b and isinstance(w, np.ndarray) else w)
-        if packed is not None:
-            self._packed = (w, packed)
+        if pannable(w.T if self.trans_b and isinstance(w, np.ndarray) else w):
+            self._panels = _Panels(w, transposed=self.trans_b)
             return None
         return None if self.trans_b else column_major(w)
 
@@ -551,7 +569,7 @@ class GemmKernel:
                 raise _Unfit
             addend = c if self.beta == 1.0 else c * out.dtype.type(self.beta)
         rows_of_c = addend is not None and addend.ndim == 2 and addend.shape[0] == out.shape[0] > 1
-        packed = _packed_for(self._packed, b)
+        packed = None if self._panels is None else self._panels.for_product(b, out.shape[0])
         for lo, hi in _row_blocks(out.shape[0], out.strides[0], epilogue is not None):
             block = out[lo:hi]
             _product(left[lo:hi], right, block, packed)

@@ -788,9 +788,10 @@ def test_gemm_skinny_with_bias_and_blocks(trans_b, skinny_small, small_blocks):
 @pytest.mark.skipif(kernels.panel.TILE is None, reason="this CPU has no panel products")
 @pytest.mark.parametrize("op", ["MatMul", "Gemm", "Gemm transB"])
 def test_a_prepared_constant_is_multiplied_by_panels(op, small_blocks, monkeypatch):
-    """A constant B of PANEL_MIN_COLUMNS or more is packed by `prepare` and kept beside B (not
-    in its place); the calls that read that very B take the panel product, in row blocks, with
-    a batch of rows; another array of the same values takes the other products."""
+    """A constant B of PANEL_MIN_COLUMNS or more is kept by `prepare` (not replaced) and packed
+    at the first call that reads that very B with at most PANEL_MAX_ROWS rows; such calls take
+    the panel product, in row blocks, with a batch of rows; another array of the same values,
+    or more rows, take the other products."""
     calls = []
     multiply = kernels.panel.multiply
 
@@ -812,6 +813,9 @@ def test_a_prepared_constant_is_multiplied_by_panels(op, small_blocks, monkeypat
     assert calls and all(shape[-1] == 10 for shape in calls)
     calls.clear()
     check(node, [rand(rng, *shapes[0]), b.copy(), *extra], kernel=kernel)
+    assert not calls
+    monkeypatch.setattr(kernels, "PANEL_MAX_ROWS", 6)  # more rows: the sgemm
+    check(node, [rand(rng, 7, 10), b, *extra], kernel=kernel)
     assert not calls
 
 
