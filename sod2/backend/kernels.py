@@ -33,8 +33,9 @@ views of the exact shape and element type that RDP fixed) and writes into them:
   one reads, so their outputs never exist whole;
 - MatMul and Gemm: a batch of rows against one matrix as one product. Up to PANEL_MAX_ROWS
   rows against a constant matrix of PANEL_MIN_COLUMNS or more are register tiles of explicit
-  vectors over the matrix packed into panels (`sod2.backend.panel`), packed at the first such
-  product and kept beside the model's copy (`_Panels`). Where the machine has no such tiles, a
+  vectors over the matrix packed into panels (`sod2.backend.panel`), packed at compile time and
+  kept beside the model's copy (`_Panels`), unless the symbol ranges give every product more
+  rows (`MatMulKernel.least_rows`). Where the machine has no such tiles, a
   constant matrix is laid out by columns instead, once, at compile time (and the runtime holds
   it in that layout only), and up to 32 rows against it are a Numba loop of dot products
   (`_skinny_product`, see SKINNY_ROWS). Anything else is one sgemm;
@@ -441,25 +442,31 @@ def pannable(w: Any) -> bool:
 
 
 class _Panels:
-    """The constant B a kernel's `prepare` saw, packed into panels at the first product of few
-    enough rows (PANEL_MAX_ROWS) that reads that very matrix: a model whose products all have
-    more rows never keeps a second copy of its weights."""
+    """The constant B a kernel's `prepare` saw, and B (or B', `transposed`) packed into panels,
+    kept beside it, at compile time, like the model's weights (packing on first use would
+    count them as memory that inference takes)."""
 
-    __slots__ = ("packed", "source", "transposed")
+    __slots__ = ("packed", "source")
 
     def __init__(self, source: np.ndarray, transposed: bool) -> None:
         self.source = source
-        self.transposed = transposed
-        self.packed: np.ndarray | None = None
+        self.packed = panel.pack_panels(source.T if transposed else source)
 
     def for_product(self, b: Any, rows: int) -> np.ndarray | None:
         """The panels for a product of `rows` rows by `b`; None where it is not the prepared
         matrix or the rows are too many."""
-        if b is not self.source or rows > PANEL_MAX_ROWS:
-            return None
-        if self.packed is None:
-            self.packed = panel.pack_panels(b.T if self.transposed else b)
-        return self.packed
+        return self.packed if b is self.source and rows <= PANEL_MAX_ROWS else None
+
+
+def _panels_for(w: Any, transposed: bool, least_rows: int | None) -> _Panels | None:
+    """Panels for the constant B `w` (B' where `transposed`), where `pannable` and its products
+    may have PANEL_MAX_ROWS rows or fewer (`least_rows`, the fewest, where known): a model whose
+    products all have more rows keeps its weights once."""
+    if least_rows is not None and least_rows > PANEL_MAX_ROWS:
+        return None
+    if not pannable(w.T if transposed and isinstance(w, np.ndarray) else w):
+        return None
+    return _Panels(w, transposed)
 
 
 def column_major(w: Any) -> np.ndarray | None:
@@ -480,15 +487,15 @@ class MatMulKernel:
 
     def __init__(self) -> None:
         self._panels: _Panels | None = None
+        self.least_rows: int | None = None
+        """The fewest rows its products can have, where the runtime knows (before `prepare`)."""
 
     def prepare(self, w: np.ndarray) -> np.ndarray | None:
-        """Keep the constant B for panel products (`_Panels`, where `pannable`), or else
-        return the layout the skinny loop reads (`column_major`), which the runtime holds in
-        place of `w` where this kernel is B's only reader."""
-        if pannable(w):
-            self._panels = _Panels(w, transposed=False)
-            return None
-        return column_major(w)
+        """Pack the constant B into panels kept beside it (`_panels_for`), or else return the
+        layout the skinny loop reads (`column_major`), which the runtime holds in place of `w`
+        where this kernel is B's only reader."""
+        self._panels = _panels_for(w, False, self.least_rows)
+        return None if self._panels is not None else column_major(w)
 
     def __call__(
         self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
@@ -542,14 +549,16 @@ class GemmKernel:
         self.trans_a = bool(node.attr("transA", 0))
         self.trans_b = bool(node.attr("transB", 0))
         self._panels: _Panels | None = None
+        self.least_rows: int | None = None
+        """As `MatMulKernel.least_rows`."""
 
     def prepare(self, w: np.ndarray) -> np.ndarray | None:
-        """Keep B for panel products of B' (as `MatMulKernel.prepare`); else B stored by
-        columns, unless transB already reads it so."""
-        if pannable(w.T if self.trans_b and isinstance(w, np.ndarray) else w):
-            self._panels = _Panels(w, transposed=self.trans_b)
+        """B' packed into panels (as `MatMulKernel.prepare`); else B stored by columns, unless
+        transB already reads it so."""
+        self._panels = _panels_for(w, self.trans_b, self.least_rows)
+        if self._panels is not None or self.trans_b:
             return None
-        return None if self.trans_b else column_major(w)
+        return column_major(w)
 
     def __call__(
         self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None

@@ -518,7 +518,9 @@ class CompiledModel:
     def _step(self, node: Node) -> _Step:
         opset = self.model.opset(node.domain)
         if is_fused(node):
-            step = _fused_step(node, self.model.opset(""), self.rdp, self.options, self.derived)
+            step = _fused_step(
+                node, self.model.opset(""), self.rdp, self.options, self.derived, self._least_rows
+            )
             if step is not None:
                 return step
             return _ReferenceStep(node, opset, None, self._dtypes(node))
@@ -526,8 +528,30 @@ class CompiledModel:
             return _ControlStep(node, opset)
         fast = _fast_kernel(node, opset) if self.options.mvc else None
         sole = len(node.inputs) > 1 and _only_reader(node.inputs[1])
-        _prepare(fast, node.inputs, sole, self.derived)
+        _prepare(fast, node.inputs, sole, self.derived, self._least_rows(node, node.inputs[0]))
         return _ReferenceStep(node, opset, fast, self._dtypes(node))
+
+    def _least_rows(self, node: Node, a: Tensor | None) -> int | None:
+        """The fewest rows a MatMul's or Gemm's product can have (`node`'s first operand `a`,
+        as the graph outside any fused body sees it): its rows' count with every symbol at the
+        lowest value of its range (the planner's ranges, else `CompileOptions.ranges`, else 1).
+        None where it is not such a node or the count is not known."""
+        if node.op_type not in ("MatMul", "Gemm") or a is None:
+            return None
+        fact = self.rdp.facts.get(a)
+        dims = None if fact is None else fact.shape.dims
+        if dims is None or not dims:
+            return None
+        if node.op_type == "Gemm":
+            rows: Any = dims[1] if node.attr("transA", 0) else dims[0]
+        else:
+            rows = math.prod(dims[:-1]) if len(dims) > 1 else 1
+        if isinstance(rows, int):
+            return rows
+        ranges = self.plan.options.ranges if self.plan is not None else self.options.ranges
+        lowest = {s: ranges.get(s.name, (1, 1))[0] for s in rows.free_symbols}
+        least = rows.subs(lowest)
+        return int(least) if least.is_Integer else None
 
     def _dtypes(self, node: Node) -> list[np.dtype | None]:
         return [
@@ -957,7 +981,11 @@ filters), by weight: kept with the analysis in the compile cache, so a warm comp
 
 
 def _prepare(
-    fast: Any, inputs: Sequence[Tensor | None], sole_reader: bool, derived: Derived
+    fast: Any,
+    inputs: Sequence[Tensor | None],
+    sole_reader: bool,
+    derived: Derived,
+    least_rows: int | None = None,
 ) -> None:
     """Let a kernel lay out its constant weights (input 1: a Conv's W, a MatMul's or Gemm's B)
     once, at compile time. A kernel that reads them fastest in another layout of the same values
@@ -978,6 +1006,8 @@ def _prepare(
         if made is not None and weight.is_constant:
             derived[weight] = made
         return
+    if hasattr(body, "least_rows"):  # a product's kernel: the fewest rows it will see
+        body.least_rows = least_rows
     laid_out = prepare(weight.const_value)
     if laid_out is not None and sole_reader and weight.is_constant:
         weight.const_value = laid_out
@@ -989,9 +1019,15 @@ def _only_reader(tensor: Tensor | None) -> bool:
 
 
 def _fused_step(
-    node: Node, opset: int, rdp: RDPResult, options: CompileOptions, derived: Derived
+    node: Node,
+    opset: int,
+    rdp: RDPResult,
+    options: CompileOptions,
+    derived: Derived,
+    least_rows: Callable[[Node, Tensor | None], int | None] | None = None,
 ) -> _Step | None:
-    """The step of a fused node: a generated loop nest, a heavy kernel plus one, or a chain."""
+    """The step of a fused node: a generated loop nest, a heavy kernel plus one, or a chain
+    (`least_rows`, as `CompiledModel._least_rows`, bounds a product's rows)."""
     from sod2.backend.codegen import compile_group
 
     body: Graph = node.attr("body")
@@ -1013,6 +1049,7 @@ def _fused_step(
             options,
             derived,
             outer=node.inputs,
+            least_rows=least_rows,
         )
         return _EpilogueStep(node, stage, dtypes)  # type: ignore[arg-type]
     from sod2.backend.kernels import band_chain
@@ -1072,6 +1109,7 @@ def _stage(
     derived: Derived,
     middle: Tensor | None = None,
     outer: Sequence[Tensor | None] | None = None,
+    least_rows: Callable[[Node, Tensor | None], int | None] | None = None,
 ) -> _Stage:
     """A heavy op `anchor` of a fused body with the elementwise nodes `rest` after it, which
     compute `outputs`; `middle`, a value of the body that the anchor reads, is handed to it by
@@ -1101,7 +1139,8 @@ def _stage(
     if outer is not None:  # the anchor's inputs as the fused node sees them
         seen = [outer[i] if i >= 0 else None for i in anchor_inputs]
         sole = len(seen) > 1 and _only_reader(seen[1]) and _only_reader(anchor.inputs[1])
-        _prepare(fast, seen, sole, derived)
+        rows = None if least_rows is None or not seen else least_rows(anchor, seen[0])
+        _prepare(fast, seen, sole, derived, rows)
     reference = lookup_node(anchor, opset).kernel
     context = KernelContext(anchor, opset)
 

@@ -788,10 +788,11 @@ def test_gemm_skinny_with_bias_and_blocks(trans_b, skinny_small, small_blocks):
 @pytest.mark.skipif(kernels.panel.TILE is None, reason="this CPU has no panel products")
 @pytest.mark.parametrize("op", ["MatMul", "Gemm", "Gemm transB"])
 def test_a_prepared_constant_is_multiplied_by_panels(op, small_blocks, monkeypatch):
-    """A constant B of PANEL_MIN_COLUMNS or more is kept by `prepare` (not replaced) and packed
-    at the first call that reads that very B with at most PANEL_MAX_ROWS rows; such calls take
-    the panel product, in row blocks, with a batch of rows; another array of the same values,
-    or more rows, take the other products."""
+    """A constant B of PANEL_MIN_COLUMNS or more is packed by `prepare` and kept beside B (not
+    in its place); the calls that read that very B with at most PANEL_MAX_ROWS rows take the
+    panel product, in row blocks, with a batch of rows; another array of the same values, or
+    more rows, take the other products; a kernel told that every product has more rows packs
+    nothing."""
     calls = []
     multiply = kernels.panel.multiply
 
@@ -817,6 +818,9 @@ def test_a_prepared_constant_is_multiplied_by_panels(op, small_blocks, monkeypat
     monkeypatch.setattr(kernels, "PANEL_MAX_ROWS", 6)  # more rows: the sgemm
     check(node, [rand(rng, 7, 10), b, *extra], kernel=kernel)
     assert not calls
+    kernel.body.least_rows = 7
+    kernel.body.prepare(b)
+    assert kernel.body._panels is None
 
 
 def test_matmul_of_shapes_that_do_not_fit_names_the_node(allow_reference):

@@ -8,6 +8,7 @@ import onnx
 import pytest
 
 import sod2
+from sod2.backend import panel
 from sod2.backend.runtime import AssumptionError, CompileOptions, compile_model
 from sod2.errors import Sod2Error
 from sod2.ir.dims import symbol
@@ -624,3 +625,25 @@ def test_a_dense_block_writes_each_feature_once_where_the_concats_read_it():
     for node in concats:
         for tensor in node.inputs:
             assert np.shares_memory(frame.views[tensor], last)  # computed in its place
+
+
+@pytest.mark.skipif(panel.TILE is None, reason="this CPU has no panel products")
+@pytest.mark.parametrize(("lowest", "packed"), [(1, True), (300, False)])
+def test_weights_are_packed_only_where_some_product_has_few_rows(lowest, packed):
+    """RDP's rows of a MatMul's operand (N * 2 here), at the lowest values of the symbol
+    ranges, decide whether its constant B is packed into panels at compile time."""
+    from sod2.backend.kernels import PANEL_MAX_ROWS
+
+    graph = Graph("rows")
+    n = symbol("N")
+    x = graph.add_input("x", TensorType(DType.FLOAT32, Shape([n, 2, 64])))
+    w = graph.add_constant(np.random.default_rng(0).standard_normal((64, 96)).astype(np.float32))
+    graph.set_outputs([graph.add_node("MatMul", [x, w]).outputs[0]])
+    model = Model(graph, opset_imports={"": 21})
+    compiled = compile_model(model, CompileOptions(ranges={"N": (lowest, 400)}))
+    (step,) = [s for s in compiled.steps if s.node.op_type == "MatMul"]
+    assert (step.fast.body._panels is not None) == packed
+    assert lowest * 2 <= PANEL_MAX_ROWS or not packed
+    feeds = {"x": np.random.default_rng(1).standard_normal((lowest, 2, 64)).astype(np.float32)}
+    (got,) = compiled.run(feeds).values()
+    np.testing.assert_allclose(got, feeds["x"] @ w.const_value, rtol=1e-4, atol=1e-4)
