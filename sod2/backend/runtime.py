@@ -528,7 +528,8 @@ class CompiledModel:
             return _ControlStep(node, opset)
         fast = _fast_kernel(node, opset) if self.options.mvc else None
         sole = len(node.inputs) > 1 and _only_reader(node.inputs[1])
-        _prepare(fast, node.inputs, sole, self.derived, self._least_rows(node, node.inputs[0]))
+        first = node.inputs[0] if node.inputs else None
+        _prepare(fast, node.inputs, sole, self.derived, self._least_rows(node, first))
         return _ReferenceStep(node, opset, fast, self._dtypes(node))
 
     def _least_rows(self, node: Node, a: Tensor | None) -> int | None:
