@@ -73,6 +73,20 @@ def float32_bits(typingctx: Any, value: types.Type) -> Any:
     return types.int32(value), codegen
 
 
+def _prefetch_line(builder: ir.IRBuilder, pointer: ir.Value) -> None:
+    """Emit `llvm.prefetch` of the cache line at `pointer`: for reading (0), kept in every
+    cache level (locality 3), data (1)."""
+    byte = ir.IntType(8).as_pointer()
+    word = ir.IntType(32)
+    function = cgutils.get_or_insert_function(
+        builder.module,
+        ir.FunctionType(ir.VoidType(), [byte, word, word, word]),
+        "llvm.prefetch.p0i8",
+    )
+    flags = [ir.Constant(word, 0), ir.Constant(word, 3), ir.Constant(word, 1)]
+    builder.call(function, [builder.bitcast(pointer, byte), *flags])
+
+
 @intrinsic
 def prefetch(typingctx: Any, matrix: types.Type, i: types.Type, j: types.Type) -> Any:
     """Prefetch the cache line of `matrix[i, j]` for reading (no bounds check: a hint)."""
@@ -93,16 +107,7 @@ def prefetch(typingctx: Any, matrix: types.Type, i: types.Type, j: types.Type) -
         pointer = cgutils.get_item_pointer(
             context, builder, matrix, array, indices, wraparound=False, boundscheck=False
         )
-        byte = ir.IntType(8).as_pointer()
-        word = ir.IntType(32)
-        function = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(ir.VoidType(), [byte, word, word, word]),
-            "llvm.prefetch.p0i8",
-        )
-        # read (0), keep in every cache level (locality 3), data cache (1)
-        flags = [ir.Constant(word, 0), ir.Constant(word, 3), ir.Constant(word, 1)]
-        builder.call(function, [builder.bitcast(pointer, byte), *flags])
+        _prefetch_line(builder, pointer)
         return context.get_dummy_value()
 
     return types.none(matrix, i, j), codegen
@@ -246,23 +251,20 @@ def tile_product(rows: int, vectors: int, lanes: int) -> Any:
                 address = builder.add(a_, builder.mul(index, row_bytes))
                 a_rows.append(builder.inttoptr(address, pointer))
                 dst_rows.append(builder.gep(target, [builder.mul(index, ldd_)]))
+
+            def vector_at(row: ir.Value, v: int) -> ir.Value:
+                """The address of the `v`-th vector of a row, as a vector pointer."""
+                return builder.bitcast(builder.gep(row, [constant(v * lanes)]), vector_pointer)
+
             with builder.if_then(builder.icmp_signed("!=", resume_, constant(0))):
                 for i in range(rows):
                     for v in range(vectors):
-                        place = builder.gep(dst_rows[i], [constant(v * lanes)])
-                        value = builder.load(builder.bitcast(place, vector_pointer), align=4)
+                        value = builder.load(vector_at(dst_rows[i], v), align=4)
                         builder.store(value, sums[i][v])
             panel = builder.inttoptr(w_, pointer)
             undefined = ir.Constant(vector, ir.Undefined)
             splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
             first = ir.Constant(ir.IntType(32), 0)
-            byte = ir.IntType(8).as_pointer()
-            fetch = cgutils.get_or_insert_function(
-                builder.module,
-                ir.FunctionType(ir.VoidType(), [byte, *[ir.IntType(32)] * 3]),
-                "llvm.prefetch.p0i8",
-            )
-            flags = [ir.Constant(ir.IntType(32), f) for f in (0, 3, 1)]  # read, keep, data
             # `per` lines at each step (lines [k * per, (k + 1) * per), those below `lines`)
             steps = builder.select(
                 builder.icmp_signed(">", depth_, constant(0)), depth_, constant(1)
@@ -274,15 +276,9 @@ def tile_product(rows: int, vectors: int, lanes: int) -> Any:
                     line = builder.add(builder.mul(k, per), fetched.index)
                     with builder.if_then(builder.icmp_signed("<", line, lines_)):
                         address = builder.add(ahead_, builder.mul(line, constant(64)))
-                        builder.call(fetch, [builder.inttoptr(address, byte), *flags])
+                        _prefetch_line(builder, builder.inttoptr(address, pointer))
                 start = builder.gep(panel, [builder.mul(k, constant(vectors * lanes))])
-                loaded = [
-                    builder.load(
-                        builder.bitcast(builder.gep(start, [constant(v * lanes)]), vector_pointer),
-                        align=4,
-                    )
-                    for v in range(vectors)
-                ]
+                loaded = [builder.load(vector_at(start, v), align=4) for v in range(vectors)]
                 for i in range(rows):
                     element = builder.load(builder.gep(a_rows[i], [k]))
                     broadcast = builder.shuffle_vector(
@@ -294,9 +290,7 @@ def tile_product(rows: int, vectors: int, lanes: int) -> Any:
             for i in range(rows):
                 with builder.if_then(builder.icmp_signed("<", constant(i), count_)):
                     for v in range(vectors):
-                        place = builder.gep(dst_rows[i], [constant(v * lanes)])
-                        place = builder.bitcast(place, vector_pointer)
-                        builder.store(builder.load(sums[i][v]), place, align=4)
+                        builder.store(builder.load(sums[i][v]), vector_at(dst_rows[i], v), align=4)
             return context.get_dummy_value()
 
         return types.none(*arguments), codegen

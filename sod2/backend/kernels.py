@@ -746,6 +746,8 @@ def _shift_add(products, out, r0, r1, filters, kh, kw, dh, dw, padded_w, accumul
 
 
 _SHIFT_ADD = _jit(_shift_add)
+_NO_BIAS = np.empty(0, np.float32)
+"""The `bias` that tells `_shift_add` to add none."""
 
 
 # Winograd F(2x2, 3x3) (Lavin and Gray, 2016): a 3x3 unit-stride convolution computed per 2x2
@@ -1346,7 +1348,6 @@ class ConvKernel:
         span = (rows_of_taps - 1) * dh  # product rows a block computes beyond its own
         products = _scratch("products", rows_of_taps * kw * filters * (block + span) * padded_w)
         band = _scratch("padded", channels * (block + reach) * padded_w)
-        no_bias = np.empty(0, np.float32)
         stacked_rows = rows_of_taps * kw * filters  # the stacked filters of one sgemm
         for n in _images(batch, epilogue):
             for r0 in range(0, out_h, block):
@@ -1363,7 +1364,7 @@ class ConvKernel:
                     filters_of = stacked[i * kw * filters : i * kw * filters + stacked_rows]
                     matmul_into(filters_of, columns, product)
                     last = i + rows_of_taps >= kh
-                    added = bias if last and bias is not None else no_bias
+                    added = bias if last and bias is not None else _NO_BIAS
                     args = (filters, rows_of_taps, kw, dh, dw, padded_w, i > 0, added)
                     shift_add(product, out[n], r0, r1, *args)
 

@@ -108,6 +108,26 @@ of few rows streams its matrix once, mostly from memory (a model's weights are r
 cache), and two cores stream it faster than one."""
 
 
+POPULATE_MIN_BYTES = 1 << 20
+"""Panels this large are allocated with their pages mapped at once (`_zeros`)."""
+
+
+def _zeros(shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 array of zeros. A large one is an anonymous mapping whose pages the kernel maps
+    in one call (MAP_POPULATE, where the platform has it): on a virtual machine, faulting in a
+    model's worth of fresh pages one at a time, as the first writes to `np.zeros` do, took 0.1
+    to 0.8 s for 340 MB here (varying from run to run), the mapping about 0.2 s."""
+    size = int(np.prod(shape)) * 4
+    populate = getattr(mmap, "MAP_POPULATE", None)
+    if size < POPULATE_MIN_BYTES or populate is None:
+        return np.zeros(shape, np.float32)
+    try:
+        mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+    except OSError:
+        return np.zeros(shape, np.float32)
+    return np.frombuffer(mapping, np.float32).reshape(shape)  # (the array keeps the mapping)
+
+
 def pack_panels(b: np.ndarray, tile: TileShape | None = None) -> np.ndarray:
     """B (K, N) float32 packed into ceil(N / width) panels of (K, width), zero-padded (module
     docstring)."""
@@ -209,26 +229,6 @@ def _panel_product(a, packed, out, groups):  # type: ignore[no-untyped-def]
 
 _LOOPS: list[tuple[Any, Any]] = []
 """The serial and parallel `_panel_product`, compiled on first use."""
-
-
-POPULATE_MIN_BYTES = 1 << 20
-"""Panels this large are allocated with their pages mapped at once (`_zeros`)."""
-
-
-def _zeros(shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 array of zeros. A large one is an anonymous mapping whose pages the kernel maps
-    in one call (MAP_POPULATE, where the platform has it): on a virtual machine, faulting in a
-    model's worth of fresh pages one at a time, as the first writes to `np.zeros` do, took 0.1
-    to 0.8 s for 340 MB here (varying from run to run), the mapping about 0.2 s."""
-    size = int(np.prod(shape)) * 4
-    populate = getattr(mmap, "MAP_POPULATE", None)
-    if size < POPULATE_MIN_BYTES or populate is None:
-        return np.zeros(shape, np.float32)
-    try:
-        mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
-    except OSError:
-        return np.zeros(shape, np.float32)
-    return np.frombuffer(mapping, np.float32).reshape(shape)  # (the array keeps the mapping)
 
 
 def _loops() -> tuple[Any, Any]:
