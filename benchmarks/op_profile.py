@@ -36,6 +36,8 @@ from sod2.zoo import get
 
 STEP_CLASSES = (
     runtime._ReferenceStep,
+    runtime._ViewStep,
+    runtime._SplitStep,
     runtime._FusedStep,
     runtime._EpilogueStep,
     runtime._ChainStep,

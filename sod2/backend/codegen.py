@@ -40,13 +40,18 @@ by default), which halves the instructions of the helpers' polynomials (the expo
 about twice as fast). NaN, infinities, signed zeros and the order of every sum stay IEEE's.
 
 Invariants: a kernel reads every input element of an iteration before it writes that iteration's
-output elements, so an output may be the same array as an input of the iteration shape (in place);
-shapes that do not broadcast, or outputs of the wrong shape or type, are a `CodegenError` naming
+output elements, so an output may be the same array as an input of the iteration shape (in place).
+Such a call runs a version of its own that reads that input through the output
+(`Signature.in_place`): LLVM vectorizes a loop only after a run-time check that its arrays do not
+overlap, and two names for one buffer fail that check, so the loop would run one element at a
+time (5 to 6 times slower with a Sigmoid). An input that overlaps an output any other way is
+copied before the call. Shapes that do not broadcast, or outputs of the wrong shape or type, are a `CodegenError` naming
 the group and its tensors, raised before any element is written.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import threading
@@ -579,6 +584,9 @@ class Signature:
     masks: tuple[tuple[bool, ...], ...]
     rank: int
     parallel: bool
+    in_place: tuple[int, ...] = ()
+    """Per input, the output whose array it is (read through that output), or -1; empty when
+    no input is an output."""
 
     def describe(self) -> str:
         """e.g. `rank 2 [full, (i, -)] parallel`."""
@@ -591,7 +599,9 @@ class Signature:
             else:
                 parts.append("(" + ", ".join("i" if m else "-" for m in mask) + ")")
         mode = "parallel" if self.parallel else "serial"
-        return f"rank {self.rank} [{', '.join(parts)}] {mode}"
+        shared = [f"in{i}=out{o}" for i, o in enumerate(self.in_place) if o >= 0]
+        place = f" in place ({', '.join(shared)})" if shared else ""
+        return f"rank {self.rank} [{', '.join(parts)}] {mode}{place}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -688,7 +698,10 @@ def kernel_source(body: Graph, opset: int, signature: Signature) -> str:
         index = ", ".join(f"i{axis}" if full else "0" for axis, full in enumerate(mask)) or "()"
         level = max((axis + 1 for axis, full in enumerate(mask) if full), default=0)
         names[tensor], depth[tensor] = f"x{position}", level
-        by_depth[level].append(f"x{position} = in{position}[{index}]")
+        source = f"in{position}"
+        if signature.in_place and signature.in_place[position] >= 0:
+            source = f"out{signature.in_place[position]}"
+        by_depth[level].append(f"x{position} = {source}[{index}]")
     for tensor in body.constants:
         names[tensor] = module.constant(_scalar_constant(tensor, body), _dtype(tensor))
         depth[tensor] = 0
@@ -790,7 +803,8 @@ class _Call:
     """What a call with given shapes needs, computed once per distinct tuple of shapes."""
 
     layout: Layout
-    function: Callable[..., None]
+    versions: dict[tuple[int, ...], Callable[..., None]]
+    """The compiled versions of the layout's signature so far, by `Signature.in_place`."""
 
 
 class FusedKernel:
@@ -825,6 +839,11 @@ class FusedKernel:
         self.parallel_min = sys.maxsize if divides else parallel_threshold(body)
         self._versions: dict[Signature, Callable[..., None]] = {}
         self._calls: dict[tuple[tuple[int, ...], ...], _Call] = {}
+        self._shared_dtypes = [
+            [q for q, out in enumerate(self.output_dtypes) if out == dtype]
+            for dtype in self.input_dtypes
+        ]
+        """Per input, the outputs of its element type (the only ones it can be in place of)."""
 
     def versions(self) -> list[str]:
         """Human-readable names of the specializations compiled so far."""
@@ -834,6 +853,39 @@ class FusedKernel:
         """Compute the group: `inputs` in body-input order (any shapes that broadcast to the
         iteration shape, any strides), `outputs` preallocated C-contiguous arrays of the
         iteration shape and the body outputs' dtypes; an output may be an input (in place)."""
+        function, arguments = self._arguments(inputs, outputs)
+        self._invoke(function, arguments)
+
+    def bind(
+        self, inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]
+    ) -> Callable[[], None] | None:
+        """`self(inputs, outputs)` as a call without arguments, checked now: every later call
+        computes the group again over the same arrays (whatever they then hold), without the
+        look at their shapes, types and overlaps. None where the call needs a copy of an input
+        (strided, or overlapping an output), which only a call can make."""
+        function, arguments = self._arguments(inputs, outputs)
+        if any(
+            isinstance(value, np.ndarray) and not np.may_share_memory(value, argument)
+            for value, argument in zip(inputs, arguments, strict=False)
+        ):
+            return None
+        if self.parallel_min == sys.maxsize:  # integer division: its error is ours to name
+            return functools.partial(self._invoke, function, arguments)
+        return functools.partial(function, *arguments)
+
+    def _invoke(self, function: Callable[..., None], arguments: tuple[Any, ...]) -> None:
+        try:
+            function(*arguments)
+        except ZeroDivisionError:
+            raise CodegenError(
+                f"fused group {self.name!r}: integer division by zero (in one of its Div nodes)"
+            ) from None
+
+    def _arguments(
+        self, inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]
+    ) -> tuple[Callable[..., None], tuple[Any, ...]]:
+        """The compiled version for these arrays and its arguments: inputs reshaped to the
+        merged space (`_in_place` copies where it must), outputs, extents."""
         arrays = self._inputs(inputs, outputs)
         key = (*(o.shape for o in outputs), *(a.shape for a in arrays))
         call = self._calls.get(key)
@@ -844,18 +896,15 @@ class FusedKernel:
             self._calls[key] = call
         extents = call.layout.extents
         if 0 in extents:
-            return
+            return _nothing, ()
+        in_place = self._in_place(arrays, outputs)
+        function = call.versions.get(in_place) or self._version(call, in_place)
         operands = [
             a if a.shape == m else a.reshape(m)
             for a, m in zip(arrays, call.layout.merged, strict=True)
         ]
         results = [o if o.shape == extents else o.reshape(extents) for o in outputs]
-        try:
-            call.function(*operands, *results, *extents)
-        except ZeroDivisionError:
-            raise CodegenError(
-                f"fused group {self.name!r}: integer division by zero (in one of its Div nodes)"
-            ) from None
+        return function, (*operands, *results, *extents)
 
     def _inputs(
         self, inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]
@@ -885,8 +934,38 @@ class FusedKernel:
                 )
         return arrays
 
+    def _in_place(self, arrays: list[np.ndarray], outputs: Sequence[np.ndarray]) -> tuple[int, ...]:
+        """Per input, the output that is the same array (-1: none), or () when no input is
+        an output; an input that overlaps an output otherwise is replaced by a copy in
+        `arrays` (the loop would read elements it has already written)."""
+        found: list[int] | None = None
+        for position, candidates in enumerate(self._shared_dtypes):
+            array = arrays[position]
+            for q in candidates:
+                out = outputs[q]
+                if array is not out and not np.may_share_memory(array, out):
+                    continue
+                if array.size == out.size and array.ctypes.data == out.ctypes.data:
+                    found = found or [-1] * len(arrays)
+                    found[position] = q
+                else:
+                    arrays[position] = array = array.copy()
+                break
+        return () if found is None else tuple(found)
+
+    def _version(self, call: _Call, in_place: tuple[int, ...]) -> Callable[..., None]:
+        """The version of `call`'s signature that reads the inputs `in_place` names through
+        their outputs (compiled on first use)."""
+        signature = call.layout.signature
+        signature = Signature(signature.masks, signature.rank, signature.parallel, in_place)
+        function = self._versions.get(signature)
+        if function is None:
+            function = self._versions[signature] = self._compile(signature)
+        call.versions[in_place] = function
+        return function
+
     def _prepare(self, arrays: list[np.ndarray], outputs: Sequence[np.ndarray]) -> _Call:
-        """Check that the shapes fit, find the layout and its compiled version."""
+        """Check that the shapes fit and find the layout (its versions compile on first use)."""
         shape = _broadcast_shape([*(a.shape for a in arrays), *self.constant_shapes])
         if shape is None:
             described = ", ".join(
@@ -902,10 +981,7 @@ class FusedKernel:
                     f"{list(out.shape)}, the inputs broadcast to {list(shape)}"
                 )
         layout = signature_of([a.shape for a in arrays], shape, parallel_min=self.parallel_min)
-        function = self._versions.get(layout.signature)
-        if function is None:
-            function = self._versions[layout.signature] = self._compile(layout.signature)
-        return _Call(layout, function)
+        return _Call(layout, {})
 
     def _compile(self, signature: Signature) -> Callable[..., None]:
         key = (self.source_key, signature)
@@ -916,6 +992,10 @@ class FusedKernel:
                 function = _load(source, self.cache_dir or cache_dir("kernels"))
                 _COMPILED[key] = function
         return function
+
+
+def _nothing() -> None:
+    """The call over an empty iteration space."""
 
 
 def parallel_threshold(body: Graph) -> int:

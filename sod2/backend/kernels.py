@@ -175,6 +175,23 @@ class _Kernel:
                 raise self.fail(str(error)) from error
             self.run_reference(inputs, outputs, epilogue)
 
+    def bind(
+        self,
+        inputs: Sequence[np.ndarray | None],
+        outputs: Sequence[np.ndarray],
+        epilogue: Epilogue | None = None,
+    ) -> Callable[[], None] | None:
+        """`self(inputs, outputs, epilogue)` as a call without arguments, checked now (`Bindable`);
+        None where the body cannot be bound so, or declines these inputs (a call then takes
+        the reference kernel)."""
+        binder = getattr(self.body, "bind", None)
+        if binder is None:
+            return None
+        try:
+            return binder(inputs, outputs, epilogue)  # type: ignore[no-any-return]
+        except (_Unfit, ValueError, TypeError, IndexError):
+            return None
+
     def run_reference(
         self,
         inputs: Sequence[np.ndarray | None],
@@ -198,6 +215,70 @@ class _Kernel:
 
     def fail(self, message: str) -> Sod2Error:
         return Sod2Error(f"node {self.node.name!r} ({self.node.op_type}): {message}")
+
+
+class Bindable(Protocol):
+    """A kernel body that can also check its inputs once and return the computation as a call
+    without arguments (`bind`), for a runtime that runs it again over the same arrays: every
+    choice that reads shapes, strides, types or overlaps is made at binding, never one that
+    reads elements. The epilogue's rows are finished through `finish_call`."""
+
+    def bind(
+        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> Callable[[], None] | None: ...
+
+
+def finish_call(epilogue: Epilogue | None, lo: int, hi: int) -> Callable[[], None] | None:
+    """`epilogue(lo, hi)` as a call without arguments: the epilogue's own bound call where it
+    has one (a `bound(lo, hi)` method), None without an epilogue."""
+    if epilogue is None:
+        return None
+    bound = getattr(epilogue, "bound", None)
+    return bound(lo, hi) if bound is not None else functools.partial(epilogue, lo, hi)
+
+
+def run_calls(calls: Sequence[Callable[[], None]]) -> None:
+    """Each call in turn."""
+    for call in calls:
+        call()
+
+
+def sequence(calls: Sequence[Callable[[], None] | None]) -> Callable[[], None]:
+    """One call without arguments making `calls` (None: nothing) in turn."""
+    kept = tuple(call for call in calls if call is not None)
+    return kept[0] if len(kept) == 1 else functools.partial(run_calls, kept)
+
+
+Plan = Callable[
+    [Sequence[Any], Sequence[Any], "Epilogue | None"],
+    tuple[list[Callable[[], None] | None], bool],
+]
+"""A body written as the calls it makes for some arrays (None: nothing), with whether those
+calls may be made again later over the same arrays (False where one reads a copy of an input
+made now, such as a strided input made contiguous)."""
+
+
+def planned(plan: Plan) -> Body:
+    """A body that makes the calls of `plan`, and can be bound to its arrays (`Bindable`)."""
+
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        for call in plan(inputs, outputs, epilogue)[0]:
+            if call is not None:
+                call()
+
+    def bind(
+        inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> Callable[[], None] | None:
+        calls, again = plan(inputs, outputs, epilogue)
+        return sequence(calls) if again else None
+
+    body.bind = bind  # type: ignore[attr-defined]
+    return body
+
+
+def _finish_all(epilogue: Epilogue | None, out: np.ndarray) -> Callable[[], None] | None:
+    """`_finish(epilogue, out)` as a call without arguments (`finish_call`)."""
+    return finish_call(epilogue, 0, out.shape[0] if out.ndim else 1)
 
 
 def _finish(epilogue: Epilogue | None, out: np.ndarray) -> None:
@@ -394,6 +475,16 @@ def _skinny_row(a, bt, out, zero):  # type: ignore[no-untyped-def]
 _SKINNY_ROW = _jit(_skinny_row)
 
 
+def _product_call(
+    left: np.ndarray, right: np.ndarray, out: np.ndarray, packed: np.ndarray | None
+) -> Callable[[], None]:
+    """`_product(left, right, out, packed)` as a call without arguments: the panel product
+    bound where it takes these operands, else `_product` choosing at each call."""
+    if packed is not None and panel.fits(left, packed, out):
+        return panel.bind(left, packed, out)
+    return functools.partial(_product, left, right, out)
+
+
 def _product(
     left: np.ndarray, right: np.ndarray, out: np.ndarray, packed: np.ndarray | None = None
 ) -> None:
@@ -505,37 +596,67 @@ class MatMulKernel:
         if a.ndim == 0 or b.ndim == 0:
             raise _Unfit
         if a.ndim >= 2 and b.ndim == 2 and a.flags.c_contiguous:
-            rows = a.size // a.shape[-1] if a.shape[-1] else 0
-            packed = None if self._panels is None else self._panels.for_product(b, rows)
-            _rows_times_matrix(a, b, out, epilogue, packed)
+            packed = self._packed(a, b)
+            for left, block, lo, hi in _matrix_blocks(a, b, out, epilogue is not None):
+                _product(left, b, block, packed)
+                if epilogue is not None:
+                    epilogue(lo, hi)
             return
         matmul_into(a, b, out)
         _finish(epilogue, out)
+
+    def bind(
+        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> Callable[[], None] | None:
+        """As `Bindable.bind`: rows against one matrix (None for any other batch)."""
+        a, b, out = inputs[0], inputs[1], outputs[0]
+        _matmul_floats(a, b, out)
+        if a.ndim == 0 or b.ndim == 0:
+            raise _Unfit
+        if not (a.ndim >= 2 and b.ndim == 2 and a.flags.c_contiguous):
+            if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
+                return None  # (the reference names what is wrong, at the call)
+            try:
+                stacks = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+            except ValueError:
+                return None
+            if out.shape != (*stacks, a.shape[-2], b.shape[-1]):
+                return None
+            return sequence([functools.partial(matmul_into, a, b, out), _finish_all(epilogue, out)])
+        packed = self._packed(a, b)
+        calls: list[Callable[[], None] | None] = []
+        for left, block, lo, hi in _matrix_blocks(a, b, out, epilogue is not None):
+            calls.append(_product_call(left, b, block, packed))
+            calls.append(finish_call(epilogue, lo, hi))
+        return sequence(calls)
+
+    def _packed(self, a: np.ndarray, b: Any) -> np.ndarray | None:
+        """B's panels for a product of A's rows (all its leading axes), where it takes them."""
+        if self._panels is None:
+            return None
+        return self._panels.for_product(b, a.size // a.shape[-1] if a.shape[-1] else 0)
 
 
 def _matmul(node: Node, opset: int) -> Body | None:
     return MatMulKernel()
 
 
-def _rows_times_matrix(
-    a: np.ndarray,
-    b: np.ndarray,
-    out: np.ndarray,
-    epilogue: Epilogue | None,
-    packed: np.ndarray | None = None,
-) -> None:
-    """(..., M, K) @ (K, N) as one (prod(...) * M, K) @ (K, N) product, in first-axis blocks."""
+def _matrix_blocks(
+    a: np.ndarray, b: np.ndarray, out: np.ndarray, blocked: bool
+) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
+    """(..., M, K) @ (K, N) as one (prod(...) * M, K) @ (K, N) product, in first-axis blocks
+    [lo, hi) when `blocked`: per block, its rows of A and of the output, lo and hi."""
     if out.shape != a.shape[:-1] + b.shape[-1:] or a.shape[-1] != b.shape[0]:
         raise _Unfit
     flat_a = a.reshape(-1, a.shape[-1])
     flat_out = out.reshape(-1, out.shape[-1])
     first = out.shape[0]
     per_row = flat_out.shape[0] // first if first else 0
-    for lo, hi in _row_blocks(first, per_row * out.strides[-2], epilogue is not None):
+    blocks = []
+    for lo, hi in _row_blocks(first, per_row * out.strides[-2], blocked):
         rows = slice(lo * per_row, hi * per_row)
-        _product(flat_a[rows], b, flat_out[rows], packed)
-        if epilogue is not None:
-            epilogue(lo, hi)
+        blocks.append((flat_a[rows], flat_out[rows], lo, hi))
+    return blocks
 
 
 class GemmKernel:
@@ -563,6 +684,46 @@ class GemmKernel:
     def __call__(
         self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
     ) -> None:
+        left, right, addend, packed, blocks = self._operands(inputs, outputs, epilogue)
+        out = outputs[0]
+        if addend is not None and self.beta != 1.0:
+            addend = addend * out.dtype.type(self.beta)
+        for lo, hi in blocks:
+            block = out[lo:hi]
+            _product(left[lo:hi], right, block, packed)
+            if self.alpha != 1.0:
+                block *= out.dtype.type(self.alpha)
+            if addend is not None:
+                block += _rows_of(addend, lo, hi, out.shape[0])
+            if epilogue is not None:
+                epilogue(lo, hi)
+
+    def bind(
+        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> Callable[[], None] | None:
+        """As `Bindable.bind` (None where C is scaled: beta times C is computed per call)."""
+        left, right, addend, packed, blocks = self._operands(inputs, outputs, epilogue)
+        if addend is not None and self.beta != 1.0:
+            return None
+        out = outputs[0]
+        calls: list[Callable[[], None] | None] = []
+        for lo, hi in blocks:
+            block = out[lo:hi]
+            calls.append(_product_call(left[lo:hi], right, block, packed))
+            if self.alpha != 1.0:
+                alpha = out.dtype.type(self.alpha)
+                calls.append(functools.partial(np.multiply, block, alpha, out=block))
+            if addend is not None:
+                rows = _rows_of(addend, lo, hi, out.shape[0])
+                calls.append(functools.partial(np.add, block, rows, out=block))
+            calls.append(finish_call(epilogue, lo, hi))
+        return sequence(calls)
+
+    def _operands(
+        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> tuple[Any, Any, Any, np.ndarray | None, list[tuple[int, int]]]:
+        """A', B', C (None where it adds nothing), B's panels, the row blocks; `_Unfit` where
+        the operands are not float matrices of matching shapes."""
         a, b, out = inputs[0], inputs[1], outputs[0]
         c = inputs[2] if len(inputs) > 2 else None
         _matmul_floats(a, b, out)
@@ -576,18 +737,15 @@ class GemmKernel:
             _matmul_floats(c, out)
             if np.broadcast_shapes(c.shape, out.shape) != out.shape:
                 raise _Unfit
-            addend = c if self.beta == 1.0 else c * out.dtype.type(self.beta)
-        rows_of_c = addend is not None and addend.ndim == 2 and addend.shape[0] == out.shape[0] > 1
+            addend = c
         packed = None if self._panels is None else self._panels.for_product(b, out.shape[0])
-        for lo, hi in _row_blocks(out.shape[0], out.strides[0], epilogue is not None):
-            block = out[lo:hi]
-            _product(left[lo:hi], right, block, packed)
-            if self.alpha != 1.0:
-                block *= out.dtype.type(self.alpha)
-            if addend is not None:
-                block += addend[lo:hi] if rows_of_c else addend
-            if epilogue is not None:
-                epilogue(lo, hi)
+        blocks = _row_blocks(out.shape[0], out.strides[0], epilogue is not None)
+        return left, right, addend, packed, blocks
+
+
+def _rows_of(addend: np.ndarray, lo: int, hi: int, rows: int) -> np.ndarray:
+    """Rows [lo, hi) of Gemm's C where it has a row per output row, else C (broadcast)."""
+    return addend[lo:hi] if addend.ndim == 2 and addend.shape[0] == rows > 1 else addend
 
 
 def _gemm(node: Node, opset: int) -> Body | None:
@@ -2158,31 +2316,35 @@ def _softmax(node: Node, opset: int) -> Body | None:
     axis_attr = int(node.attr("axis", -1 if opset >= 13 else 1))
     context = KernelContext(node, opset)
 
-    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+    def plan(
+        inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> tuple[list[Callable[[], None] | None], bool]:
         x, out = inputs[0], outputs[0]
         _float32(x, out)
         if x.ndim == 0 or x.shape != out.shape:
             raise _Unfit
         axis = normalize_axis(context, axis_attr, x.ndim)
+        finish = _finish_all(epilogue, out)
         if opset < 13:  # coerced to 2-D: [prod(dims before axis), prod(dims from axis)]
             rows = math.prod(x.shape[:axis])
         elif axis == x.ndim - 1:
             rows = math.prod(x.shape[:-1])
         else:
-            _softmax_numpy(x, out, axis, log)
-            _finish(epilogue, out)
-            return
+            return [functools.partial(_softmax_numpy, x, out, axis, log), finish], True
+        if not x.size:
+            return [finish], True
         # in place (the liveness plan may put the output over its input): the loop nest reads
         # all of a row before it writes it
         same = x.ctypes.data == out.ctypes.data and x.flags.c_contiguous
-        if x.size and (same or not np.may_share_memory(x, out)):
+        if same or not np.may_share_memory(x, out):
             matrix = _contiguous(x).reshape(rows, -1)
-            _pick(_SOFTMAX, x.size)(matrix, out.reshape(rows, -1), log)
-        elif x.size:
-            _softmax_numpy(x.reshape(rows, -1), out.reshape(rows, -1), 1, log)
-        _finish(epilogue, out)
+            loop = _pick(_SOFTMAX, x.size)
+            call = functools.partial(loop, matrix, out.reshape(rows, -1), log)
+            return [call, finish], bool(x.flags.c_contiguous)
+        rows_x, rows_out = x.reshape(rows, -1), out.reshape(rows, -1)
+        return [functools.partial(_softmax_numpy, rows_x, rows_out, 1, log), finish], True
 
-    return body
+    return planned(plan)
 
 
 def _softmax_numpy(x: np.ndarray, out: np.ndarray, axis: int, log: bool) -> None:
@@ -2248,7 +2410,9 @@ def _layer_norm(node: Node, opset: int) -> Body | None:
     epsilon = float(node.attr("epsilon", 1e-5))
     context = KernelContext(node, opset)
 
-    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+    def plan(
+        inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> tuple[list[Callable[[], None] | None], bool]:
         x, scale, out = inputs[0], inputs[1], outputs[0]
         bias = inputs[2] if len(inputs) > 2 else None
         _float32(x, scale, out, *(() if bias is None else (bias,)))
@@ -2263,18 +2427,28 @@ def _layer_norm(node: Node, opset: int) -> Body | None:
             np.zeros(width, np.float32) if bias is None else _parameter_row(bias, normalized, width)
         )
         stats = [_statistics(outputs, index, x.shape, axis, rows) for index in (1, 2)]
+        calls: list[Callable[[], None] | None] = []
         if x.size:
-            _pick(_LAYER_NORM, x.size)(
-                _contiguous(x).reshape(rows, width),
-                scale_row,
-                bias_row,
-                epsilon,
-                out.reshape(rows, width),
-                *stats,
+            calls.append(
+                functools.partial(
+                    _pick(_LAYER_NORM, x.size),
+                    _contiguous(x).reshape(rows, width),
+                    scale_row,
+                    bias_row,
+                    epsilon,
+                    out.reshape(rows, width),
+                    *stats,
+                )
             )
-        _finish(epilogue, out)
+        calls.append(_finish_all(epilogue, out))
+        # (a strided input, or a parameter broadcast to the row, is a copy made now)
+        again = x.flags.c_contiguous and all(
+            param is None or np.may_share_memory(row, param)
+            for param, row in ((scale, scale_row), (bias, bias_row))
+        )
+        return calls, again
 
-    return body
+    return planned(plan)
 
 
 def _parameter_row(param: np.ndarray, normalized: tuple[int, ...], width: int) -> np.ndarray:
@@ -2923,25 +3097,33 @@ def _transpose_into(
 ) -> None:
     """out = x.transpose(perm): as `_swap_tiles` over x's bytes where `plan` (`_swap_plan` of
     x's shape) says how; any other, and arrays not both contiguous or that overlap, by numpy."""
+    _transpose_call(x, out, perm, plan)()
+
+
+def _transpose_call(
+    x: np.ndarray, out: np.ndarray, perm: tuple[int, ...], plan: SwapPlan | None
+) -> Callable[[], None]:
+    """`_transpose_into(x, out, perm, plan)` as a call without arguments."""
     if (
         plan is None
         or not (x.flags.c_contiguous and out.flags.c_contiguous)
         or np.may_share_memory(x, out)
     ):
-        np.copyto(out, x.transpose(perm))
-        return
+        return functools.partial(np.copyto, out, x.transpose(perm))
     batch, rows, cols, inner, tile = plan
     uint = _SAME_SIZE_UINTS[x.dtype.itemsize]
     source = x.view(uint).reshape(batch, rows, cols, inner)
     target = out.view(uint).reshape(batch, cols, rows, inner)
-    _pick(_SWAP_TILES, x.size)(source, target, tile)
+    return functools.partial(_pick(_SWAP_TILES, x.size), source, target, tile)
 
 
 def _transpose(node: Node, opset: int) -> Body | None:
     perm_attr = node.attr("perm", None)
     plans: dict[tuple[tuple[int, ...], int], SwapPlan | None] = {}  # by input shape and itemsize
 
-    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+    def plan(
+        inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> tuple[list[Callable[[], None] | None], bool]:
         x, out = inputs[0], outputs[0]
         _arrays(x, out)
         perm = tuple(reversed(range(x.ndim))) if perm_attr is None else tuple(perm_attr)
@@ -2949,20 +3131,24 @@ def _transpose(node: Node, opset: int) -> Body | None:
             raise _Unfit
         if out.shape != tuple(x.shape[a] for a in perm):
             raise _Unfit
+        calls: list[Callable[[], None] | None] = []
         if x.size:
             key = (x.shape, x.dtype.itemsize)
             if key not in plans:
                 plans[key] = _swap_plan(x.shape, perm, x.dtype.itemsize)
-            _transpose_into(x, out, perm, plans[key])
-        _finish(epilogue, out)
+            calls.append(_transpose_call(x, out, perm, plans[key]))
+        calls.append(_finish_all(epilogue, out))
+        return calls, True
 
-    return body
+    return planned(plan)
 
 
 def _concat(node: Node, opset: int) -> Body | None:
     axis_attr = int(node.attr("axis", 0))
 
-    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+    def plan(
+        inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> tuple[list[Callable[[], None] | None], bool]:
         out = outputs[0]
         _arrays(out, *inputs)
         if any(a.dtype != out.dtype or a.ndim != out.ndim for a in inputs) or out.ndim == 0:
@@ -2977,15 +3163,17 @@ def _concat(node: Node, opset: int) -> Body | None:
             raise _Unfit
         index: list[slice] = [slice(None)] * out.ndim
         start = 0
+        calls: list[Callable[[], None] | None] = []
         for a in inputs:  # an input the plan computed in its place is there already
             index[axis] = slice(start, start + a.shape[axis])
             place = out[tuple(index)]
             start += a.shape[axis]
             if not _same_bytes(a, place):
-                np.copyto(place, a)
-        _finish(epilogue, out)
+                calls.append(functools.partial(np.copyto, place, a))
+        calls.append(_finish_all(epilogue, out))
+        return calls, True
 
-    return body
+    return planned(plan)
 
 
 def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:

@@ -37,7 +37,9 @@ where it is narrower than WIDTH.
 
 from __future__ import annotations
 
+import functools
 import mmap
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numba
@@ -289,17 +291,26 @@ def panel_product(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> None:
 
 def multiply(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> None:
     """`panel_product` without its check, for callers that asked `fits` first."""
+    bind(a, packed, out)()
+
+
+def bind(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> Callable[[], None]:
+    """`multiply(a, packed, out)` as a call without arguments, its choices (serial or parallel
+    loop, row groups) made now; each call computes the product again from what `a` then
+    holds."""
     if out.size == 0:
-        return
+        return _nothing
     if a.shape[1] == 0:  # an empty sum
-        out[...] = 0.0
-        return
+        return functools.partial(out.fill, 0.0)
     work = out.size * a.shape[1]
     threads = numba.get_num_threads()
     if (work < PARALLEL_MIN and packed.nbytes < PARALLEL_MIN_BYTES) or threads == 1:
-        _loops()[0](a, packed, out, 1)
-        return
-    _loops()[1](a, packed, out, _groups(a, packed, threads))
+        return functools.partial(_loops()[0], a, packed, out, 1)
+    return functools.partial(_loops()[1], a, packed, out, _groups(a, packed, threads))
+
+
+def _nothing() -> None:
+    """An empty product."""
 
 
 def _groups(a: np.ndarray, packed: np.ndarray, threads: int) -> int:

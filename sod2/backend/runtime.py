@@ -28,7 +28,9 @@ assumption never runs.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import time
 from collections import ChainMap
 from collections.abc import Callable, Mapping, Sequence
@@ -118,6 +120,26 @@ class _Frame:
     empty without any."""
     inner_regions: dict[Node, Workspace] = field(default_factory=dict)
     """The workspace regions of the steps of control-flow bodies, by node."""
+    bound: dict[_Step, _Bound] = field(default_factory=dict)
+    """Steps whose kernels were checked once at this binding, with their calls (`_Bound`)."""
+
+
+class _Bound:
+    """A step's computation over fixed arrays, checked once: where the step's inputs are the
+    same arrays again (arena views and constants are, at every run of a binding), `call()`
+    computes its outputs `outs` without looking at shapes, types or overlaps again (a kernel's
+    checks read only those, never the elements)."""
+
+    __slots__ = ("call", "outs", "values")
+
+    def __init__(self, values: list[Value], call: Callable[[], None], outs: list[Any]) -> None:
+        self.values = values
+        self.call = call
+        self.outs = outs
+
+    def fits(self, values: list[Value]) -> bool:
+        """Whether `values` are the arrays this call was checked for."""
+        return all(map(operator.is_, values, self.values))
 
 
 @dataclass(frozen=True)
@@ -160,6 +182,16 @@ class _Step:
     def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
         raise NotImplementedError
 
+    def bindable(self, frame: _Frame, runtime: CompiledModel) -> bool:
+        """Whether every input is an arena view or a constant of the model (the same array at
+        every run of `frame`'s binding) and every output has its arena view: only then may a
+        `_Bound` call of the step be kept (it holds those arrays between runs)."""
+        constants = runtime._constants
+        views = frame.views
+        return all(t is None or t in views or t in constants for t in self.inputs) and all(
+            t is None or t in views for t in self.outputs
+        )
+
     def planned_outputs(self, frame: _Frame, dtypes: Sequence[np.dtype]) -> list[np.ndarray] | None:
         """The arrays the outputs are to be written into (arena views, or fresh arrays of the
         shapes the binding fixes); None inside a subgraph whose shapes only running gives."""
@@ -191,15 +223,29 @@ class _ReferenceStep(_Step):
 
     def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
         values = self.values(env)
+        bound = frame.bound.get(self)
+        if bound is not None and bound.fits(values):
+            if bound.call is not None:
+                bound.call()
+            else:
+                self.fast(bound.values, bound.outs)
+            self._publish(env, bound.outs)
+            return
         if self.fast is not None and all(t is None or t in frame.shapes for t in self.outputs):
             outs = [
                 None if t is None else _out(t, frame, self.dtypes[i])  # type: ignore[arg-type]
                 for i, t in enumerate(self.outputs)
             ]
+            if self.bindable(frame, runtime):
+                binder = getattr(self.fast, "bind", None)
+                call = None if binder is None else binder(values, outs)
+                frame.bound[self] = _Bound(values, call, outs)
+                if call is not None:
+                    call()
+                    self._publish(env, outs)
+                    return
             self.fast(values, outs)
-            for tensor, array in zip(self.outputs, outs, strict=True):
-                if tensor is not None:
-                    env[tensor] = array
+            self._publish(env, outs)
             return
         results = list(self.kernel(self.context, values))
         results += [None] * (len(self.outputs) - len(results))
@@ -209,6 +255,111 @@ class _ReferenceStep(_Step):
             if runtime.checked:
                 check_result(self.node, tensor, result)
             env[tensor] = runtime.place(tensor, result, frame)
+
+    def _publish(self, env: Env, outs: Sequence[Any]) -> None:
+        for tensor, array in zip(self.outputs, outs, strict=True):
+            if tensor is not None:
+                env[tensor] = array
+
+
+VIEW_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
+"""Ops whose output is their first input's elements in C order under another shape."""
+
+
+class _ViewStep(_ReferenceStep):
+    """A `VIEW_OPS` node whose output shape the binding fixes: the input's elements under that
+    shape, in the output's arena view (nothing to do where the plan put the output in the
+    input's own bytes). Its other operands (Reshape's shape, the axes) are not read: RDP proved
+    the shape they give. Anything else (a checked run, an unplanned output, an input of
+    another size) takes the catalogue kernel, which names what is wrong."""
+
+    __slots__ = ()
+
+    def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
+        x = env[self.inputs[0]]  # type: ignore[index]
+        out = self.outputs[0]
+        bound = frame.bound.get(self)
+        if bound is not None and bound.values[0] is x:
+            if bound.call is not None:
+                bound.call()
+            env[out] = bound.outs[0]  # type: ignore[index]
+            return
+        view = frame.views.get(out)  # type: ignore[arg-type]
+        if (
+            runtime.checked
+            or view is None
+            or not isinstance(x, np.ndarray)
+            or x.dtype != view.dtype
+            or x.size != view.size
+        ):
+            super().run(env, frame, runtime)
+            return
+        call = None
+        if not (x.flags.c_contiguous and _address(x) == _address(view)):
+            call = functools.partial(_reshape_into, view, x)
+            call()
+        if self.inputs[0] in frame.views or self.inputs[0] in runtime._constants:
+            frame.bound[self] = _Bound([x], call, [view])  # type: ignore[arg-type]
+        env[out] = view  # type: ignore[index]
+
+
+class _SplitStep(_ReferenceStep):
+    """A Split whose outputs' shapes the binding fixes: each output's part of the input (the
+    parts follow one another along the axis, in the sizes those shapes give) copied into its
+    arena view. The sizes operand is not read: RDP proved the shapes it gives. Anything else
+    takes the catalogue kernel, as `_ViewStep`."""
+
+    __slots__ = ()
+
+    def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
+        x = env[self.inputs[0]]  # type: ignore[index]
+        bound = frame.bound.get(self)
+        if bound is not None and bound.values[0] is x:
+            bound.call()  # type: ignore[misc]
+            self._publish(env, bound.outs)
+            return
+        outs = [None if t is None else frame.views.get(t) for t in self.outputs]
+        calls = None if runtime.checked else _split_calls(x, outs, int(self.node.attr("axis", 0)))
+        if calls is None:
+            super().run(env, frame, runtime)
+            return
+        from sod2.backend.kernels import sequence
+
+        call = sequence(calls)
+        call()
+        if self.inputs[0] in frame.views or self.inputs[0] in runtime._constants:
+            frame.bound[self] = _Bound([x], call, outs)
+        self._publish(env, outs)
+
+
+def _split_calls(x: Value, outs: list[Any], axis: int) -> list[Callable[[], None]] | None:
+    """The copies of `x`'s parts along `axis` into `outs` (None where they are not its parts:
+    a missing output or view, another type, shapes that do not add up to x's)."""
+    if not isinstance(x, np.ndarray) or any(o is None for o in outs):
+        return None
+    axis = axis + x.ndim if axis < 0 else axis
+    if not 0 <= axis < x.ndim:
+        return None
+    calls = []
+    start = 0
+    for out in outs:
+        if out.dtype != x.dtype or out.ndim != x.ndim:
+            return None
+        if out.shape[:axis] != x.shape[:axis] or out.shape[axis + 1 :] != x.shape[axis + 1 :]:
+            return None
+        part = x[(slice(None),) * axis + (slice(start, start + out.shape[axis]),)]
+        start += out.shape[axis]
+        calls.append(functools.partial(np.copyto, out, part))
+    return calls if start == x.shape[axis] else None
+
+
+def _address(array: np.ndarray) -> int:
+    return int(array.__array_interface__["data"][0])
+
+
+def _reshape_into(view: np.ndarray, x: np.ndarray) -> None:
+    """`x`'s elements in C order into `view` (same size, another shape)."""
+    np.copyto(view, x.reshape(view.shape))
 
 
 class _ControlStep(_Step):
@@ -246,11 +397,25 @@ class _FusedStep(_Step):
 
     def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
         values = self.values(env)
-        outs = self.planned_outputs(frame, self.dtypes)
-        if outs is None:  # inside a subgraph: the iteration shape is the broadcast of the inputs
-            shape = _broadcast(self.node, values)
-            outs = [np.empty(shape, dtype=d) for d in self.dtypes]
-        self.kernel(values, outs)
+        bound = frame.bound.get(self)
+        if bound is not None and bound.fits(values):
+            bound.call()
+            outs = bound.outs
+        else:
+            outs = self.planned_outputs(frame, self.dtypes)  # type: ignore[assignment]
+            if outs is None:  # inside a subgraph: the iteration shape is the inputs' broadcast
+                shape = _broadcast(self.node, values)
+                outs = [np.empty(shape, dtype=d) for d in self.dtypes]
+                self.kernel(values, outs)
+            elif not self.bindable(frame, runtime):
+                self.kernel(values, outs)
+            else:
+                call = self.kernel.bind(values, outs)
+                if call is None:
+                    self.kernel(values, outs)
+                else:
+                    frame.bound[self] = _Bound(values, call, outs)
+                    call()
         for tensor, array in zip(self.outputs, outs, strict=True):
             env[tensor] = array  # type: ignore[index]
 
@@ -300,7 +465,7 @@ class _Stage:
             computed = self.reference(anchor_values)
             outs = [np.empty(computed.shape, dtype=d) for d in dtypes]
         target = outs[0]
-        finish = _row_finisher(self.epilogue, [values[i] for i in self.others], outs)
+        finish = _RowFinisher(self.epilogue, [values[i] for i in self.others], outs)
         if computed is None and self.anchor is not None:
             self.anchor(anchor_values, [target], finish)
         else:
@@ -308,25 +473,45 @@ class _Stage:
             finish(0, target.shape[0] if target.ndim else 1)
         return outs
 
+    def bind(self, values: Sequence[Value], outs: list[np.ndarray]) -> Callable[[], None] | None:
+        """`run(values, outs, ...)` as a call without arguments, checked now, where the anchor's
+        kernel can bind these operands (`sod2.backend.kernels.Bindable`); else None."""
+        binder = getattr(self.anchor, "bind", None)
+        if binder is None:
+            return None
+        finish = _RowFinisher(self.epilogue, [values[i] for i in self.others], outs)
+        return binder(self.operands(values), [outs[0]], finish)  # type: ignore[no-any-return]
 
-def _row_finisher(
-    epilogue: Any, others: list[Value], outs: list[np.ndarray]
-) -> Callable[[int, int], None]:
+
+class _RowFinisher:
     """`finish(lo, hi)`: the epilogue (None: nothing) over rows [lo, hi) of the first output,
-    which the anchor wrote, into those rows of every output."""
-    target = outs[0]
-    rows = target.shape[0] if target.ndim else 1
+    which the anchor wrote, into those rows of every output; `bound(lo, hi)`, the same as a
+    call without arguments, checked now (for a bound anchor, `sod2.backend.kernels.Bindable`)."""
 
-    def finish(lo: int, hi: int) -> None:
-        if epilogue is None:
-            return
-        if target.ndim == 0 or (lo == 0 and hi == rows):
-            epilogue([target, *others], outs)
-            return
-        blocks = [_rows(v, lo, hi, target.ndim, rows) for v in others]
-        epilogue([target[lo:hi], *blocks], [o[lo:hi] for o in outs])
+    __slots__ = ("epilogue", "others", "outs", "rows")
 
-    return finish
+    def __init__(self, epilogue: Any, others: list[Value], outs: list[np.ndarray]) -> None:
+        self.epilogue = epilogue
+        self.others = others
+        self.outs = outs
+        self.rows = outs[0].shape[0] if outs[0].ndim else 1
+
+    def __call__(self, lo: int, hi: int) -> None:
+        if self.epilogue is not None:
+            self.epilogue(*self._operands(lo, hi))
+
+    def bound(self, lo: int, hi: int) -> Callable[[], None] | None:
+        if self.epilogue is None:
+            return None
+        call = self.epilogue.bind(*self._operands(lo, hi))
+        return call if call is not None else functools.partial(self, lo, hi)
+
+    def _operands(self, lo: int, hi: int) -> tuple[list[Value], list[np.ndarray]]:
+        target, outs = self.outs[0], self.outs
+        if target.ndim == 0 or (lo == 0 and hi == self.rows):
+            return [target, *self.others], outs
+        blocks = [_rows(v, lo, hi, target.ndim, self.rows) for v in self.others]  # type: ignore[arg-type]
+        return [target[lo:hi], *blocks], [o[lo:hi] for o in outs]
 
 
 class _EpilogueStep(_Step):
@@ -341,9 +526,25 @@ class _EpilogueStep(_Step):
         self.dtypes = dtypes
 
     def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
-        outs = self.stage.run(
-            self.values(env), self.planned_outputs(frame, self.dtypes), self.dtypes
-        )
+        values = self.values(env)
+        bound = frame.bound.get(self)
+        if bound is not None and bound.fits(values):
+            if bound.call is not None:
+                bound.call()
+                outs = bound.outs
+            else:
+                outs = self.stage.run(values, bound.outs, self.dtypes)
+        else:
+            planned = self.planned_outputs(frame, self.dtypes)
+            call = None
+            if planned is not None and self.bindable(frame, runtime):
+                call = self.stage.bind(values, planned)
+                frame.bound[self] = _Bound(values, call, planned)
+            if call is not None:
+                call()
+                outs = planned  # type: ignore[assignment]
+            else:
+                outs = self.stage.run(values, planned, self.dtypes)
         for tensor, array in zip(self.outputs, outs, strict=True):
             env[tensor] = array  # type: ignore[index]
 
@@ -387,7 +588,7 @@ class _ChainStep(_Step):
         target = outs[0]
         others = [values[i] for i in last.others]
         epilogue = last.epilogue
-        finish_rows = _row_finisher(epilogue, others, outs)
+        finish_rows = _RowFinisher(epilogue, others, outs)
         operands = [stage.operands(values) for stage in self.stages]
         params = [ops[1:] for ops in operands]
         overwritten = [
@@ -526,6 +727,11 @@ class CompiledModel:
             return _ReferenceStep(node, opset, None, self._dtypes(node))
         if node.subgraphs:
             return _ControlStep(node, opset)
+        if node.domain in ("", "ai.onnx") and self.options.mvc:
+            if node.op_type in VIEW_OPS:
+                return _ViewStep(node, opset, None, self._dtypes(node))
+            if node.op_type == "Split":
+                return _SplitStep(node, opset, None, self._dtypes(node))
         fast = _fast_kernel(node, opset) if self.options.mvc else None
         sole = len(node.inputs) > 1 and _only_reader(node.inputs[1])
         first = node.inputs[0] if node.inputs else None

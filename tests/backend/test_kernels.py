@@ -1309,3 +1309,77 @@ def test_kn2row_weights_are_laid_out_once_when_constant():
     strided = ConvKernel(node_of("Conv", 3, pads=[1, 1, 1, 1], strides=[2, 2]), OPSET)
     strided.prepare(w)  # (no kn2row for a stride of 2: nothing laid out)
     assert strided._packed is None
+
+
+# -- bound calls ---------------------------------------------------------------------------------
+
+
+def check_bound(node: Node, arrays: list, opset: int = OPSET, kernel=None, constant=()) -> None:
+    """`kernel.bind` checks the arrays once; its call computes the reference's outputs, each
+    epilogue row once per call, and again from new values written into the same arrays (but
+    those at the positions in `constant`, which a kernel may have laid out at compile time)."""
+    kernel = kernel or fast_kernel(node, opset)
+    wants = reference(node, arrays, opset)
+    outs = [np.full(w.shape, np.nan, w.dtype) for w in wants]
+    rows = outs[0].shape[0] if outs[0].ndim else 1
+    covered = np.zeros(rows, dtype=np.int64)
+
+    def epilogue(lo: int, hi: int) -> None:
+        covered[lo:hi] += 1
+
+    call = kernel.bind(arrays, outs, epilogue)
+    assert call is not None
+    rng = np.random.default_rng(3)
+    for turn in (1, 2):
+        call()
+        for got, want in zip(outs, reference(node, arrays, opset), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+        assert covered.tolist() == [turn] * rows
+        for position, array in enumerate(arrays):
+            if array.dtype == np.float32 and position not in constant:
+                array[...] = rng.standard_normal(array.shape)
+
+
+@pytest.mark.parametrize("panels", [False, True])
+def test_matrix_products_bind(panels, small_blocks):
+    rng = np.random.default_rng(21)
+    matmul = fast_kernel(node_of("MatMul", 2), OPSET)
+    b = rand(rng, 10, 40)
+    if panels and kernels.panel.TILE is not None:
+        matmul.body.prepare(b)
+    check_bound(node_of("MatMul", 2), [rand(rng, 3, 5, 10), b], kernel=matmul, constant=(1,))
+    check_bound(node_of("MatMul", 2), [rand(rng, 7, 10), b], kernel=matmul, constant=(1,))
+    check_bound(node_of("MatMul", 2), [rand(rng, 2, 3, 4), rand(rng, 2, 4, 5)])  # a stack
+    gemm = node_of("Gemm", 3, transB=1, alpha=0.5)
+    check_bound(gemm, [rand(rng, 6, 4), rand(rng, 5, 4), rand(rng, 6, 5)])
+    check_bound(node_of("Gemm", 3), [rand(rng, 6, 4), rand(rng, 4, 5), rand(rng, 5)])
+
+
+def test_what_a_product_cannot_bind():
+    rng = np.random.default_rng(22)
+    out = np.empty((6, 5), np.float32)
+    scaled = fast_kernel(node_of("Gemm", 3, beta=2.0), OPSET)  # beta * C is made per call
+    assert scaled.bind([rand(rng, 6, 4), rand(rng, 4, 5), rand(rng, 6, 5)], [out]) is None
+    matmul = fast_kernel(node_of("MatMul", 2), OPSET)
+    assert matmul.bind([rand(rng, 6, 4), rand(rng, 3, 5)], [out]) is None  # (the reference says)
+    assert matmul.bind([rand(rng, 4), rand(rng, 4, 5)], [out[0]]) is None  # a vector
+
+
+def test_layout_and_normalization_kernels_bind():
+    rng = np.random.default_rng(23)
+    check_bound(node_of("Transpose", 1, perm=[2, 0, 1]), [rand(rng, 2, 3, 4)])
+    check_bound(node_of("Concat", 2, axis=1), [rand(rng, 2, 3, 4), rand(rng, 2, 1, 4)])
+    check_bound(node_of("Softmax", 1), [rand(rng, 3, 7)])
+    check_bound(node_of("Softmax", 1, axis=0), [rand(rng, 3, 7)])
+    check_bound(node_of("LayerNormalization", 3), [rand(rng, 3, 8), rand(rng, 8), rand(rng, 8)])
+
+
+def test_a_kernel_that_copies_an_input_now_does_not_bind():
+    rng = np.random.default_rng(24)
+    node = node_of("LayerNormalization", 2)
+    strided = rand(rng, 3, 16)[:, ::2]
+    out = np.empty(strided.shape, np.float32)
+    assert fast_kernel(node, OPSET).bind([strided, rand(rng, 8)], [out]) is None
+    broadcast = rand(rng, 1, 8)[:, :1]  # a Scale broadcast to the row: a copy
+    assert fast_kernel(node, OPSET).bind([rand(rng, 3, 8), broadcast], [out[:, :8]]) is None
+    assert fast_kernel(node_of("Softmax", 1), OPSET).bind([strided], [out]) is None
