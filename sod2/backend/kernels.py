@@ -512,12 +512,14 @@ PANEL_MIN_COLUMNS = 32
 """A constant B of at least this many columns is multiplied by panels (`sod2.backend.panel`)
 where the machine has them; a narrower one would be computed mostly as padding."""
 
-PANEL_MAX_ROWS = 192
+PANEL_MAX_ROWS = 512
 """Products of at most this many rows take the panels; more rows take the sgemm, which packs
-the rows too and blocks for every cache level. Alone, against 768 x 3072, panels took 0.80x the
-sgemm's time at 128 rows, 0.97x at 256, 1.13x at 512 and 1.28x at 4096 x 768 @ 768 x 3072
-(one-off runs): from about 256 rows the panels gain nothing that pays for a second copy of the
-weights."""
+the rows too and blocks for every cache level. Alone, with B in cache, against 768 x 3072,
+panels took 0.80x the sgemm's time at 128 rows, 0.97x at 256, 1.13x at 512 and 1.28x at 4096
+(one-off runs). Inside a model B comes from memory, and the sgemm packs it again at every call:
+with 512 here instead of 192, codebert's point of 256 rows took 0.87x its time, conformer's of
+200 and 400 rows 0.89x and 0.94x, sam_image_encoder's of 256 rows 0.96x, and points of 600 to
+4096 rows (with this limit or none) the same (one-off runs, `docs/performance.md`)."""
 
 
 def pannable(w: Any) -> bool:
