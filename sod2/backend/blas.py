@@ -252,6 +252,12 @@ def matmul_into(
     ):
         _numpy(a, b, out, bias)
         return
+    if _stacks_broadcast(a, b, out):
+        # one stack is repeated along the first axis: a product per layer of that axis
+        for i in range(out.shape[0]):
+            layer_bias = None if bias is None else bias[i]
+            matmul_into(a[min(i, a.shape[0] - 1)], b[min(i, b.shape[0] - 1)], out[i], layer_bias)
+        return
     kind = out.dtype
     if (
         GEMM is None
@@ -292,6 +298,19 @@ def matmul_into(
         done = parallel(a, b, out, gemm, GEMM.set_threads_local, parts, integer, bias, rows)
     if not done:
         _numpy(a, b, out, None if bias.size == 0 else bias.reshape(out.shape[:-1]))
+
+
+def _stacks_broadcast(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
+    """Whether `a` and `b` are stacks of one rank whose first axes differ, one of them 1 (the
+    other repeated along it: a batch of queries against one stack of keys), and `out` the
+    stack of their products' shape."""
+    return (
+        a.ndim == b.ndim > 2
+        and a.shape[0] != b.shape[0]
+        and 1 in (a.shape[0], b.shape[0])
+        and out.ndim == a.ndim
+        and out.shape[0] == max(a.shape[0], b.shape[0])
+    )
 
 
 def _numpy(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray | None) -> None:

@@ -134,6 +134,21 @@ def test_unevenly_spaced_stacks_and_other_types_are_left_to_numpy():
     assert_product(rng.standard_normal((4, 5)).astype(np.float32), b, columns)
 
 
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_stacks_repeated_along_the_first_axis(with_bias, monkeypatch):
+    """A stack of one (keys) against a batch of stacks (queries), or the other way round: a
+    product per layer of the first axis, each on the gemm (never numpy's loop)."""
+    monkeypatch.setattr(blas, "_numpy", None)  # a call would fail the test
+    rng = np.random.default_rng(8)
+    queries = rng.standard_normal((3, 4, 5, 6)).astype(np.float32)
+    keys = rng.standard_normal((1, 4, 6, 7)).astype(np.float32)
+    bias = rng.standard_normal((3, 4, 5)).astype(np.float32) if with_bias else None
+    assert_product(queries, keys, np.empty((3, 4, 5, 7), np.float32), bias)
+    rows = rng.standard_normal((1, 4, 7, 5)).astype(np.float32)
+    bias = rng.standard_normal((3, 4, 7)).astype(np.float32) if with_bias else None
+    assert_product(rows, queries, np.empty((3, 4, 7, 6), np.float32), bias)
+
+
 def test_empty_products():
     out = np.full((3, 4), np.nan, np.float32)
     blas.matmul_into(np.empty((3, 0), np.float32), np.empty((0, 4), np.float32), out)
