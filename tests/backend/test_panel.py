@@ -44,6 +44,22 @@ def test_packing_lays_columns_out_by_panel_and_pads_with_zeros():
     np.testing.assert_array_equal(pack_panels(np.asfortranarray(b)), packed)
 
 
+@pytest.mark.parametrize("populate", [True, False])
+def test_large_panels_start_on_a_huge_page_and_read_zeros(populate, monkeypatch):
+    """Panels of POPULATE_MIN_BYTES or more: zeros, writable, at a multiple of HUGE_PAGE; where
+    the kernel refuses to map the pages at once, writing the zeros maps them."""
+    if not populate:
+        monkeypatch.setattr(panel, "_MADV_POPULATE_WRITE", -1)  # not an advice: refused
+    shape = (panel.POPULATE_MIN_BYTES // 4 + 5,)
+    zeros = panel._zeros(shape)
+    assert zeros.shape == shape and zeros.dtype == np.float32
+    assert zeros.ctypes.data % panel.HUGE_PAGE == 0
+    assert not zeros.any()
+    zeros[-1] = 1.0
+    small = panel._zeros((3, 4))
+    assert small.shape == (3, 4) and not small.any()
+
+
 def laid_out(x: np.ndarray, pad: int) -> np.ndarray:
     """`x`'s values with `pad` unused elements after each row."""
     wide = np.full((x.shape[0], x.shape[1] + pad), np.nan, dtype=x.dtype)
