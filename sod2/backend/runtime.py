@@ -20,7 +20,19 @@ the plan placed for it (`sod2.backend.scratch`), or the widest span of bytes not
 that step uses where that is wider (`sod2.opt.workspace`). Then the steps run in order, each writing its
 outputs into their views.
 
+A binding's second run skips most of the Python a step costs. At the first, a step whose inputs
+are arena views or constants (the same arrays at every run of the binding) and whose outputs
+have views has its kernels check those arrays once and return the computation as a call without
+arguments (`bind`: `FusedKernel.bind`, `sod2.backend.kernels.Bindable`), kept in the binding's
+frame (`_Bound`); later runs make that call, once they see the same input arrays. Kernels
+decide only from shapes, strides, types and overlaps, never from elements, so the call
+computes whatever the arrays then hold. Reshape-like ops and Split (`_ViewStep`,
+`_SplitStep`) do not read their shape operands: RDP proved the output shapes, which the
+binding fixes, so the output is the input's elements under that shape (nothing to copy where
+the plan put it in the input's bytes) or its parts along the axis.
+
 Invariants: a step writes only to its outputs' views, its workspace region or fresh arrays; a
+bound call is used only for the very input arrays it was checked for; a
 value kept outside the arena (a graph output, an EDO-shaped tensor, a subgraph's values) never
 aliases the arena once its storage may be reused (it is copied out); a binding that violates an
 assumption never runs.
