@@ -45,8 +45,8 @@ Such a call runs a version of its own that reads that input through the output
 (`Signature.in_place`): LLVM vectorizes a loop only after a run-time check that its arrays do not
 overlap, and two names for one buffer fail that check, so the loop would run one element at a
 time (5 to 6 times slower with a Sigmoid). An input that overlaps an output any other way is
-copied before the call. Shapes that do not broadcast, or outputs of the wrong shape or type, are a `CodegenError` naming
-the group and its tensors, raised before any element is written.
+copied before the call. Shapes that do not broadcast, or outputs of the wrong shape or type, are
+a `CodegenError` naming the group and its tensors, raised before any element is written.
 """
 
 from __future__ import annotations

@@ -258,22 +258,44 @@ calls may be made again later over the same arrays (False where one reads a copy
 made now, such as a strided input made contiguous)."""
 
 
-def planned(plan: Plan) -> Body:
-    """A body that makes the calls of `plan`, and can be bound to its arrays (`Bindable`)."""
+class _Planned:
+    """A body written as its `plan` (see `Plan`): a call makes the plan's calls; `bind` returns
+    them as one, where they may be made again (`Bindable`)."""
 
-    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
-        for call in plan(inputs, outputs, epilogue)[0]:
+    def plan(
+        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> tuple[list[Callable[[], None] | None], bool]:
+        raise NotImplementedError
+
+    def __call__(
+        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> None:
+        for call in self.plan(inputs, outputs, epilogue)[0]:
             if call is not None:
                 call()
 
     def bind(
-        inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
     ) -> Callable[[], None] | None:
-        calls, again = plan(inputs, outputs, epilogue)
+        calls, again = self.plan(inputs, outputs, epilogue)
         return sequence(calls) if again else None
 
-    body.bind = bind  # type: ignore[attr-defined]
-    return body
+
+class _PlannedFunction(_Planned):
+    """A `_Planned` body whose plan is a function (a builder's closure over the node)."""
+
+    def __init__(self, plan: Plan) -> None:
+        self._plan = plan
+
+    def plan(
+        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> tuple[list[Callable[[], None] | None], bool]:
+        return self._plan(inputs, outputs, epilogue)
+
+
+def planned(plan: Plan) -> Body:
+    """A body that makes the calls of `plan`, and can be bound to its arrays (`Bindable`)."""
+    return _PlannedFunction(plan)
 
 
 def _finish_all(epilogue: Epilogue | None, out: np.ndarray) -> Callable[[], None] | None:
@@ -478,22 +500,17 @@ _SKINNY_ROW = _jit(_skinny_row)
 def _product_call(
     left: np.ndarray, right: np.ndarray, out: np.ndarray, packed: np.ndarray | None
 ) -> Callable[[], None]:
-    """`_product(left, right, out, packed)` as a call without arguments: the panel product
-    bound where it takes these operands, else `_product` choosing at each call."""
+    """out = left @ right for 2-D operands, as a call without arguments: the panel product
+    where `right` comes packed (`sod2.backend.panel`) and the panels take these operands, else
+    `_product`."""
     if packed is not None and panel.fits(left, packed, out):
         return panel.bind(left, packed, out)
     return functools.partial(_product, left, right, out)
 
 
-def _product(
-    left: np.ndarray, right: np.ndarray, out: np.ndarray, packed: np.ndarray | None = None
-) -> None:
-    """out = left @ right for 2-D operands: the panel product where `right` comes packed
-    (`sod2.backend.panel`), the skinny loop where it is faster (see SKINNY_ROWS), else one
-    sgemm."""
-    if packed is not None and panel.fits(left, packed, out):
-        panel.multiply(left, packed, out)
-        return
+def _product(left: np.ndarray, right: np.ndarray, out: np.ndarray) -> None:
+    """out = left @ right for 2-D operands: the skinny loop where it is faster (see
+    SKINNY_ROWS), else one sgemm."""
     rows = left.shape[0]
     if (
         SKINNY_ROWS[0] <= rows <= SKINNY_ROWS[1]
@@ -574,9 +591,9 @@ def column_major(w: Any) -> np.ndarray | None:
     return columns.T
 
 
-class MatMulKernel:
+class MatMulKernel(_Planned):
     """MatMul into a preallocated output: rows against one matrix as one product (`_product`),
-    in first-axis blocks when an epilogue follows; any other batch through `np.matmul`."""
+    in first-axis blocks when an epilogue follows; any other batch through `matmul_into`."""
 
     def __init__(self) -> None:
         self._panels: _Panels | None = None
@@ -590,53 +607,42 @@ class MatMulKernel:
         self._panels = _panels_for(w, False, self.least_rows)
         return None if self._panels is not None else column_major(w)
 
-    def __call__(
+    def plan(
         self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
-    ) -> None:
-        a, b, out = inputs[0], inputs[1], outputs[0]
-        _matmul_floats(a, b, out)
-        if a.ndim == 0 or b.ndim == 0:
-            raise _Unfit
-        if a.ndim >= 2 and b.ndim == 2 and a.flags.c_contiguous:
-            packed = self._packed(a, b)
-            for left, block, lo, hi in _matrix_blocks(a, b, out, epilogue is not None):
-                _product(left, b, block, packed)
-                if epilogue is not None:
-                    epilogue(lo, hi)
-            return
-        matmul_into(a, b, out)
-        _finish(epilogue, out)
-
-    def bind(
-        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
-    ) -> Callable[[], None] | None:
-        """As `Bindable.bind`: rows against one matrix (None for any other batch)."""
+    ) -> tuple[list[Callable[[], None] | None], bool]:
+        """As `Plan`: rows against one matrix in blocks; any other batch is one `matmul_into`,
+        which may be made again only where the shapes were checked here (stacks that
+        broadcast; not vectors, whose shapes numpy checks at the call)."""
         a, b, out = inputs[0], inputs[1], outputs[0]
         _matmul_floats(a, b, out)
         if a.ndim == 0 or b.ndim == 0:
             raise _Unfit
         if not (a.ndim >= 2 and b.ndim == 2 and a.flags.c_contiguous):
-            if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
-                return None  # (the reference names what is wrong, at the call)
-            try:
-                stacks = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-            except ValueError:
-                return None
-            if out.shape != (*stacks, a.shape[-2], b.shape[-1]):
-                return None
-            return sequence([functools.partial(matmul_into, a, b, out), _finish_all(epilogue, out)])
+            calls = [functools.partial(matmul_into, a, b, out), _finish_all(epilogue, out)]
+            return calls, _stacks_fit(a, b, out)
         packed = self._packed(a, b)
-        calls: list[Callable[[], None] | None] = []
+        calls = []
         for left, block, lo, hi in _matrix_blocks(a, b, out, epilogue is not None):
             calls.append(_product_call(left, b, block, packed))
             calls.append(finish_call(epilogue, lo, hi))
-        return sequence(calls)
+        return calls, True
 
     def _packed(self, a: np.ndarray, b: Any) -> np.ndarray | None:
         """B's panels for a product of A's rows (all its leading axes), where it takes them."""
         if self._panels is None:
             return None
         return self._panels.for_product(b, a.size // a.shape[-1] if a.shape[-1] else 0)
+
+
+def _stacks_fit(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
+    """Whether `a @ b` are stacks of products that broadcast into `out`'s shape."""
+    if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
+        return False
+    try:
+        stacks = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        return False
+    return bool(out.shape == (*stacks, a.shape[-2], b.shape[-1]))
 
 
 def _matmul(node: Node, opset: int) -> Body | None:
@@ -661,7 +667,7 @@ def _matrix_blocks(
     return blocks
 
 
-class GemmKernel:
+class GemmKernel(_Planned):
     """Gemm into a preallocated output: alpha * A' @ B' + beta * C, in row blocks when an
     epilogue follows. A transposed B is already stored by columns for the skinny loop; an
     untransposed constant one is laid out so by `prepare`."""
@@ -683,49 +689,11 @@ class GemmKernel:
             return None
         return column_major(w)
 
-    def __call__(
+    def plan(
         self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
-    ) -> None:
-        left, right, addend, packed, blocks = self._operands(inputs, outputs, epilogue)
-        out = outputs[0]
-        if addend is not None and self.beta != 1.0:
-            addend = addend * out.dtype.type(self.beta)
-        for lo, hi in blocks:
-            block = out[lo:hi]
-            _product(left[lo:hi], right, block, packed)
-            if self.alpha != 1.0:
-                block *= out.dtype.type(self.alpha)
-            if addend is not None:
-                block += _rows_of(addend, lo, hi, out.shape[0])
-            if epilogue is not None:
-                epilogue(lo, hi)
-
-    def bind(
-        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
-    ) -> Callable[[], None] | None:
-        """As `Bindable.bind` (None where C is scaled: beta times C is computed per call)."""
-        left, right, addend, packed, blocks = self._operands(inputs, outputs, epilogue)
-        if addend is not None and self.beta != 1.0:
-            return None
-        out = outputs[0]
-        calls: list[Callable[[], None] | None] = []
-        for lo, hi in blocks:
-            block = out[lo:hi]
-            calls.append(_product_call(left[lo:hi], right, block, packed))
-            if self.alpha != 1.0:
-                alpha = out.dtype.type(self.alpha)
-                calls.append(functools.partial(np.multiply, block, alpha, out=block))
-            if addend is not None:
-                rows = _rows_of(addend, lo, hi, out.shape[0])
-                calls.append(functools.partial(np.add, block, rows, out=block))
-            calls.append(finish_call(epilogue, lo, hi))
-        return sequence(calls)
-
-    def _operands(
-        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
-    ) -> tuple[Any, Any, Any, np.ndarray | None, list[tuple[int, int]]]:
-        """A', B', C (None where it adds nothing), B's panels, the row blocks; `_Unfit` where
-        the operands are not float matrices of matching shapes."""
+    ) -> tuple[list[Callable[[], None] | None], bool]:
+        """As `Plan`: per block of rows, the product, times alpha, plus C (beta times C is a
+        copy made now: such calls are not made again)."""
         a, b, out = inputs[0], inputs[1], outputs[0]
         c = inputs[2] if len(inputs) > 2 else None
         _matmul_floats(a, b, out)
@@ -735,14 +703,28 @@ class GemmKernel:
         if out.shape != (left.shape[0], right.shape[1]) or left.shape[1] != right.shape[0]:
             raise _Unfit
         addend = None
+        again = True
         if c is not None and self.beta != 0.0:
             _matmul_floats(c, out)
             if np.broadcast_shapes(c.shape, out.shape) != out.shape:
                 raise _Unfit
             addend = c
+            if self.beta != 1.0:
+                addend = c * out.dtype.type(self.beta)
+                again = False
         packed = None if self._panels is None else self._panels.for_product(b, out.shape[0])
-        blocks = _row_blocks(out.shape[0], out.strides[0], epilogue is not None)
-        return left, right, addend, packed, blocks
+        alpha = out.dtype.type(self.alpha)
+        calls: list[Callable[[], None] | None] = []
+        for lo, hi in _row_blocks(out.shape[0], out.strides[0], epilogue is not None):
+            block = out[lo:hi]
+            calls.append(_product_call(left[lo:hi], right, block, packed))
+            if self.alpha != 1.0:
+                calls.append(functools.partial(np.multiply, block, alpha, out=block))
+            if addend is not None:
+                rows = _rows_of(addend, lo, hi, out.shape[0])
+                calls.append(functools.partial(np.add, block, rows, out=block))
+            calls.append(finish_call(epilogue, lo, hi))
+        return calls, again
 
 
 def _rows_of(addend: np.ndarray, lo: int, hi: int, rows: int) -> np.ndarray:

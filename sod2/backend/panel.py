@@ -309,18 +309,13 @@ def panel_product(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> None:
             f"panel_product: a {getattr(a, 'shape', a)}, packed {packed.shape} and out "
             f"{out.shape} do not make a product this machine's panels compute"
         )
-    multiply(a, packed, out)
-
-
-def multiply(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> None:
-    """`panel_product` without its check, for callers that asked `fits` first."""
     bind(a, packed, out)()
 
 
 def bind(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> Callable[[], None]:
-    """`multiply(a, packed, out)` as a call without arguments, its choices (serial or parallel
-    loop, row groups) made now; each call computes the product again from what `a` then
-    holds."""
+    """`panel_product(a, packed, out)` without its check (for callers that asked `fits`
+    first), as a call without arguments, its choices (serial or parallel loop, row groups)
+    made now; each call computes the product again from what `a` then holds."""
     if out.size == 0:
         return _nothing
     if a.shape[1] == 0:  # an empty sum

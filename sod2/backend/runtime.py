@@ -140,11 +140,14 @@ class _Bound:
     """A step's computation over fixed arrays, checked once: where the step's inputs are the
     same arrays again (arena views and constants are, at every run of a binding), `call()`
     computes its outputs `outs` without looking at shapes, types or overlaps again (a kernel's
-    checks read only those, never the elements)."""
+    checks read only those, never the elements). A None `call`: the kernels did not bind those
+    arrays, and the step computes them unbound."""
 
     __slots__ = ("call", "outs", "values")
 
-    def __init__(self, values: list[Value], call: Callable[[], None], outs: list[Any]) -> None:
+    def __init__(
+        self, values: list[Value], call: Callable[[], None] | None, outs: list[Any]
+    ) -> None:
         self.values = values
         self.call = call
         self.outs = outs
@@ -195,14 +198,34 @@ class _Step:
         raise NotImplementedError
 
     def bindable(self, frame: _Frame, runtime: CompiledModel) -> bool:
-        """Whether every input is an arena view or a constant of the model (the same array at
-        every run of `frame`'s binding) and every output has its arena view: only then may a
-        `_Bound` call of the step be kept (it holds those arrays between runs)."""
-        constants = runtime._constants
-        views = frame.views
-        return all(t is None or t in views or t in constants for t in self.inputs) and all(
-            t is None or t in views for t in self.outputs
+        """Whether every input is steady (`_steady`) and every output has its arena view: only
+        then may a `_Bound` call of the step be kept (it holds those arrays between runs)."""
+        return all(_steady(t, frame, runtime) for t in self.inputs) and all(
+            t is None or t in frame.views for t in self.outputs
         )
+
+    def reused(self, frame: _Frame, values: list[Value]) -> _Bound | None:
+        """The step's `_Bound` call of an earlier run of `frame`'s binding, where `values` are
+        the arrays it was checked for."""
+        bound = frame.bound.get(self)
+        return bound if bound is not None and bound.fits(values) else None
+
+    def keep(
+        self,
+        frame: _Frame,
+        runtime: CompiledModel,
+        values: list[Value],
+        outs: list[Any],
+        binder: Callable[[list[Value], list[Any]], Callable[[], None] | None],
+    ) -> Callable[[], None] | None:
+        """`binder(values, outs)`, the step's call bound now, kept in `frame` where the step is
+        `bindable`; None where it is not, or the kernels do not bind these arrays (that too is
+        kept: later runs then compute unbound at once, without trying again)."""
+        if not self.bindable(frame, runtime):
+            return None
+        call = binder(values, outs)
+        frame.bound[self] = _Bound(values, call, outs)
+        return call
 
     def planned_outputs(self, frame: _Frame, dtypes: Sequence[np.dtype]) -> list[np.ndarray] | None:
         """The arrays the outputs are to be written into (arena views, or fresh arrays of the
@@ -235,12 +258,12 @@ class _ReferenceStep(_Step):
 
     def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
         values = self.values(env)
-        bound = frame.bound.get(self)
-        if bound is not None and bound.fits(values):
+        bound = self.reused(frame, values)
+        if bound is not None:
             if bound.call is not None:
                 bound.call()
             else:
-                self.fast(bound.values, bound.outs)
+                self.fast(values, bound.outs)
             self._publish(env, bound.outs)
             return
         if self.fast is not None and all(t is None or t in frame.shapes for t in self.outputs):
@@ -248,15 +271,11 @@ class _ReferenceStep(_Step):
                 None if t is None else _out(t, frame, self.dtypes[i])  # type: ignore[arg-type]
                 for i, t in enumerate(self.outputs)
             ]
-            if self.bindable(frame, runtime):
-                binder = getattr(self.fast, "bind", None)
-                call = None if binder is None else binder(values, outs)
-                frame.bound[self] = _Bound(values, call, outs)
-                if call is not None:
-                    call()
-                    self._publish(env, outs)
-                    return
-            self.fast(values, outs)
+            call = self.keep(frame, runtime, values, outs, self.fast.bind)
+            if call is not None:
+                call()
+            else:
+                self.fast(values, outs)
             self._publish(env, outs)
             return
         results = list(self.kernel(self.context, values))
@@ -290,8 +309,8 @@ class _ViewStep(_ReferenceStep):
     def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
         x = env[self.inputs[0]]  # type: ignore[index]
         out = self.outputs[0]
-        bound = frame.bound.get(self)
-        if bound is not None and bound.values[0] is x:
+        bound = self.reused(frame, [x])
+        if bound is not None:
             if bound.call is not None:
                 bound.call()
             env[out] = bound.outs[0]  # type: ignore[index]
@@ -310,7 +329,7 @@ class _ViewStep(_ReferenceStep):
         if not (x.flags.c_contiguous and _address(x) == _address(view)):
             call = functools.partial(_reshape_into, view, x)
             call()
-        if self.inputs[0] in frame.views or self.inputs[0] in runtime._constants:
+        if _steady(self.inputs[0], frame, runtime):
             frame.bound[self] = _Bound([x], call, [view])  # type: ignore[arg-type]
         env[out] = view  # type: ignore[index]
 
@@ -325,8 +344,8 @@ class _SplitStep(_ReferenceStep):
 
     def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
         x = env[self.inputs[0]]  # type: ignore[index]
-        bound = frame.bound.get(self)
-        if bound is not None and bound.values[0] is x:
+        bound = self.reused(frame, [x])
+        if bound is not None:
             bound.call()  # type: ignore[misc]
             self._publish(env, bound.outs)
             return
@@ -339,7 +358,7 @@ class _SplitStep(_ReferenceStep):
 
         call = sequence(calls)
         call()
-        if self.inputs[0] in frame.views or self.inputs[0] in runtime._constants:
+        if _steady(self.inputs[0], frame, runtime):
             frame.bound[self] = _Bound([x], call, outs)
         self._publish(env, outs)
 
@@ -363,6 +382,12 @@ def _split_calls(x: Value, outs: list[Any], axis: int) -> list[Callable[[], None
         start += out.shape[axis]
         calls.append(functools.partial(np.copyto, out, part))
     return calls if start == x.shape[axis] else None
+
+
+def _steady(tensor: Tensor | None, frame: _Frame, runtime: CompiledModel) -> bool:
+    """Whether `tensor`'s value is the same array at every run of `frame`'s binding: an arena
+    view or a constant of the model (or an omitted input)."""
+    return tensor is None or tensor in frame.views or tensor in runtime._constants
 
 
 def _address(array: np.ndarray) -> int:
@@ -409,25 +434,21 @@ class _FusedStep(_Step):
 
     def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
         values = self.values(env)
-        bound = frame.bound.get(self)
-        if bound is not None and bound.fits(values):
-            bound.call()
-            outs = bound.outs
+        bound = self.reused(frame, values)
+        call = None
+        if bound is not None:
+            outs, call = bound.outs, bound.call
         else:
             outs = self.planned_outputs(frame, self.dtypes)  # type: ignore[assignment]
             if outs is None:  # inside a subgraph: the iteration shape is the inputs' broadcast
                 shape = _broadcast(self.node, values)
                 outs = [np.empty(shape, dtype=d) for d in self.dtypes]
-                self.kernel(values, outs)
-            elif not self.bindable(frame, runtime):
-                self.kernel(values, outs)
             else:
-                call = self.kernel.bind(values, outs)
-                if call is None:
-                    self.kernel(values, outs)
-                else:
-                    frame.bound[self] = _Bound(values, call, outs)
-                    call()
+                call = self.keep(frame, runtime, values, outs, self.kernel.bind)
+        if call is not None:
+            call()
+        else:
+            self.kernel(values, outs)
         for tensor, array in zip(self.outputs, outs, strict=True):
             env[tensor] = array  # type: ignore[index]
 
@@ -539,24 +560,19 @@ class _EpilogueStep(_Step):
 
     def run(self, env: Env, frame: _Frame, runtime: CompiledModel) -> None:
         values = self.values(env)
-        bound = frame.bound.get(self)
-        if bound is not None and bound.fits(values):
-            if bound.call is not None:
-                bound.call()
-                outs = bound.outs
-            else:
-                outs = self.stage.run(values, bound.outs, self.dtypes)
+        bound = self.reused(frame, values)
+        if bound is not None:
+            planned, call = bound.outs, bound.call
         else:
-            planned = self.planned_outputs(frame, self.dtypes)
+            planned = self.planned_outputs(frame, self.dtypes)  # type: ignore[assignment]
             call = None
-            if planned is not None and self.bindable(frame, runtime):
-                call = self.stage.bind(values, planned)
-                frame.bound[self] = _Bound(values, call, planned)
-            if call is not None:
-                call()
-                outs = planned  # type: ignore[assignment]
-            else:
-                outs = self.stage.run(values, planned, self.dtypes)
+            if planned is not None:
+                call = self.keep(frame, runtime, values, planned, self.stage.bind)
+        if call is not None:
+            call()
+            outs = planned
+        else:
+            outs = self.stage.run(values, planned, self.dtypes)
         for tensor, array in zip(self.outputs, outs, strict=True):
             env[tensor] = array  # type: ignore[index]
 

@@ -794,13 +794,13 @@ def test_a_prepared_constant_is_multiplied_by_panels(op, small_blocks, monkeypat
     more rows, take the other products; a kernel told that every product has more rows packs
     nothing."""
     calls = []
-    multiply = kernels.panel.multiply
+    bind = kernels.panel.bind
 
     def spy(a, packed, out):
         calls.append(a.shape)
-        multiply(a, packed, out)
+        return bind(a, packed, out)
 
-    monkeypatch.setattr(kernels.panel, "multiply", spy)
+    monkeypatch.setattr(kernels.panel, "bind", spy)
     rng = np.random.default_rng(9)
     trans_b = op.endswith("transB")
     node = node_of(op.split()[0], 3 if trans_b else 2, **({"transB": 1} if trans_b else {}))
