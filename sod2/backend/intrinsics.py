@@ -181,7 +181,7 @@ def call_int_function(typingctx: Any, function: types.Type, count: types.Type) -
     return types.int32(function, count), codegen
 
 
-def tile_product(rows: int, vectors: int, lanes: int) -> Any:
+def tile_product(rows: int, vectors: int, lanes: int, gather: str = "") -> Any:
     """The intrinsic `tile(a, lda, w, dst, ldd, count, depth, ahead, lines, resume)`, all
     integers (addresses, and counts in elements), for a tile of `rows` rows by
     `vectors * lanes` columns of a float32 product:
@@ -199,7 +199,124 @@ def tile_product(rows: int, vectors: int, lanes: int) -> Any:
     the panel's row, must fit the machine's vector registers. Meanwhile it asks for the `lines`
     64-byte cache lines from address `ahead` (`llvm.prefetch`), the same number at each step
     (the last steps may ask for none): the memory the caller's next tiles read, so that it
-    arrives while this one computes."""
+    arrives while this one computes.
+
+    With `gather`, the intrinsic is `tile(a, lda, w, dst, ldd, count, depth, ahead, lines,
+    resume, taps)`, `taps` the address of a table of `depth` int64 offsets (in floats), one per
+    step, and what it gathers is read at them; a convolution's patches need no copy so:
+
+    - `gather="rows"`: `a`'s rows are gathered, not read along. `lda` is the address of a
+      table of int64 offsets (in floats) of the tile's rows (entries from `count` up are not
+      read), and the element of row i at step k is `a[rows[i] + taps[k]]`: a row is an output
+      position (the offset of its window's first element in the padded image), a step a tap
+      (its channel, kernel row and column).
+    - `gather="panel"`: the panel's row at step k starts at `w + taps[k]` (floats), not
+      `w + k * vectors * lanes`: its columns are output positions along a row of the image,
+      each step a tap's input run under them, and `a`'s rows the filters."""
+
+    def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> ir.Value:
+        word = ir.IntType(64)
+        a_, lda_, w_, dst_, ldd_, count_, depth_, ahead_, lines_, resume_, *taps_ = (
+            context.cast(builder, value, kind, types.int64)
+            for value, kind in zip(args, signature.args, strict=True)
+        )
+        real = ir.FloatType()
+        vector = ir.VectorType(real, lanes)
+        pointer, vector_pointer = real.as_pointer(), vector.as_pointer()
+
+        def constant(value: int) -> ir.Constant:
+            return ir.Constant(word, value)
+
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.v{lanes}f32"
+        )
+        zero = ir.Constant(vector, [0.0] * lanes)
+        sums = [
+            [cgutils.alloca_once_value(builder, zero) for _ in range(vectors)] for _ in range(rows)
+        ]
+        last = builder.sub(count_, constant(1))
+        row_bytes = builder.mul(lda_, constant(4))
+        target = builder.inttoptr(dst_, pointer)
+        a_rows, dst_rows = [], []
+        offsets = builder.inttoptr(lda_, word.as_pointer())  # (gather="rows": the rows' table)
+        for i in range(rows):  # rows past `count` read the last one
+            index = builder.select(builder.icmp_signed("<", constant(i), count_), constant(i), last)
+            if gather == "rows":
+                offset = builder.mul(builder.load(builder.gep(offsets, [index])), constant(4))
+            else:
+                offset = builder.mul(index, row_bytes)
+            a_rows.append(builder.inttoptr(builder.add(a_, offset), pointer))
+            dst_rows.append(builder.gep(target, [builder.mul(index, ldd_)]))
+        tap_table = builder.inttoptr(taps_[0], word.as_pointer()) if gather else None
+
+        def vector_at(row: ir.Value, v: int) -> ir.Value:
+            """The address of the `v`-th vector of a row, as a vector pointer."""
+            return builder.bitcast(builder.gep(row, [constant(v * lanes)]), vector_pointer)
+
+        with builder.if_then(builder.icmp_signed("!=", resume_, constant(0))):
+            for i in range(rows):
+                for v in range(vectors):
+                    value = builder.load(vector_at(dst_rows[i], v), align=4)
+                    builder.store(value, sums[i][v])
+        panel = builder.inttoptr(w_, pointer)
+        undefined = ir.Constant(vector, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+        first = ir.Constant(ir.IntType(32), 0)
+        # `per` lines at each step (lines [k * per, (k + 1) * per), those below `lines`)
+        steps = builder.select(builder.icmp_signed(">", depth_, constant(0)), depth_, constant(1))
+        per = builder.sdiv(builder.add(lines_, builder.sub(steps, constant(1))), steps)
+        with cgutils.for_range(builder, depth_) as loop:
+            k = loop.index
+            with cgutils.for_range(builder, per) as fetched:
+                line = builder.add(builder.mul(k, per), fetched.index)
+                with builder.if_then(builder.icmp_signed("<", line, lines_)):
+                    address = builder.add(ahead_, builder.mul(line, constant(64)))
+                    _prefetch_line(builder, builder.inttoptr(address, pointer))
+            tap = builder.load(builder.gep(tap_table, [k])) if gather else k
+            row_start = tap if gather == "panel" else builder.mul(k, constant(vectors * lanes))
+            start = builder.gep(panel, [row_start])
+            loaded = [builder.load(vector_at(start, v), align=4) for v in range(vectors)]
+            step = tap if gather == "rows" else k
+            for i in range(rows):
+                element = builder.load(builder.gep(a_rows[i], [step]))
+                broadcast = builder.shuffle_vector(
+                    builder.insert_element(undefined, element, first), undefined, splat
+                )
+                for v in range(vectors):
+                    total = builder.load(sums[i][v])
+                    builder.store(builder.call(fma, [broadcast, loaded[v], total]), sums[i][v])
+        for i in range(rows):
+            with builder.if_then(builder.icmp_signed("<", constant(i), count_)):
+                for v in range(vectors):
+                    builder.store(builder.load(sums[i][v]), vector_at(dst_rows[i], v), align=4)
+        return context.get_dummy_value()
+
+    def integers(*arguments: types.Type) -> Any:
+        """The intrinsic's signature, where every argument is an integer."""
+        if not all(isinstance(t, types.Integer) for t in arguments):
+            return None
+        return types.none(*arguments), codegen
+
+    if gather:
+
+        @intrinsic
+        def gathered(
+            typingctx: Any,
+            a: types.Type,
+            lda: types.Type,
+            w: types.Type,
+            dst: types.Type,
+            ldd: types.Type,
+            count: types.Type,
+            depth: types.Type,
+            ahead: types.Type,
+            lines: types.Type,
+            resume: types.Type,
+            taps: types.Type,
+        ) -> Any:
+            return integers(a, lda, w, dst, ldd, count, depth, ahead, lines, resume, taps)
+
+        return gathered
 
     @intrinsic
     def tile(
@@ -215,84 +332,6 @@ def tile_product(rows: int, vectors: int, lanes: int) -> Any:
         lines: types.Type,
         resume: types.Type,
     ) -> Any:
-        arguments = (a, lda, w, dst, ldd, count, depth, ahead, lines, resume)
-        if not all(isinstance(t, types.Integer) for t in arguments):
-            return None
-
-        def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> ir.Value:
-            word = ir.IntType(64)
-            a_, lda_, w_, dst_, ldd_, count_, depth_, ahead_, lines_, resume_ = (
-                context.cast(builder, value, kind, types.int64)
-                for value, kind in zip(args, signature.args, strict=True)
-            )
-            real = ir.FloatType()
-            vector = ir.VectorType(real, lanes)
-            pointer, vector_pointer = real.as_pointer(), vector.as_pointer()
-
-            def constant(value: int) -> ir.Constant:
-                return ir.Constant(word, value)
-
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.v{lanes}f32"
-            )
-            zero = ir.Constant(vector, [0.0] * lanes)
-            sums = [
-                [cgutils.alloca_once_value(builder, zero) for _ in range(vectors)]
-                for _ in range(rows)
-            ]
-            last = builder.sub(count_, constant(1))
-            row_bytes = builder.mul(lda_, constant(4))
-            target = builder.inttoptr(dst_, pointer)
-            a_rows, dst_rows = [], []
-            for i in range(rows):  # rows past `count` read the last one
-                index = builder.select(
-                    builder.icmp_signed("<", constant(i), count_), constant(i), last
-                )
-                address = builder.add(a_, builder.mul(index, row_bytes))
-                a_rows.append(builder.inttoptr(address, pointer))
-                dst_rows.append(builder.gep(target, [builder.mul(index, ldd_)]))
-
-            def vector_at(row: ir.Value, v: int) -> ir.Value:
-                """The address of the `v`-th vector of a row, as a vector pointer."""
-                return builder.bitcast(builder.gep(row, [constant(v * lanes)]), vector_pointer)
-
-            with builder.if_then(builder.icmp_signed("!=", resume_, constant(0))):
-                for i in range(rows):
-                    for v in range(vectors):
-                        value = builder.load(vector_at(dst_rows[i], v), align=4)
-                        builder.store(value, sums[i][v])
-            panel = builder.inttoptr(w_, pointer)
-            undefined = ir.Constant(vector, ir.Undefined)
-            splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-            first = ir.Constant(ir.IntType(32), 0)
-            # `per` lines at each step (lines [k * per, (k + 1) * per), those below `lines`)
-            steps = builder.select(
-                builder.icmp_signed(">", depth_, constant(0)), depth_, constant(1)
-            )
-            per = builder.sdiv(builder.add(lines_, builder.sub(steps, constant(1))), steps)
-            with cgutils.for_range(builder, depth_) as loop:
-                k = loop.index
-                with cgutils.for_range(builder, per) as fetched:
-                    line = builder.add(builder.mul(k, per), fetched.index)
-                    with builder.if_then(builder.icmp_signed("<", line, lines_)):
-                        address = builder.add(ahead_, builder.mul(line, constant(64)))
-                        _prefetch_line(builder, builder.inttoptr(address, pointer))
-                start = builder.gep(panel, [builder.mul(k, constant(vectors * lanes))])
-                loaded = [builder.load(vector_at(start, v), align=4) for v in range(vectors)]
-                for i in range(rows):
-                    element = builder.load(builder.gep(a_rows[i], [k]))
-                    broadcast = builder.shuffle_vector(
-                        builder.insert_element(undefined, element, first), undefined, splat
-                    )
-                    for v in range(vectors):
-                        total = builder.load(sums[i][v])
-                        builder.store(builder.call(fma, [broadcast, loaded[v], total]), sums[i][v])
-            for i in range(rows):
-                with builder.if_then(builder.icmp_signed("<", constant(i), count_)):
-                    for v in range(vectors):
-                        builder.store(builder.load(sums[i][v]), vector_at(dst_rows[i], v), align=4)
-            return context.get_dummy_value()
-
-        return types.none(*arguments), codegen
+        return integers(a, lda, w, dst, ldd, count, depth, ahead, lines, resume)
 
     return tile

@@ -4,7 +4,7 @@ The catalogue's reference kernels (`sod2/ops/`) allocate their results, and the 
 would copy each one into its arena view. A kernel here is handed the outputs instead (C-contiguous
 views of the exact shape and element type that RDP fixed) and writes into them:
 
-- Conv: per image and group, one of six strategies, picked per shape (`ConvKernel.strategy_for`):
+- Conv: per image and group, one of eight strategies, picked per shape (`ConvKernel.strategy_for`):
   a 1x1 convolution is a plain matrix product over the image (`pointwise`); a depthwise-like
   convolution (few input channels per group), or one of few filters (unless a unit-stride one
   of one group over KN2ROW_GATE_CHANNELS channels, a kn2row), is a Numba loop nest
@@ -18,7 +18,14 @@ views of the exact shape and element type that RDP fixed) and writes into them:
   are thin), and each output row the sum of the taps' products read at their shifts, which
   moves M * taps values per pixel where im2col moves C * taps; any other is an im2col into a
   scratch buffer, filled by Numba a block of output rows at a time, then one sgemm per block
-  (`im2col`). Scratch comes from the workspace region the runtime gives the step
+  (`im2col`). Two refine that choice where the machine has the panels' register tiles
+  (`sod2.backend.panel`): an image of few output positions (CONV_PANEL_MAX_POSITIONS), deep and
+  small, is one product of its positions against the filters packed into panels at compile
+  time, each position's patch gathered from the image by the product itself, never copied
+  (`panels`); a convolution of small weights (TILES_MAX_WEIGHT_BYTES: a stem, a shallow 3x3)
+  is register tiles of filters by a run of positions along an output row, each tap's inputs
+  read straight from the padded rows, split by column phase once per block (`tiles`).
+  Scratch comes from the workspace region the runtime gives the step
   (`use_workspace`, blocks sized to fit it) or else from buffers kept per thread, shared by
   every Conv; the bias is added to the
   output while it is in cache (the weights are never copied, except kn2row's per-tap stacking
@@ -79,7 +86,7 @@ from numba import prange
 
 from sod2.backend import panel
 from sod2.backend.blas import matmul_into
-from sod2.backend.intrinsics import prefetch
+from sod2.backend.intrinsics import prefetch, tile_product
 from sod2.backend.jit import serial_and_parallel
 from sod2.errors import Sod2Error
 from sod2.ir.dtypes import DType
@@ -1158,8 +1165,37 @@ def _scratch(name: str, size: int) -> np.ndarray:
     return buffer[:size]
 
 
-CONV_STRATEGIES = ("pointwise", "im2col", "kn2row", "winograd", "direct", "windows")
+CONV_STRATEGIES = (
+    "pointwise",
+    "im2col",
+    "kn2row",
+    "winograd",
+    "direct",
+    "windows",
+    "panels",
+    "tiles",
+)
 """Ways ConvKernel computes a convolution (see the module docstring)."""
+
+CONV_PANEL_MAX_POSITIONS = 128
+"""A convolution of one group, a kernel of more than one tap, PANEL_MIN_COLUMNS filters or more
+and at most this many output positions per image, which would otherwise be a Winograd, a kn2row
+or an im2col, is a product of the positions (rows, their patches gathered from the image where
+the product reads them) against the filters packed into panels (`panels`). Such images are
+deep and small: their products are wide but short, Winograd's transformed filters (16 per 9
+weights) stream from memory for a few tiles each, and an sgemm packs its operands again at
+every call. Inside dgnet, 3x3 over 512 channels of 7x7 took 1.38 ms against Winograd's 2.17;
+over 256 channels of 14x14 (196 positions), 1.37 against Winograd's 1.14 (one-off)."""
+
+TILES_MAX_WEIGHT_BYTES = 1 << 17
+"""A convolution of one group with weights of at most this many bytes, which would otherwise be
+a kn2row (not a gate's), an im2col or a direct loop, runs as register tiles over the filters and
+a run of output positions along a row (`tiles`). Shallow convolutions are where the sgemm of the
+others is slowest: cold, a 7x7 stride-2 stem from 3 to 8 channels of 384x448 took 1.05 ms as
+tiles against the direct loop's 3.13 (onnxruntime: 1.25), 3x3 over 16 channels of 52x52
+0.25 ms against kn2row's 0.64 (onnxruntime: 0.25), over 24 channels of 26x26 0.21 against
+0.53 (one-off). Wider ones read their weights from beyond L2: inside blockdrop, a 1x1
+stride-2 one from 256 to 512 channels (512 KiB) took 9.4 ms as tiles against im2col's 3.7."""
 
 DIRECT_MAX_TAPS = 16
 """A grouped convolution with at most this many taps per output value (C/group * kernel size)
@@ -1289,13 +1325,25 @@ class ConvKernel:
         self.dilated = any(int(v) != 1 for v in node.attr("dilations", None) or (1,))
         self._packed: tuple[np.ndarray, np.ndarray] | None = None
         self._transformed: tuple[np.ndarray, np.ndarray] | None = None
+        self._filters_packed: tuple[np.ndarray, np.ndarray] | None = None
+        self._tables: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._taps: dict[tuple[Any, ...], np.ndarray] = {}
+        self.least_rows: int | None = None
+        """The fewest output positions an image can have (the rows of `panels`' product),
+        where the runtime knows (before `prepare`): filters are packed into panels only where
+        it is CONV_PANEL_MAX_POSITIONS or fewer."""
 
     def prepare(self, w: np.ndarray, transformed: np.ndarray | None = None) -> None:
         """Lay out the constant weights `w` once, now, where the strategy that takes them would
-        otherwise do it at every call: Winograd's transformed filters (`transformed`, where an
-        earlier compile already computed `winograd_filters(w)`), or kn2row's stacking of every
-        tap's filters. The copy lives as long as the kernel, like the model's weights."""
-        if not (isinstance(w, np.ndarray) and w.dtype == _F32 and w.ndim == 4):
+        otherwise do it at every call: the filters packed into panels, where small images take
+        them (`least_rows`); Winograd's transformed filters (`transformed`, where an earlier
+        compile already computed `winograd_filters(w)`), or kn2row's stacking of every tap's
+        filters. The copies live as long as the kernel, like the model's weights."""
+        if not (isinstance(w, np.ndarray) and w.dtype == _F32 and w.ndim in (3, 4)):
+            return
+        if self._takes_panels(w.shape):
+            self._filters_packed = (w, _filter_panels(w))
+        if w.ndim != 4:
             return
         filters, channels, kh, kw = w.shape
         winograd = self.strategy in (None, "winograd") and self.unit_stride and not self.dilated
@@ -1314,6 +1362,22 @@ class ConvKernel:
                 kh * kw * filters, channels
             )
             self._packed = (w, packed)
+
+    def _takes_panels(self, w_shape: tuple[int, ...]) -> bool:
+        """Whether `prepare` packs filters of `w_shape` into panels: one group, a machine with
+        panels, and `panels` forced, or PANEL_MIN_COLUMNS filters and small images possible
+        (`least_rows`, CONV_PANEL_MAX_POSITIONS); not a 1x1 kernel (inside blockdrop, a 1x1
+        stride-2 one from 1024 to 2048 channels onto 12x14 took 6.4 ms as panels against 3.8
+        as an im2col, one-off)."""
+        if self.group != 1 or panel.TILE is None or self.strategy not in (None, "panels"):
+            return False
+        if self.strategy == "panels":
+            return True
+        least = self.least_rows
+        if math.prod(w_shape[2:]) == 1:
+            return False  # (a tap per channel: each step of the product gathers a new line)
+        least_fits = least is not None and least <= CONV_PANEL_MAX_POSITIONS
+        return w_shape[0] >= PANEL_MIN_COLUMNS and least_fits
 
     def transformed(self) -> np.ndarray | None:
         """The Winograd filters `prepare` computed (None where it computed none), for the
@@ -1387,9 +1451,31 @@ class ConvKernel:
         if self.strategy is not None:
             return self.strategy
         unpadded = not any(geometry.pads_begin + geometry.pads_end)
-        return conv_strategy(
+        strategy = conv_strategy(
             self.group, x_shape[1], w_shape, geometry.strides, geometry.dilations, unpadded
         )
+        if self._filters_packed is not None and strategy in ("winograd", "kn2row", "im2col"):
+            positions = math.prod(geometry.output_shape(x_shape[2:]))
+            if positions <= CONV_PANEL_MAX_POSITIONS and self._panels_fit(
+                x_shape, w_shape, geometry
+            ):
+                return "panels"
+        if tiles_fit(strategy, self.group, w_shape):
+            _, floats = _tiles_block(x_shape, w_shape, geometry)
+            if floats and _budget(4 * floats, "phases") >= 4 * floats:
+                return "tiles"
+        return strategy
+
+    def _panels_fit(
+        self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], geometry: WindowGeometry
+    ) -> bool:
+        """Whether `panels`' scratch (`_panels_scratch`) fits what the step's workspace region
+        has left (outside a region, the thread's buffers take it)."""
+        (padded_h, padded_w), floats = _panels_scratch(x_shape, w_shape, geometry)
+        if _copies_image(x_shape, (padded_h, padded_w), geometry):
+            floats += x_shape[1] * padded_h * padded_w
+        need = 4 * floats + 128  # (two slices' alignment)
+        return _budget(need, "padded", "products") >= need
 
     def _geometry(self, spatial: tuple[int, ...], kernel: tuple[int, ...]) -> WindowGeometry:
         key = (spatial, kernel)
@@ -1636,6 +1722,328 @@ class ConvKernel:
             columns = windows[n].transpose(0, 3, 4, 1, 2).reshape(group, taps, positions)
             biases = None if bias is None else bias.reshape(group, -1)
             matmul_into(weights, columns, out[n].reshape(group, -1, positions), biases)
+
+    def _panels(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        bias: np.ndarray | None,
+        out: np.ndarray,
+        geometry: WindowGeometry,
+        epilogue: Epilogue | None,
+    ) -> None:
+        """Per image, one product of the output positions (rows) against the filters packed
+        into panels (`prepare`), the depth every tap (channel, kernel row, kernel column): a
+        row's patch is never copied, the product gathers it from the image
+        (`panel.bind_gathered`, offsets in `_gather_tables`), padded first where the windows
+        reach outside it. The product's rows are positions, so it is written into scratch and
+        turned into the output's planes, the bias added (`_to_planes`)."""
+        if self.group != 1:
+            raise _Unfit
+        batch, channels = x.shape[:2]
+        filters = w.shape[0]
+        out_h, out_w = out.shape[2:]
+        packed = self._filter_panels(w)
+        (padded_h, padded_w), floats = _panels_scratch(x.shape, w.shape, geometry)
+        copy = _copies_image(x.shape, (padded_h, padded_w), geometry)
+        plane = (padded_h, padded_w) if copy else x.shape[2:]  # what the offsets count in
+        rows_at, taps_at = self._gather_tables(channels, plane, w.shape[2:], geometry, out)
+        products = _scratch("products", floats).reshape(out_h * out_w, filters)
+        image = _scratch("padded", channels * padded_h * padded_w) if copy else None
+        shift = _contiguous(np.zeros(filters, dtype=np.float32) if bias is None else bias)
+        to_planes = _pick(_TO_PLANES, floats)
+        for n in _images(batch, epilogue):
+            source = x[n]
+            if image is not None:
+                source = image.reshape(channels, padded_h, padded_w)
+                top, left = geometry.pads_begin
+                _pick(_PAD_IMAGE, source.size)(x[n], source, top, left)
+            panel.bind_gathered(source, rows_at, taps_at, packed, products)()
+            to_planes(products, out[n], shift)
+
+    def _tiles(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        bias: np.ndarray | None,
+        out: np.ndarray,
+        geometry: WindowGeometry,
+        epilogue: Epilogue | None,
+    ) -> None:
+        """Register tiles of filters by a run of positions along an output row
+        (`_conv_tiles`), summed over every tap straight from the input: per block of output
+        rows, the rows they read are padded and split by column phase once
+        (`_split_padded`), so that each tap's inputs under a run of positions are one
+        contiguous run too. Nothing is copied per tap, and each weight is read once per tile
+        (from cache: TILES_MAX_WEIGHT_BYTES)."""
+        if not tiles_fit("direct", self.group, w.shape):
+            raise _Unfit
+        filters, channels, kh, kw = w.shape
+        batch, out_h = x.shape[0], out.shape[2]
+        (block, sw, span), floats = _tiles_block(x.shape, w.shape, geometry)
+        if floats == 0:
+            _finish(epilogue, out)
+            return
+        (sh, _), (dh, dw) = geometry.strides, geometry.dilations
+        top, left = geometry.pads_begin
+        key = (channels, sw, span, kh, kw, dh, dw)
+        table = self._taps.get(key)
+        if table is None:  # tap (c, i, j): kernel row i's input row, channel c, column j's phase
+            c, i, j = np.meshgrid(np.arange(channels), np.arange(kh), np.arange(kw), indexing="ij")
+            row = channels * sw * span
+            offsets = i * dh * row + c * sw * span + (j * dw) % sw * span + (j * dw) // sw
+            table = self._taps[key] = offsets.reshape(-1).astype(np.int64)
+        weights = w.reshape(filters, -1)
+        shift = _contiguous(np.zeros(filters, dtype=np.float32) if bias is None else bias)
+        buffer = _scratch("phases", floats)
+        reach = (kh - 1) * dh + 1
+        for o0 in range(0, out_h, block):
+            o1 = min(out_h, o0 + block)
+            rows = (o1 - 1 - o0) * sh + reach
+            phases = buffer[: batch * rows * channels * sw * span]
+            phases = phases.reshape(batch, rows, channels, sw, span)
+            _pick(_SPLIT_PADDED, phases.size)(x, phases, o0 * sh, top, left)
+            work = (o1 - o0) * out.shape[3] * weights.size * batch
+            _pick(_CONV_TILES, work)(phases, weights, out, shift, table, o0, o1, sh)
+        _finish(epilogue, out)
+
+    def _filter_panels(self, w: np.ndarray) -> np.ndarray:
+        """The filters W^T packed into panels: `prepare`'s, else (a forced `panels`, weights
+        that are not constant) packed now."""
+        if (packed := self._filters_packed) is not None and (packed[0] is w or w.base is packed[0]):
+            return packed[1]  # (a 1-D convolution's weights are a view of its own)
+        return _filter_panels(w)
+
+    def _gather_tables(
+        self,
+        channels: int,
+        plane: tuple[int, ...],
+        kernel: tuple[int, ...],
+        geometry: WindowGeometry,
+        out: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`panels`' offsets (int64, in floats) into an image of `channels` planes of `plane`
+        (rows, columns), whose first row and column are where the first window starts: of each
+        output position's window (its first element), row by row, and of each tap (channel,
+        kernel row, kernel column) from there, in W's order. Made once per shape."""
+        out_h, out_w = out.shape[2:]
+        key = (channels, plane, kernel, geometry, out_h, out_w)
+        tables = self._tables.get(key)
+        if tables is None:
+            padded_h, padded_w = plane
+            (sh, sw), (dh, dw) = geometry.strides, geometry.dilations
+            i, j = np.divmod(np.arange(out_h * out_w, dtype=np.int64), out_w)
+            rows_at = i * sh * padded_w + j * sw
+            c, a, b = np.meshgrid(
+                np.arange(channels), np.arange(kernel[0]), np.arange(kernel[1]), indexing="ij"
+            )
+            taps_at = (c * padded_h * padded_w + a * dh * padded_w + b * dw).astype(np.int64)
+            tables = self._tables[key] = (rows_at, taps_at.reshape(-1))
+        return tables
+
+
+def tiles_fit(strategy: str, group: int, w_shape: Sequence[int]) -> bool:
+    """Whether a convolution of `group` groups with weights of `w_shape`, which `conv_strategy`
+    makes a `strategy`, may run as `tiles` instead: a kn2row (not a gate's, DIRECT_MAX_FILTERS
+    filters or fewer, whose kn2row is fast), an im2col or a direct loop, of one group, with
+    weights of TILES_MAX_WEIGHT_BYTES at most, on a machine with register tiles."""
+    gate = strategy == "kn2row" and w_shape[0] <= DIRECT_MAX_FILTERS
+    return (
+        strategy in ("kn2row", "im2col", "direct")
+        and not gate
+        and panel.TILE is not None
+        and group == 1
+        and len(w_shape) == 4
+        and 4 * math.prod(w_shape) <= TILES_MAX_WEIGHT_BYTES
+    )
+
+
+def _tiles_block(
+    x_shape: Sequence[int], w_shape: Sequence[int], geometry: WindowGeometry
+) -> tuple[tuple[int, int, int], int]:
+    """`tiles`' blocks: output rows per block, the column phases (the stride) and positions
+    per phase of the padded input's rows, and the scratch floats of a block (its input rows,
+    every channel, split by phase, plus a tile's width of slack, which the last tile of a row
+    reads past its end); 0 floats for an empty output."""
+    assert panel.TILE is not None
+    batch, channels = x_shape[:2]
+    kh, kw = w_shape[2:]
+    out_h, out_w = geometry.output_shape(tuple(x_shape[2:]))
+    if min(out_h, out_w, batch) < 1:
+        return (1, 1, 1), 0
+    (sh, sw), (dh, dw) = geometry.strides, geometry.dilations
+    span = -(-((out_w - 1) * sw + (kw - 1) * dw + 1) // sw)
+    reach = (kh - 1) * dh + 1
+    row = batch * channels * sw * span  # floats of one input row, split
+    slack = panel.TILE.width
+    room = _budget(DIRECT_BLOCK_BYTES, "phases") // 4 - slack  # (a block's rows, with reach)
+    block = max(
+        1, min(out_h, direct_block(out_h, row, sh, 4 * room), (room // row - reach) // sh + 1)
+    )
+    return (block, sw, span), row * ((block - 1) * sh + reach) + slack
+
+
+def _split_padded(x, phases, first, top, left):  # type: ignore[no-untyped-def]
+    """phases[n, r, c, p, q] = x[n, c, first + r - top, q * sw + p - left], 0 outside x: rows
+    of the zero-padded input from padded row `first`, split by column phase (`tiles`)."""
+    batch, channels, height, width = x.shape
+    rows, sw, span = phases.shape[1], phases.shape[3], phases.shape[4]
+    for task in prange(batch * rows):
+        n = task // rows
+        r = task % rows
+        source = first + r - top
+        for c in range(channels):
+            for p in range(sw):
+                target = phases[n, r, c, p]
+                if source < 0 or source >= height:
+                    target[:] = 0.0
+                    continue
+                line = x[n, c, source]
+                # columns q with 0 <= q * sw + p - left < width
+                lo = min(span, max(0, (left - p + sw - 1) // sw))
+                hi = min(span, max(lo, (width + left - p + sw - 1) // sw))
+                target[:lo] = 0.0
+                target[hi:] = 0.0
+                for q in range(lo, hi):
+                    target[q] = line[q * sw + p - left]
+
+
+_TILE_ROWS = panel.TILE.rows if panel.TILE is not None else 1
+_DEPTH_BLOCK = panel.DEPTH_BLOCK
+_TILE_WIDTH = panel.TILE.width if panel.TILE is not None else 1
+_tile_1, _tile_2, _tile_3, _tile_4, _tile_5, _tile_6 = (
+    [tile_product(rows, panel.TILE.vectors, panel.TILE.lanes, "panel") for rows in range(1, 7)]
+    if panel.TILE is not None and panel.TILE.rows == 6
+    else [None] * 6
+)
+
+
+def _conv_tiles(phases, w, out, bias, taps, o0, o1, sh):  # type: ignore[no-untyped-def]
+    """Output rows [o0, o1) of out = conv(X, W) + bias, from `phases` (`_split_padded`, its
+    row 0 the padded input's row o0 * sh) and W as (filters, taps), C-contiguous: one task
+    per image, output row and run of a tile's width of positions; in a task, every tile of
+    TILE rows (filters) sums over the taps, the panel's row at tap k being the input run at
+    `taps[k]` floats from the run's first window (`tile_product(..., "panel")`)."""
+    batch, filters, _, out_w = out.shape
+    channels, sw, span = phases.shape[2:]
+    depth = w.shape[1]
+    row_floats = channels * sw * span
+    runs = (out_w + _TILE_WIDTH - 1) // _TILE_WIDTH
+    rows = o1 - o0
+    ldo = out.strides[1] // 4
+    table = taps.ctypes.data
+    for task in prange(batch * rows * runs):
+        run = task % runs
+        oh = o0 + (task // runs) % rows
+        n = task // (runs * rows)
+        c0 = run * _TILE_WIDTH
+        width = min(_TILE_WIDTH, out_w - c0)
+        base = phases.ctypes.data + n * phases.strides[0] + ((oh - o0) * sh * row_floats + c0) * 4
+        if width == _TILE_WIDTH:
+            tile = np.empty((0, 0), np.float32)
+            target = np.int64(out.ctypes.data + n * out.strides[0] + oh * out.strides[2] + c0 * 4)
+            ldt = ldo
+        else:  # the row's last positions, through a tile of its own
+            tile = np.empty((filters, _TILE_WIDTH), np.float32)
+            target = np.int64(tile.ctypes.data)
+            ldt = _TILE_WIDTH
+        for k0 in range(0, depth, _DEPTH_BLOCK):  # a block of taps' runs stays in L1
+            steps = min(_DEPTH_BLOCK, depth - k0)
+            for r0 in range(0, filters, _TILE_ROWS):
+                count = min(_TILE_ROWS, filters - r0)
+                source = w.ctypes.data + (r0 * depth + k0) * 4
+                place = target + r0 * ldt * 4
+                taps_k = table + k0 * 8
+                arguments = (source, depth, base, place, ldt, count, steps, 0, 0, k0, taps_k)
+                if count == 6:
+                    _tile_6(*arguments)
+                elif count == 5:
+                    _tile_5(*arguments)
+                elif count == 4:
+                    _tile_4(*arguments)
+                elif count == 3:
+                    _tile_3(*arguments)
+                elif count == 2:
+                    _tile_2(*arguments)
+                else:
+                    _tile_1(*arguments)
+        for m in range(filters):
+            line = out[n, m, oh]
+            add = bias[m]
+            if width == _TILE_WIDTH:
+                for j in range(width):
+                    line[c0 + j] += add
+            else:
+                for j in range(width):
+                    line[c0 + j] = tile[m, j] + add
+
+
+_SPLIT_PADDED = _jit(_split_padded)
+_CONV_TILES = _jit(_conv_tiles)
+
+
+def _filter_panels(w: np.ndarray) -> np.ndarray:
+    """Conv weights (M, C, kh[, kw]) as W^T (C * kh * kw, M), packed into panels."""
+    return panel.pack_panels(np.ascontiguousarray(w.reshape(w.shape[0], -1).T))
+
+
+def _panels_scratch(
+    x_shape: tuple[int, ...], w_shape: tuple[int, ...], geometry: WindowGeometry
+) -> tuple[tuple[int, int], int]:
+    """`panels`' padded image (rows, columns: what the windows read, from the first padded
+    row and column) and its product's floats (positions x filters); the padded image is copied
+    only where it differs from the image."""
+    kernel = w_shape[2:]
+    out_h, out_w = geometry.output_shape(x_shape[2:])
+    reach = [(k - 1) * d + 1 for k, d in zip(kernel, geometry.dilations, strict=True)]
+    padded_h = max((out_h - 1) * geometry.strides[0] + reach[0], 1)
+    padded_w = max((out_w - 1) * geometry.strides[1] + reach[1], 1)
+    return (padded_h, padded_w), out_h * out_w * w_shape[0]
+
+
+def _copies_image(
+    x_shape: tuple[int, ...], padded: tuple[int, int], geometry: WindowGeometry
+) -> bool:
+    """Whether `panels` reads a padded copy of the image: unless the windows start at its
+    first row and column and read no further than it (then they read the image itself)."""
+    inside = padded[0] <= x_shape[2] and padded[1] <= x_shape[3]
+    return not inside or any(geometry.pads_begin)
+
+
+def _pad_image(image, target, top, left):  # type: ignore[no-untyped-def]
+    """target[c, r, q] = image[c, r - top, q - left] where that element exists, else 0."""
+    height, width = image.shape[1:]
+    rows, columns = target.shape[1:]
+    first, last = min(max(left, 0), columns), min(max(left + width, 0), columns)
+    for c in prange(image.shape[0]):
+        for r in range(rows):
+            row = target[c, r]
+            source = r - top
+            if 0 <= source < height and first < last:
+                row[:first] = 0.0
+                row[last:] = 0.0
+                line = image[c, source]
+                for q in range(first, last):
+                    row[q] = line[q - left]
+            else:
+                row[:] = 0.0
+
+
+def _to_planes(products, out, shift):  # type: ignore[no-untyped-def]
+    """out[m, i, j] = products[i * out_w + j, m] + shift[m]: a product of positions by filters
+    into the output's planes."""
+    filters, out_h, out_w = out.shape
+    for m in prange(filters):
+        add = shift[m]
+        for i in range(out_h):
+            row = out[m, i]
+            base = i * out_w
+            for j in range(out_w):
+                row[j] = products[base + j, m] + add
+
+
+_PAD_IMAGE = _jit(_pad_image)
+_TO_PLANES = _jit(_to_planes)
 
 
 # -- Conv chains --------------------------------------------------------------------------------

@@ -181,13 +181,23 @@ _multiply_1, _multiply_2, _multiply_3 = (
     if TILE is not None
     else [None] * 3
 )
+# the same tiles with gathered rows (`bind_gathered`)
+_gathered, _gathered_1, _gathered_2, _gathered_3 = (
+    [tile_product(rows, TILE.vectors, TILE.lanes, "rows") for rows in (TILE.rows, 1, 2, 3)]
+    if TILE is not None
+    else [None] * 4
+)
 
 
-def _panel_product(a, packed, out, groups):  # type: ignore[no-untyped-def]
+def _panel_product(a, packed, out, groups, rows_at, taps_at):  # type: ignore[no-untyped-def]
     """out = a @ B: one task per group of row tiles and panel; within a task, the depth in
     blocks of DEPTH_BLOCK, each block of the panel read once (from memory, into L1) for every
-    tile of the group, whose sums the next block resumes from `out`."""
-    count, depth = a.shape
+    tile of the group, whose sums the next block resumes from `out`. With tables of gathered
+    rows (`taps_at` not empty), row i of the product at step k is `a.flat[rows_at[i] +
+    taps_at[k]]` (`bind_gathered`)."""
+    gather = taps_at.shape[0] > 0
+    count = rows_at.shape[0] if gather else a.shape[0]
+    depth = taps_at.shape[0] if gather else a.shape[1]
     columns = out.shape[1]
     panels = packed.shape[0]
     row_tiles = (count + _ROWS - 1) // _ROWS
@@ -232,11 +242,24 @@ def _panel_product(a, packed, out, groups):  # type: ignore[no-untyped-def]
                 i = t - first
                 r0 = t * _ROWS
                 height = min(_ROWS, count - r0)
-                source = a.ctypes.data + r0 * a.strides[0] + k0 * 4
                 weights = panel + k0 * _WIDTH * 4
                 lines = max(0, min(share, left_lines - i * share))
                 ahead = ahead_block + i * share * 64
                 place = target + i * _ROWS * ldt * 4
+                if gather:
+                    table = rows_at.ctypes.data + r0 * 8
+                    taps = taps_at.ctypes.data + k0 * 8
+                    gathered = (a.ctypes.data, table, weights, place, ldt, height, steps)
+                    if height == 1:
+                        _gathered_1(*gathered, ahead, lines, k0, taps)
+                    elif height == 2:
+                        _gathered_2(*gathered, ahead, lines, k0, taps)
+                    elif height == 3:
+                        _gathered_3(*gathered, ahead, lines, k0, taps)
+                    else:
+                        _gathered(*gathered, ahead, lines, k0, taps)
+                    continue
+                source = a.ctypes.data + r0 * a.strides[0] + k0 * 4
                 arguments = (source, lda, weights, place, ldt, height, steps, ahead, lines, k0)
                 if height == 1:
                     _multiply_1(*arguments)
@@ -259,11 +282,14 @@ _LOOPS: list[tuple[Any, Any]] = []
 def _loops() -> tuple[Any, Any]:
     if not _LOOPS:
         element = numba.float32
+        table = numba.types.Array(numba.int64, 1, "C", readonly=True)
         signature = numba.void(
             numba.types.Array(element, 2, "A", readonly=True),
             numba.types.Array(element, 3, "C", readonly=True),
             numba.types.Array(element, 2, "A"),
             numba.intp,
+            table,
+            table,
         )
         _LOOPS.append(serial_and_parallel(_panel_product, signature=signature))
     return _LOOPS[0]
@@ -272,20 +298,28 @@ def _loops() -> tuple[Any, Any]:
 def fits(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> bool:
     """Whether `panel_product(a, packed, out)` takes these arrays (else use another product)."""
     return (
-        TILE is not None
-        and isinstance(a, np.ndarray)
+        isinstance(a, np.ndarray)
         and a.dtype == np.float32
-        and out.dtype == np.float32
         and a.ndim == 2
+        and _product_fits(a.shape[0], a.shape[1], packed, out)
+        and (out.size == 0 or _rows_of_adjacent_floats(a, out))
+    )
+
+
+def _product_fits(rows: int, depth: int, packed: np.ndarray, out: Any) -> bool:
+    """Whether panels `packed` and `out` make a product of `rows` rows and `depth` steps."""
+    return (
+        TILE is not None
+        and isinstance(out, np.ndarray)
+        and out.dtype == np.float32
         and out.ndim == 2
         and packed.ndim == 3
         and packed.shape[2] == TILE.width
-        and packed.shape[1] == a.shape[1]
-        and out.shape[0] == a.shape[0]
+        and packed.shape[1] == depth
+        and out.shape[0] == rows
         and out.shape[1] <= packed.shape[0] * TILE.width
         and out.shape[1] > (packed.shape[0] - 1) * TILE.width
         and out.flags.writeable
-        and (out.size == 0 or _rows_of_adjacent_floats(a, out))
     )
 
 
@@ -312,31 +346,93 @@ def panel_product(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> None:
     bind(a, packed, out)()
 
 
+_NO_TABLE = np.zeros(0, np.int64)
+
+
 def bind(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> Callable[[], None]:
     """`panel_product(a, packed, out)` without its check (for callers that asked `fits`
     first), as a call without arguments, its choices (serial or parallel loop, row groups)
     made now; each call computes the product again from what `a` then holds."""
+    return _bound(a, a.shape[0], a.shape[1], packed, out, _NO_TABLE, _NO_TABLE)
+
+
+def bind_gathered(
+    source: np.ndarray,
+    rows_at: np.ndarray,
+    taps_at: np.ndarray,
+    packed: np.ndarray,
+    out: np.ndarray,
+) -> Callable[[], None]:
+    """out = A @ B for B packed by `pack_panels`, where A is not stored but gathered from the
+    C-contiguous float32 `source`: A[i, k] = source.flat[rows_at[i] + taps_at[k]], for int64
+    tables `rows_at` (out's rows) and `taps_at` (B's rows) whose sums stay inside `source` (a
+    convolution's patches: `sod2.backend.kernels.ConvKernel`). As `bind`: a call without
+    arguments, which reads what `source` then holds; ValueError for arrays it does not take."""
+    if not _gathers(source, rows_at, taps_at, packed, out):
+        raise ValueError(
+            f"bind_gathered: source {getattr(source, 'shape', source)}, tables "
+            f"{getattr(rows_at, 'shape', rows_at)} and {getattr(taps_at, 'shape', taps_at)}, "
+            f"packed {packed.shape} and out {getattr(out, 'shape', out)} do not make a product "
+            "this machine's panels compute"
+        )
+    flat = source.reshape(1, -1)
+    return _bound(flat, rows_at.shape[0], taps_at.shape[0], packed, out, rows_at, taps_at)
+
+
+def _gathers(source: Any, rows_at: Any, taps_at: Any, packed: np.ndarray, out: Any) -> bool:
+    """Whether `bind_gathered` takes these arrays: float32 and int64 tables of one axis, `out`
+    as `fits` asks of it, every offset inside `source`."""
+    if not all(isinstance(x, np.ndarray) for x in (source, rows_at, taps_at)):
+        return False
+    if not (
+        source.dtype == np.float32
+        and source.flags.c_contiguous
+        and rows_at.dtype == taps_at.dtype == np.int64
+        and rows_at.ndim == taps_at.ndim == 1
+        and rows_at.flags.c_contiguous
+        and taps_at.flags.c_contiguous
+        and _product_fits(rows_at.shape[0], taps_at.shape[0], packed, out)
+        and (out.size == 0 or _rows_of_adjacent_floats(source.reshape(1, -1), out))
+    ):
+        return False
+    if rows_at.size == 0 or taps_at.size == 0:
+        return True
+    lowest = int(rows_at.min()) + int(taps_at.min())
+    highest = int(rows_at.max()) + int(taps_at.max())
+    return lowest >= 0 and highest < source.size
+
+
+def _bound(
+    a: np.ndarray,
+    rows: int,
+    depth: int,
+    packed: np.ndarray,
+    out: np.ndarray,
+    rows_at: np.ndarray,
+    taps_at: np.ndarray,
+) -> Callable[[], None]:
+    """The call of `bind` and `bind_gathered`: a product of `rows` rows and `depth` steps."""
     if out.size == 0:
         return _nothing
-    if a.shape[1] == 0:  # an empty sum
+    if depth == 0:  # an empty sum
         return functools.partial(out.fill, 0.0)
-    work = out.size * a.shape[1]
+    work = out.size * depth
     threads = numba.get_num_threads()
     if (work < PARALLEL_MIN and packed.nbytes < PARALLEL_MIN_BYTES) or threads == 1:
-        return functools.partial(_loops()[0], a, packed, out, 1)
-    return functools.partial(_loops()[1], a, packed, out, _groups(a, packed, threads))
+        return functools.partial(_loops()[0], a, packed, out, 1, rows_at, taps_at)
+    groups = _groups(rows, depth, packed, threads)
+    return functools.partial(_loops()[1], a, packed, out, groups, rows_at, taps_at)
 
 
 def _nothing() -> None:
     """An empty product."""
 
 
-def _groups(a: np.ndarray, packed: np.ndarray, threads: int) -> int:
-    """Into how many groups of row tiles a product splits `a`: enough for each group's rows to
-    stay in cache (ROWS_BLOCK_BYTES) while the panels stream past, and, where the panels are
-    few, enough tasks for every thread."""
+def _groups(rows: int, depth: int, packed: np.ndarray, threads: int) -> int:
+    """Into how many groups of row tiles a product of `rows` rows splits: enough for each
+    group's rows to stay in cache (ROWS_BLOCK_BYTES) while the panels stream past, and, where
+    the panels are few, enough tasks for every thread."""
     assert TILE is not None
-    rows, depth = a.shape
     row_tiles = -(-rows // TILE.rows)
     for_cache = -(-rows * depth * 4 // ROWS_BLOCK_BYTES)
     for_threads = -(-2 * threads // packed.shape[0])

@@ -768,17 +768,24 @@ class CompiledModel:
 
     def _least_rows(self, node: Node, a: Tensor | None) -> int | None:
         """The fewest rows a MatMul's or Gemm's product can have (`node`'s first operand `a`,
-        as the graph outside any fused body sees it): its rows' count with every symbol at the
-        lowest value of its range (the planner's ranges, else `CompileOptions.ranges`, else 1).
-        None where it is not such a node or the count is not known."""
-        if node.op_type not in ("MatMul", "Gemm") or a is None:
+        as the graph outside any fused body sees it), or a Conv's output positions per image
+        (`ConvKernel.least_rows`): the count with every symbol at the lowest value of its range
+        (the planner's ranges, else `CompileOptions.ranges`, else 1). None where it is not such
+        a node or the count is not known."""
+        if node.op_type == "Conv":
+            a = node.outputs[0] if node.outputs else None
+        elif node.op_type not in ("MatMul", "Gemm"):
+            return None
+        if a is None:
             return None
         fact = self.rdp.facts.get(a)
         dims = None if fact is None else fact.shape.dims
         if dims is None or not dims:
             return None
-        if node.op_type == "Gemm":
-            rows: Any = dims[1] if node.attr("transA", 0) else dims[0]
+        if node.op_type == "Conv":
+            rows: Any = math.prod(dims[2:])
+        elif node.op_type == "Gemm":
+            rows = dims[1] if node.attr("transA", 0) else dims[0]
         else:
             rows = math.prod(dims[:-1]) if len(dims) > 1 else 1
         if isinstance(rows, int):
@@ -1234,6 +1241,8 @@ def _prepare(
     weight = inputs[1] if len(inputs) > 1 else None
     if prepare is None or weight is None or weight.const_value is None:
         return
+    if hasattr(body, "least_rows"):  # a product's kernel: the fewest rows it will see
+        body.least_rows = least_rows
     transformed = getattr(body, "transformed", None)
     if transformed is not None:
         prepare(weight.const_value, derived.get(weight))
@@ -1241,8 +1250,6 @@ def _prepare(
         if made is not None and weight.is_constant:
             derived[weight] = made
         return
-    if hasattr(body, "least_rows"):  # a product's kernel: the fewest rows it will see
-        body.least_rows = least_rows
     laid_out = prepare(weight.const_value)
     if laid_out is not None and sole_reader and weight.is_constant:
         weight.const_value = laid_out
@@ -1314,6 +1321,7 @@ def _fused_step(
                 derived,
                 handed,
                 node.inputs,
+                least_rows,
             )
         )
     chain = band_chain([s.anchor for s in stages]) if options.mvc else None

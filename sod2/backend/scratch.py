@@ -127,9 +127,34 @@ def _conv_floats(
     else:  # SAME pads nothing only where the window is one pixel at unit stride
         unpadded = all(k == 1 for k in w[2:]) and strides == (1, 1)
     strategy = conv_strategy(group, x[1], w, strides, dilations, unpadded)
+    if kernels.tiles_fit(strategy, group, w):
+        return _tiles_floats(strides, dilations, tuple(x), tuple(w), tuple(y))
     return _strategy_floats(
         strategy, group, strides, dilations, tuple(x), tuple(w), tuple(y), constant
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _tiles_floats(
+    strides: tuple[int, int],
+    dilations: tuple[int, int],
+    x: tuple[Dim, ...],
+    w: tuple[int, ...],
+    y: tuple[Dim, ...],
+) -> Dim:
+    """The scratch of a convolution that runs as `tiles` (its weights are small enough,
+    `kernels.tiles_fit`), as `kernels._tiles_block` sizes it: a block of its padded input rows,
+    split by column phase, and a tile's width of slack."""
+    assert kernels.panel.TILE is not None
+    batch, channels = x[0], x[1]
+    kh, kw = w[2], w[3]
+    out_h, out_w = y[2], y[3]
+    (sh, sw), (dh, dw) = strides, dilations
+    span = _ceil((out_w - 1) * sw + (kw - 1) * dw + 1, sw)
+    row = batch * channels * sw * span
+    block = _blocked(out_h, kernels.DIRECT_BLOCK_BYTES, sh * row)
+    reach = (kh - 1) * dh + 1
+    return _int(row * ((block - 1) * sh + reach) + kernels.panel.TILE.width)
 
 
 @functools.lru_cache(maxsize=4096)

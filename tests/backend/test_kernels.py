@@ -98,6 +98,14 @@ def allow_reference(monkeypatch, no_fallback):
 
 
 @pytest.fixture
+def static_strategies(monkeypatch):
+    """Convolutions by the strategy their weights' shape picks (`conv_strategy`), not the
+    `panels` and `tiles` that small images and small weights take instead."""
+    monkeypatch.setattr(kernels, "TILES_MAX_WEIGHT_BYTES", 0)
+    monkeypatch.setattr(kernels, "CONV_PANEL_MAX_POSITIONS", 0)
+
+
+@pytest.fixture
 def small_blocks(monkeypatch):
     """im2col and matrix products in blocks of a few rows, even for tiny inputs."""
     monkeypatch.setattr(kernels, "IM2COL_BLOCK_BYTES", 1 << 10)
@@ -488,6 +496,8 @@ def test_conv2d_every_strategy_matches_reference(
             continue
         if strategy == "winograd" and not (winograd_3x3 and unit_stride_one_group):
             continue
+        if strategy in ("panels", "tiles") and groups != 1:  # one group only
+            continue
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(kernels, "DIRECT_BLOCK_BYTES", direct_block_bytes)
             check(node, arrays, kernel=ConvKernel(node, OPSET, strategy=strategy))
@@ -561,7 +571,7 @@ def test_conv_transpose_of_groups_is_left_to_the_reference(allow_reference):
     "budget, rows_of_taps", [(1 << 20, 3), (4 * 9 * 10 * 13 * 9, 3), (4 * 3 * 10 * 13 * 2, 1)]
 )
 def test_conv_kn2row_in_blocks_of_rows_with_dilation_and_uneven_pads(
-    budget, rows_of_taps, monkeypatch
+    budget, rows_of_taps, monkeypatch, static_strategies
 ):
     """Thick blocks take every tap in one sgemm; thin ones (two output rows against four rows of
     reach) one kernel row of taps per sgemm, accumulated; one block, a few, or many."""
@@ -594,7 +604,7 @@ def test_conv_strategy_must_be_known():
         ConvKernel(node_of("Conv", 2), OPSET, strategy="fft")
 
 
-def test_conv1d_and_the_strategy_chosen_per_shape():
+def test_conv1d_and_the_strategy_chosen_per_shape(static_strategies):
     rng = np.random.default_rng(1)
     check(node_of("Conv", 2, pads=[2, 1], strides=[2]), [rand(rng, 2, 4, 9), rand(rng, 3, 4, 3)])
     depthwise = node_of("Conv", 3, group=4, pads=[1, 1, 1, 1])
@@ -1268,7 +1278,9 @@ def test_conv_winograd_matches_reference(
         check(node, arrays, kernel=kernel)
 
 
-def test_winograd_is_chosen_for_wide_3x3_convolutions_and_its_filters_laid_out_once():
+def test_winograd_is_chosen_for_wide_3x3_convolutions_and_its_filters_laid_out_once(
+    static_strategies,
+):
     rng = np.random.default_rng(6)
     node = node_of("Conv", 3, pads=[1, 1, 1, 1])
     kernel = ConvKernel(node, OPSET)
@@ -1294,7 +1306,7 @@ def test_winograd_is_chosen_for_wide_3x3_convolutions_and_its_filters_laid_out_o
     assert strided._transformed is None
 
 
-def test_kn2row_weights_are_laid_out_once_when_constant():
+def test_kn2row_weights_are_laid_out_once_when_constant(static_strategies):
     rng = np.random.default_rng(5)
     node = node_of("Conv", 3, pads=[1, 1, 1, 1])
     kernel = ConvKernel(node, OPSET)
@@ -1309,6 +1321,68 @@ def test_kn2row_weights_are_laid_out_once_when_constant():
     strided = ConvKernel(node_of("Conv", 3, pads=[1, 1, 1, 1], strides=[2, 2]), OPSET)
     strided.prepare(w)  # (no kn2row for a stride of 2: nothing laid out)
     assert strided._packed is None
+
+
+def test_small_deep_images_take_panels_where_their_filters_were_packed(monkeypatch):
+    """Filters are packed where the runtime says an image may have CONV_PANEL_MAX_POSITIONS
+    output positions or fewer; such images then take `panels` (padding, a stride, a batch),
+    larger ones their usual strategy, and a kernel never told the fewest positions packs
+    nothing."""
+    monkeypatch.setattr(kernels, "TILES_MAX_WEIGHT_BYTES", 0)
+    rng = np.random.default_rng(8)
+    wide = kernels.WINOGRAD_MIN_CHANNELS
+    node = node_of("Conv", 3, pads=[1, 1, 1, 1])
+    w, b = rand(rng, wide, wide, 3, 3, scale=0.1), rand(rng, wide)
+    kernel = ConvKernel(node, OPSET)
+    kernel.least_rows = 36
+    kernel.prepare(w)
+    assert kernel._filters_packed is not None
+    small, large = (2, wide, 6, 6), (1, wide, 13, 12)
+    assert kernel.strategy_for(small, w.shape) == "panels"
+    assert kernel.strategy_for(large, w.shape) == "winograd"
+    for shape in (small, large):
+        check(node, [rand(rng, *shape), w, b], kernel=kernel)
+    strided = ConvKernel(node_of("Conv", 2, pads=[0, 1, 2, 1], strides=[2, 2]), OPSET)
+    strided.least_rows = 9
+    strided.prepare(w)
+    assert strided.strategy_for((1, wide, 7, 5), w.shape) == "panels"
+    check(strided.context.node, [rand(rng, 1, wide, 7, 5), w], kernel=strided)
+    unknown = ConvKernel(node, OPSET)
+    unknown.prepare(w)
+    assert unknown._filters_packed is None
+    assert unknown.strategy_for(small, w.shape) == "winograd"
+    pointwise = ConvKernel(node_of("Conv", 2, strides=[2, 2]), OPSET)
+    pointwise.least_rows = 9
+    pointwise.prepare(rand(rng, wide, wide, 1, 1))  # one tap per channel: never panels
+    assert pointwise._filters_packed is None
+
+
+def test_shallow_convolutions_take_tiles_and_wide_ones_and_gates_do_not():
+    """`tiles` for small weights that would be a kn2row, an im2col or a direct loop (a stem,
+    a shallow 3x3), in blocks of output rows; not for a gate's kn2row, weights over
+    TILES_MAX_WEIGHT_BYTES, groups, or Winograd's wide 3x3."""
+    rng = np.random.default_rng(9)
+    stem = ConvKernel(node_of("Conv", 3, pads=[3, 3, 3, 3], strides=[2, 2]), OPSET)
+    x, w, b = rand(rng, 2, 3, 37, 45), rand(rng, 8, 3, 7, 7), rand(rng, 8)
+    assert stem.strategy_for(x.shape, w.shape) == "tiles"
+    check(stem.context.node, [x, w, b], kernel=stem)
+    with pytest.MonkeyPatch.context() as patch:  # a block of a few output rows at a time
+        patch.setattr(kernels, "DIRECT_BLOCK_BYTES", 4 * 2 * 3 * 2 * 26 * 9)
+        assert kernels._tiles_block(x.shape, w.shape, stem._geometry((37, 45), (7, 7)))[0][0] < 19
+        check(stem.context.node, [x, w, b], kernel=stem)
+    node = node_of("Conv", 3, pads=[1, 1, 1, 1])
+    kernel = ConvKernel(node, OPSET)
+    shallow = (1, 16, 20, 70)
+    assert kernel.strategy_for(shallow, (16, 16, 3, 3)) == "tiles"
+    check(node, [rand(rng, *shallow), rand(rng, 16, 16, 3, 3), rand(rng, 16)], kernel=kernel)
+    gate = (1, kernels.KN2ROW_GATE_CHANNELS, 9, 9)
+    assert kernel.strategy_for(gate, (1, gate[1], 3, 3)) == "kn2row"
+    too_wide = kernels.TILES_MAX_WEIGHT_BYTES // (4 * 9 * 32) + 1  # filters over the limit
+    assert kernel.strategy_for((1, 32, 9, 9), (too_wide, 32, 3, 3)) == "im2col"
+    wide = kernels.WINOGRAD_MIN_CHANNELS
+    assert kernel.strategy_for((1, wide, 9, 9), (wide, wide, 3, 3)) == "winograd"
+    grouped = ConvKernel(node_of("Conv", 2, group=2), OPSET)
+    assert grouped.strategy_for((1, 8, 9, 9), (16, 4, 3, 3)) != "tiles"
 
 
 # -- bound calls ---------------------------------------------------------------------------------

@@ -130,3 +130,55 @@ def test_an_empty_product_writes_nothing_and_an_empty_depth_writes_zeros():
     out = np.full((2, 40), np.nan, np.float32)
     panel_product(np.ones((2, 0), np.float32), pack_panels(np.ones((0, 40), np.float32)), out)
     np.testing.assert_array_equal(out, 0.0)
+
+
+@needs_tile
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(1, 40),
+    k=st.integers(1, 300),
+    n=st.integers(1, 150),
+    split=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_gathered_rows_match_the_product_of_the_rows_they_gather(m, k, n, split, seed):
+    """A[i, k] = source.flat[rows_at[i] + taps_at[k]], anywhere in the source (repeated,
+    unordered): the product of that A, made explicit."""
+    rng = np.random.default_rng(seed)
+    source = rng.standard_normal((7, 11, 13)).astype(np.float32)
+    rows_at = rng.integers(0, source.size // 2, m).astype(np.int64)
+    taps_at = rng.integers(0, source.size // 2, k).astype(np.int64)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    out = np.full((m, n), np.nan, np.float32)
+    with pytest.MonkeyPatch.context() as patch:
+        if split:
+            patch.setattr(panel, "PARALLEL_MIN", 0)
+        panel.bind_gathered(source, rows_at, taps_at, pack_panels(b), out)()
+    a = source.reshape(-1)[rows_at[:, None] + taps_at[None, :]].astype(np.float64)
+    scale = np.abs(a) @ np.abs(b).astype(np.float64)
+    assert np.all(np.abs(out - a @ b.astype(np.float64)) <= 1e-6 * k * scale + 1e-30)
+
+
+@needs_tile
+def test_a_gathered_product_reads_the_source_at_each_call_and_checks_its_tables():
+    rng = np.random.default_rng(4)
+    source = rng.standard_normal(50).astype(np.float32)
+    rows_at, taps_at = np.arange(0, 20, 2, dtype=np.int64), np.arange(9, dtype=np.int64)
+    b = rng.standard_normal((9, 70)).astype(np.float32)
+    packed, out = pack_panels(b), np.empty((10, 70), np.float32)
+    call = panel.bind_gathered(source, rows_at, taps_at, packed, out)
+    source *= -3  # the call computes what the source then holds
+    call()
+    a = source[rows_at[:, None] + taps_at[None, :]]
+    np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-4)
+    past = rows_at + 32  # 50 + 8 > 50: a row reads past the source's end
+    with pytest.raises(ValueError, match=r"source \(50,\), tables \(10,\) and \(9,\)"):
+        panel.bind_gathered(source, past, taps_at, packed, out)
+    with pytest.raises(ValueError, match="do not make a product"):
+        panel.bind_gathered(source, rows_at - 1, taps_at, packed, out)  # before its start
+    with pytest.raises(ValueError, match="do not make a product"):
+        panel.bind_gathered(source, rows_at.astype(np.int32), taps_at, packed, out)
+    with pytest.raises(ValueError, match="do not make a product"):
+        panel.bind_gathered(source, rows_at, taps_at[:8], packed, out)  # depth differs
+    with pytest.raises(ValueError, match="do not make a product"):
+        panel.bind_gathered(source[::2], rows_at[:3], taps_at, packed, out[:3])  # strided

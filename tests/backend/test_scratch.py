@@ -30,7 +30,11 @@ KINDS = {  # a convolution of each strategy: channels, filters, kernel, stride, 
     "winograd": (130, 130, (3, 3), (1, 1), False),
     "kn2row": (12, 10, (5, 3), (1, 1), False),
     "im2col": (4, 12, (3, 3), (2, 2), False),
+    "tiles": (12, 10, (5, 3), (1, 1), False),
+    "tiles strided": (4, 12, (3, 3), (2, 2), False),
 }
+STATIC = {"kn2row", "im2col"}
+"""Kinds whose small weights would take `tiles`, unless TILES_MAX_WEIGHT_BYTES says not."""
 
 shapes = st.fixed_dictionaries(
     {
@@ -92,6 +96,13 @@ def reference(node, arrays):
 @settings(max_examples=15, deadline=None)
 @given(shapes)
 def test_a_region_of_the_planned_size_holds_every_strategys_scratch(kind, shape):
+    with pytest.MonkeyPatch.context() as patch:
+        if kind in STATIC:
+            patch.setattr(kernels, "TILES_MAX_WEIGHT_BYTES", 0)
+        region_holds_scratch(kind, shape)
+
+
+def region_holds_scratch(kind: str, shape: dict) -> None:
     case = case_of(kind, shape)
     batch, channels = case["batch"], case["channels"]
     h, w_ = case["size"]
