@@ -1326,8 +1326,8 @@ class ConvKernel:
         self._packed: tuple[np.ndarray, np.ndarray] | None = None
         self._transformed: tuple[np.ndarray, np.ndarray] | None = None
         self._filters_packed: tuple[np.ndarray, np.ndarray] | None = None
-        self._tables: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
-        self._taps: dict[tuple[Any, ...], np.ndarray] = {}
+        self._tables: dict[tuple[Any, ...], Any] = {}
+        """Offset tables of `panels` and `tiles`, by shape."""
         self.least_rows: int | None = None
         """The fewest output positions an image can have (the rows of `panels`' product),
         where the runtime knows (before `prepare`): filters are packed into panels only where
@@ -1743,11 +1743,12 @@ class ConvKernel:
         batch, channels = x.shape[:2]
         filters = w.shape[0]
         out_h, out_w = out.shape[2:]
-        packed = self._filter_panels(w)
+        packed = self._panels_of(w)
         (padded_h, padded_w), floats = _panels_scratch(x.shape, w.shape, geometry)
         copy = _copies_image(x.shape, (padded_h, padded_w), geometry)
-        plane = (padded_h, padded_w) if copy else x.shape[2:]  # what the offsets count in
-        rows_at, taps_at = self._gather_tables(channels, plane, w.shape[2:], geometry, out)
+        # the offsets count in the padded copy's rows (each every channel's), else in X's planes
+        row, plane = (channels * padded_w, padded_w) if copy else (x.shape[3], x[0, 0].size)
+        rows_at, taps_at = self._gather_tables(row, plane, w.shape, geometry, out.shape[2:])
         products = _scratch("products", floats).reshape(out_h * out_w, filters)
         image = _scratch("padded", channels * padded_h * padded_w) if copy else None
         shift = _contiguous(np.zeros(filters, dtype=np.float32) if bias is None else bias)
@@ -1755,9 +1756,9 @@ class ConvKernel:
         for n in _images(batch, epilogue):
             source = x[n]
             if image is not None:
-                source = image.reshape(channels, padded_h, padded_w)
+                source = image.reshape(1, padded_h, channels, 1, padded_w)
                 top, left = geometry.pads_begin
-                _pick(_PAD_IMAGE, source.size)(x[n], source, top, left)
+                _pick(_SPLIT_PADDED, source.size)(x[n : n + 1], source, 0, top, left)
             panel.bind_gathered(source, rows_at, taps_at, packed, products)()
             to_planes(products, out[n], shift)
 
@@ -1776,7 +1777,7 @@ class ConvKernel:
         (`_split_padded`), so that each tap's inputs under a run of positions are one
         contiguous run too. Nothing is copied per tap, and each weight is read once per tile
         (from cache: TILES_MAX_WEIGHT_BYTES)."""
-        if not tiles_fit("direct", self.group, w.shape):
+        if self.group != 1 or panel.TILE is None:
             raise _Unfit
         filters, channels, kh, kw = w.shape
         batch, out_h = x.shape[0], out.shape[2]
@@ -1786,13 +1787,13 @@ class ConvKernel:
             return
         (sh, _), (dh, dw) = geometry.strides, geometry.dilations
         top, left = geometry.pads_begin
-        key = (channels, sw, span, kh, kw, dh, dw)
-        table = self._taps.get(key)
+        key = ("tiles", channels, sw, span, kh, kw, dh, dw)
+        table = self._tables.get(key)
         if table is None:  # tap (c, i, j): kernel row i's input row, channel c, column j's phase
             c, i, j = np.meshgrid(np.arange(channels), np.arange(kh), np.arange(kw), indexing="ij")
             row = channels * sw * span
             offsets = i * dh * row + c * sw * span + (j * dw) % sw * span + (j * dw) // sw
-            table = self._taps[key] = offsets.reshape(-1).astype(np.int64)
+            table = self._tables[key] = offsets.reshape(-1).astype(np.int64)
         weights = w.reshape(filters, -1)
         shift = _contiguous(np.zeros(filters, dtype=np.float32) if bias is None else bias)
         buffer = _scratch("phases", floats)
@@ -1807,7 +1808,7 @@ class ConvKernel:
             _pick(_CONV_TILES, work)(phases, weights, out, shift, table, o0, o1, sh)
         _finish(epilogue, out)
 
-    def _filter_panels(self, w: np.ndarray) -> np.ndarray:
+    def _panels_of(self, w: np.ndarray) -> np.ndarray:
         """The filters W^T packed into panels: `prepare`'s, else (a forced `panels`, weights
         that are not constant) packed now."""
         if (packed := self._filters_packed) is not None and (packed[0] is w or w.base is packed[0]):
@@ -1816,28 +1817,27 @@ class ConvKernel:
 
     def _gather_tables(
         self,
-        channels: int,
-        plane: tuple[int, ...],
-        kernel: tuple[int, ...],
+        row: int,
+        plane: int,
+        w_shape: tuple[int, ...],
         geometry: WindowGeometry,
-        out: np.ndarray,
+        out_spatial: tuple[int, ...],
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`panels`' offsets (int64, in floats) into an image of `channels` planes of `plane`
-        (rows, columns), whose first row and column are where the first window starts: of each
-        output position's window (its first element), row by row, and of each tap (channel,
-        kernel row, kernel column) from there, in W's order. Made once per shape."""
-        out_h, out_w = out.shape[2:]
-        key = (channels, plane, kernel, geometry, out_h, out_w)
+        """`panels`' offsets (int64, in floats) into an image whose rows are `row` floats apart
+        and channels `plane` floats apart, its first row and column where the first window
+        starts: of each output position's window (its first element), row by row, and of each
+        tap (channel, kernel row, kernel column) from there, in W's order. Made once per
+        shape."""
+        out_h, out_w = out_spatial
+        channels, kh, kw = w_shape[1:]
+        key = (row, plane, channels, kh, kw, geometry, out_h, out_w)
         tables = self._tables.get(key)
         if tables is None:
-            padded_h, padded_w = plane
             (sh, sw), (dh, dw) = geometry.strides, geometry.dilations
             i, j = np.divmod(np.arange(out_h * out_w, dtype=np.int64), out_w)
-            rows_at = i * sh * padded_w + j * sw
-            c, a, b = np.meshgrid(
-                np.arange(channels), np.arange(kernel[0]), np.arange(kernel[1]), indexing="ij"
-            )
-            taps_at = (c * padded_h * padded_w + a * dh * padded_w + b * dw).astype(np.int64)
+            rows_at = i * sh * row + j * sw
+            c, a, b = np.meshgrid(np.arange(channels), np.arange(kh), np.arange(kw), indexing="ij")
+            taps_at = (c * plane + a * dh * row + b * dw).astype(np.int64)
             tables = self._tables[key] = (rows_at, taps_at.reshape(-1))
         return tables
 
@@ -2010,25 +2010,6 @@ def _copies_image(
     return not inside or any(geometry.pads_begin)
 
 
-def _pad_image(image, target, top, left):  # type: ignore[no-untyped-def]
-    """target[c, r, q] = image[c, r - top, q - left] where that element exists, else 0."""
-    height, width = image.shape[1:]
-    rows, columns = target.shape[1:]
-    first, last = min(max(left, 0), columns), min(max(left + width, 0), columns)
-    for c in prange(image.shape[0]):
-        for r in range(rows):
-            row = target[c, r]
-            source = r - top
-            if 0 <= source < height and first < last:
-                row[:first] = 0.0
-                row[last:] = 0.0
-                line = image[c, source]
-                for q in range(first, last):
-                    row[q] = line[q - left]
-            else:
-                row[:] = 0.0
-
-
 def _to_planes(products, out, shift):  # type: ignore[no-untyped-def]
     """out[m, i, j] = products[i * out_w + j, m] + shift[m]: a product of positions by filters
     into the output's planes."""
@@ -2042,7 +2023,6 @@ def _to_planes(products, out, shift):  # type: ignore[no-untyped-def]
                 row[j] = products[base + j, m] + add
 
 
-_PAD_IMAGE = _jit(_pad_image)
 _TO_PLANES = _jit(_to_planes)
 
 

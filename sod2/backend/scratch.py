@@ -143,8 +143,9 @@ def _tiles_floats(
     y: tuple[Dim, ...],
 ) -> Dim:
     """The scratch of a convolution that runs as `tiles` (its weights are small enough,
-    `kernels.tiles_fit`), as `kernels._tiles_block` sizes it: a block of its padded input rows,
-    split by column phase, and a tile's width of slack."""
+    `kernels.tiles_fit`), with the default budget: a block of its padded input rows, split by
+    column phase, and a tile's width of slack. `kernels._tiles_block` keeps a block's rows of
+    reach within the budget too, so it takes this much at most."""
     assert kernels.panel.TILE is not None
     batch, channels = x[0], x[1]
     kh, kw = w[2], w[3]
