@@ -93,6 +93,10 @@ def cases(rng: np.random.Generator) -> list[Case]:
         _conv(rng, (1, 1024, 14, 14), 1, 3, 1),
         _conv(rng, (1, 64, 56, 56), 1, 3, 1),
         _conv(rng, (1, 16, 64, 64), 2, 3, 1),
+        _conv(rng, (1, 512, 7, 7), 512, 3, 1),
+        _conv(rng, (1, 256, 14, 14), 512, 3, 1, strides=[2, 2]),
+        _conv(rng, (1, 3, 384, 448), 8, 7, 3, strides=[2, 2]),
+        _conv(rng, (1, 16, 52, 52), 16, 3, 1),
         Case(
             "8x128x768 @ 768x3072",
             "MatMul",
