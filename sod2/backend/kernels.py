@@ -23,8 +23,10 @@ views of the exact shape and element type that RDP fixed) and writes into them:
   small, is one product of its positions against the filters packed into panels at compile
   time, each position's patch gathered from the image by the product itself, never copied
   (`panels`); a convolution of small weights (TILES_MAX_WEIGHT_BYTES: a stem, a shallow 3x3)
-  is register tiles of filters by a run of positions along an output row, each tap's inputs
-  read straight from the padded rows, split by column phase once per block (`tiles`).
+  is register tiles of filters by a run of output positions, each tap's inputs read straight
+  from the padded input, split by row and column phase into planes once per block, the
+  positions counted along rows as wide as a plane's, so that a run may cross rows and small
+  images fill whole tiles (`tiles`; taken first).
   Scratch comes from the workspace region the runtime gives the step
   (`use_workspace`, blocks sized to fit it) or else from buffers kept per thread, shared by
   every Conv; the bias is added to the
@@ -1197,6 +1199,10 @@ tiles against the direct loop's 3.13 (onnxruntime: 1.25), 3x3 over 16 channels o
 0.53 (one-off). Wider ones read their weights from beyond L2: inside blockdrop, a 1x1
 stride-2 one from 256 to 512 channels (512 KiB) took 9.4 ms as tiles against im2col's 3.7."""
 
+TILES_MIN_TASKS = 4
+"""`tiles` splits its filters among tasks (`_tiles_chunk`) where an image has fewer runs of
+positions than this: a 7x7 image is one run."""
+
 DIRECT_MAX_TAPS = 16
 """A grouped convolution with at most this many taps per output value (C/group * kernel size)
 runs as the direct loop nest: an im2col would copy every pixel that many times for a tiny sgemm."""
@@ -1454,16 +1460,16 @@ class ConvKernel:
         strategy = conv_strategy(
             self.group, x_shape[1], w_shape, geometry.strides, geometry.dilations, unpadded
         )
+        if tiles_fit(strategy, self.group, w_shape):
+            _, floats = _tiles_block(x_shape, w_shape, geometry)
+            if floats and _budget(4 * floats, "phases") >= 4 * floats:
+                return "tiles"
         if self._filters_packed is not None and strategy in ("winograd", "kn2row", "im2col"):
             positions = math.prod(geometry.output_shape(x_shape[2:]))
             if positions <= CONV_PANEL_MAX_POSITIONS and self._panels_fit(
                 x_shape, w_shape, geometry
             ):
                 return "panels"
-        if tiles_fit(strategy, self.group, w_shape):
-            _, floats = _tiles_block(x_shape, w_shape, geometry)
-            if floats and _budget(4 * floats, "phases") >= 4 * floats:
-                return "tiles"
         return strategy
 
     def _panels_fit(
@@ -1746,8 +1752,8 @@ class ConvKernel:
         packed = self._panels_of(w)
         (padded_h, padded_w), floats = _panels_scratch(x.shape, w.shape, geometry)
         copy = _copies_image(x.shape, (padded_h, padded_w), geometry)
-        # the offsets count in the padded copy's rows (each every channel's), else in X's planes
-        row, plane = (channels * padded_w, padded_w) if copy else (x.shape[3], x[0, 0].size)
+        # the offsets count in the padded copy's planes, else in X's
+        row, plane = (padded_w, padded_h * padded_w) if copy else (x.shape[3], x[0, 0].size)
         rows_at, taps_at = self._gather_tables(row, plane, w.shape, geometry, out.shape[2:])
         products = _scratch("products", floats).reshape(out_h * out_w, filters)
         image = _scratch("padded", channels * padded_h * padded_w) if copy else None
@@ -1756,9 +1762,9 @@ class ConvKernel:
         for n in _images(batch, epilogue):
             source = x[n]
             if image is not None:
-                source = image.reshape(1, padded_h, channels, 1, padded_w)
+                source = image.reshape(1, channels, 1, 1, padded_h, padded_w)
                 top, left = geometry.pads_begin
-                _pick(_SPLIT_PADDED, source.size)(x[n : n + 1], source, 0, top, left)
+                _pick(_PADDED_PLANES, source.size)(x[n : n + 1], source, 0, top, left)
             panel.bind_gathered(source, rows_at, taps_at, packed, products)()
             to_planes(products, out[n], shift)
 
@@ -1771,41 +1777,47 @@ class ConvKernel:
         geometry: WindowGeometry,
         epilogue: Epilogue | None,
     ) -> None:
-        """Register tiles of filters by a run of positions along an output row
-        (`_conv_tiles`), summed over every tap straight from the input: per block of output
-        rows, the rows they read are padded and split by column phase once
-        (`_split_padded`), so that each tap's inputs under a run of positions are one
-        contiguous run too. Nothing is copied per tap, and each weight is read once per tile
-        (from cache: TILES_MAX_WEIGHT_BYTES)."""
+        """Register tiles of filters by a run of output positions, summed over every tap
+        straight from the input (`_conv_tiles`): per block of output rows, the input rows they
+        read are padded and split by row and column phase into planes once
+        (`_padded_planes`), so that the positions of the block, counted along rows as wide as
+        a plane's (`span`), read every tap's inputs as one contiguous run. Nothing is copied
+        per tap; each weight is read once per run (from cache: TILES_MAX_WEIGHT_BYTES, or few
+        runs)."""
         if self.group != 1 or panel.TILE is None:
             raise _Unfit
         filters, channels, kh, kw = w.shape
         batch, out_h = x.shape[0], out.shape[2]
-        (block, sw, span), floats = _tiles_block(x.shape, w.shape, geometry)
+        (block, extra, span), floats = _tiles_block(x.shape, w.shape, geometry)
         if floats == 0:
             _finish(epilogue, out)
             return
-        (sh, _), (dh, dw) = geometry.strides, geometry.dilations
+        (sh, sw), (dh, dw) = geometry.strides, geometry.dilations
         top, left = geometry.pads_begin
-        key = ("tiles", channels, sw, span, kh, kw, dh, dw)
+        rows = block + extra
+        key = ("tiles", channels, sh, sw, rows, span, kh, kw, dh, dw)
         table = self._tables.get(key)
-        if table is None:  # tap (c, i, j): kernel row i's input row, channel c, column j's phase
+        if table is None:  # tap (c, i, j): its plane (channel, row and column phase) and shift
             c, i, j = np.meshgrid(np.arange(channels), np.arange(kh), np.arange(kw), indexing="ij")
-            row = channels * sw * span
-            offsets = i * dh * row + c * sw * span + (j * dw) % sw * span + (j * dw) // sw
+            plane = rows * span
+            offsets = (
+                ((c * sh + i * dh % sh) * sw + j * dw % sw) * plane
+                + i * dh // sh * span
+                + j * dw // sw
+            )
             table = self._tables[key] = offsets.reshape(-1).astype(np.int64)
         weights = w.reshape(filters, -1)
         shift = _contiguous(np.zeros(filters, dtype=np.float32) if bias is None else bias)
         buffer = _scratch("phases", floats)
-        reach = (kh - 1) * dh + 1
+        size = batch * channels * sh * sw * rows * span
+        planes = buffer[:size].reshape(batch, channels, sh, sw, rows, span)
+        runs = -(-block * span // _TILE_WIDTH)
+        chunk = _tiles_chunk(filters, batch * runs)
         for o0 in range(0, out_h, block):
             o1 = min(out_h, o0 + block)
-            rows = (o1 - 1 - o0) * sh + reach
-            phases = buffer[: batch * rows * channels * sw * span]
-            phases = phases.reshape(batch, rows, channels, sw, span)
-            _pick(_SPLIT_PADDED, phases.size)(x, phases, o0 * sh, top, left)
-            work = (o1 - o0) * out.shape[3] * weights.size * batch
-            _pick(_CONV_TILES, work)(phases, weights, out, shift, table, o0, o1, sh)
+            _pick(_PADDED_PLANES, size)(x, planes, o0 * sh, top, left)
+            work = (o1 - o0) * span * weights.size * batch
+            _pick(_CONV_TILES, work)(planes, weights, out, shift, table, o0, o1, chunk)
         _finish(epilogue, out)
 
     def _panels_of(self, w: np.ndarray) -> np.ndarray:
@@ -1861,51 +1873,88 @@ def tiles_fit(strategy: str, group: int, w_shape: Sequence[int]) -> bool:
 def _tiles_block(
     x_shape: Sequence[int], w_shape: Sequence[int], geometry: WindowGeometry
 ) -> tuple[tuple[int, int, int], int]:
-    """`tiles`' blocks: output rows per block, the column phases (the stride) and positions
-    per phase of the padded input's rows, and the scratch floats of a block (its input rows,
-    every channel, split by phase, plus a tile's width of slack, which the last tile of a row
-    reads past its end); 0 floats for an empty output."""
+    """`tiles`' blocks: the output rows per block, the rows of a plane a block reads beyond
+    its own (`extra`), the width of a plane (`span`: an output row's positions and the
+    columns its windows reach past them, per column phase), and the scratch floats of a
+    block's planes (`_padded_planes`, every channel and phase) and of the slack the runs of
+    its last positions read past them, within what the step's workspace has left
+    (DIRECT_BLOCK_BYTES outside one); 0 floats for an empty output."""
+    room = _budget(DIRECT_BLOCK_BYTES, "phases") // 4
+    return _tiles_blocks(tuple(x_shape), tuple(w_shape), geometry, room)
+
+
+@functools.lru_cache(maxsize=1024)
+def _tiles_blocks(
+    x_shape: tuple[int, ...], w_shape: tuple[int, ...], geometry: WindowGeometry, room: int
+) -> tuple[tuple[int, int, int], int]:
+    """`_tiles_block` with `room` floats for the planes (a function of its arguments alone,
+    cached: convolutions call it at every run)."""
     assert panel.TILE is not None
     batch, channels = x_shape[:2]
     kh, kw = w_shape[2:]
-    out_h, out_w = geometry.output_shape(tuple(x_shape[2:]))
+    out_h, out_w = geometry.output_shape(x_shape[2:])
     if min(out_h, out_w, batch) < 1:
-        return (1, 1, 1), 0
+        return (1, 0, 1), 0
     (sh, sw), (dh, dw) = geometry.strides, geometry.dilations
-    span = -(-((out_w - 1) * sw + (kw - 1) * dw + 1) // sw)
-    reach = (kh - 1) * dh + 1
-    row = batch * channels * sw * span  # floats of one input row, split
-    slack = panel.TILE.width
-    room = _budget(DIRECT_BLOCK_BYTES, "phases") // 4 - slack  # (a block's rows, with reach)
-    block = max(
-        1, min(out_h, direct_block(out_h, row, sh, 4 * room), (room // row - reach) // sh + 1)
-    )
-    return (block, sw, span), row * ((block - 1) * sh + reach) + slack
+    span = out_w + (kw - 1) * dw // sw
+    extra = (kh - 1) * dh // sh
+    row = batch * channels * sh * sw * span  # floats of one output row's planes
+    block = _even(out_h, room // row - extra)
+    return (block, extra, span), row * (block + extra) + _tiles_slack(span)
 
 
-def _split_padded(x, phases, first, top, left):  # type: ignore[no-untyped-def]
-    """phases[n, r, c, p, q] = x[n, c, first + r - top, q * sw + p - left], 0 outside x: rows
-    of the zero-padded input from padded row `first`, split by column phase (`tiles`)."""
+def _tiles_slack(span: Any) -> Any:
+    """The floats past a block's planes that its last run reads (a tile's width, and the
+    columns of a window's reach), never used for an output."""
+    assert panel.TILE is not None
+    return panel.TILE.width + span
+
+
+def _tiles_chunk(filters: int, runs: int) -> int:
+    """The filters a task of `_conv_tiles` computes: all of them, or, where the runs are too
+    few for TILES_MIN_TASKS tasks, halves (in whole tiles) until there are enough."""
+    assert panel.TILE is not None
+    rows, chunk = panel.TILE.rows, filters
+    while runs * -(-filters // chunk) < TILES_MIN_TASKS and chunk > rows:
+        chunk = -(-chunk // (2 * rows)) * rows
+    return chunk
+
+
+def _padded_planes(x, planes, first, top, left):  # type: ignore[no-untyped-def]
+    """planes[n, c, a, b, r, q] = x[n, c, first + r * sh + a - top, q * sw + b - left], 0
+    outside x: from padded row `first`, the zero-padded input's rows and columns split by
+    phase (row and column modulo the strides) into planes (`tiles`)."""
     batch, channels, height, width = x.shape
-    rows, sw, span = phases.shape[1], phases.shape[3], phases.shape[4]
-    for task in prange(batch * rows):
-        n = task // rows
-        r = task % rows
-        source = first + r - top
-        for c in range(channels):
-            for p in range(sw):
-                target = phases[n, r, c, p]
-                if source < 0 or source >= height:
-                    target[:] = 0.0
-                    continue
-                line = x[n, c, source]
-                # columns q with 0 <= q * sw + p - left < width
-                lo = min(span, max(0, (left - p + sw - 1) // sw))
-                hi = min(span, max(lo, (width + left - p + sw - 1) // sw))
-                target[:lo] = 0.0
-                target[hi:] = 0.0
-                for q in range(lo, hi):
-                    target[q] = line[q * sw + p - left]
+    sh, sw, rows, span = planes.shape[2:]
+    for task in prange(batch * channels):
+        n, c = task // channels, task % channels
+        image = x[n, c]
+        for a in range(sh):
+            for b in range(sw):
+                plane = planes[n, c, a, b]
+                # columns q with 0 <= q * sw + b - left < width, from column `start` of x
+                lo = min(span, max(0, (left - b + sw - 1) // sw))
+                hi = min(span, max(lo, (width + left - b + sw - 1) // sw))
+                start = lo * sw + b - left
+                for r in range(rows):
+                    target = plane[r]
+                    line = first + r * sh + a - top
+                    if line < 0 or line >= height or hi == lo:
+                        target[:] = 0.0
+                        continue
+                    target[:lo] = 0.0
+                    target[hi:] = 0.0
+                    source = image[line, start:]  # (a view: indices >= 0, no wrapping checks)
+                    run = target[lo:hi]
+                    if sw == 1:
+                        for q in range(hi - lo):
+                            run[q] = source[q]
+                    elif sw == 2:  # (a constant stride, which LLVM vectorizes)
+                        for q in range(hi - lo):
+                            run[q] = source[2 * q]
+                    else:
+                        for q in range(hi - lo):
+                            run[q] = source[q * sw]
 
 
 _TILE_ROWS = panel.TILE.rows if panel.TILE is not None else 1
@@ -1916,69 +1965,71 @@ _tile_1, _tile_2, _tile_3, _tile_4, _tile_5, _tile_6 = (
     if panel.TILE is not None and panel.TILE.rows == 6
     else [None] * 6
 )
+_TILES_SLABS = 16
+"""`_conv_tiles` cuts an image's runs into at most this many tasks per chunk of filters."""
 
 
-def _conv_tiles(phases, w, out, bias, taps, o0, o1, sh):  # type: ignore[no-untyped-def]
-    """Output rows [o0, o1) of out = conv(X, W) + bias, from `phases` (`_split_padded`, its
-    row 0 the padded input's row o0 * sh) and W as (filters, taps), C-contiguous: one task
-    per image, output row and run of a tile's width of positions; in a task, every tile of
-    TILE rows (filters) sums over the taps, the panel's row at tap k being the input run at
-    `taps[k]` floats from the run's first window (`tile_product(..., "panel")`)."""
+def _conv_tiles(planes, w, out, bias, taps, o0, o1, chunk):  # type: ignore[no-untyped-def]
+    """Output rows [o0, o1) of out = conv(X, W) + bias, from `planes` (`_padded_planes`, its
+    rows from the padded input's row o0 * sh) and W as (filters, taps), C-contiguous. The
+    block's positions are numbered along rows of a plane's width (`span`): t = (oh - o0) *
+    span + ow, those with ow >= out_w computed and dropped. A task takes an image, a chunk of
+    `chunk` filters and a slab of runs of a tile's width of positions; per run, every tile of
+    TILE rows (filters) sums over the taps into a tile of the task's, the panel's row at tap k
+    being the run of the planes at `taps[k]` floats from the run's first position
+    (`tile_product(..., "panel")`), then the tile's valid positions go to `out`, the bias
+    added."""
     batch, filters, _, out_w = out.shape
-    channels, sw, span = phases.shape[2:]
+    span = planes.shape[5]
     depth = w.shape[1]
-    row_floats = channels * sw * span
-    runs = (out_w + _TILE_WIDTH - 1) // _TILE_WIDTH
-    rows = o1 - o0
-    ldo = out.strides[1] // 4
+    positions = (o1 - o0) * span
+    runs = (positions + _TILE_WIDTH - 1) // _TILE_WIDTH
+    chunks = (filters + chunk - 1) // chunk
+    slabs = min(runs, max(1, _TILES_SLABS // chunks))
     table = taps.ctypes.data
-    for task in prange(batch * rows * runs):
-        run = task % runs
-        oh = o0 + (task // runs) % rows
-        n = task // (runs * rows)
-        c0 = run * _TILE_WIDTH
-        width = min(_TILE_WIDTH, out_w - c0)
-        base = phases.ctypes.data + n * phases.strides[0] + ((oh - o0) * sh * row_floats + c0) * 4
-        if width == _TILE_WIDTH:
-            tile = np.empty((0, 0), np.float32)
-            target = np.int64(out.ctypes.data + n * out.strides[0] + oh * out.strides[2] + c0 * 4)
-            ldt = ldo
-        else:  # the row's last positions, through a tile of its own
-            tile = np.empty((filters, _TILE_WIDTH), np.float32)
-            target = np.int64(tile.ctypes.data)
-            ldt = _TILE_WIDTH
-        for k0 in range(0, depth, _DEPTH_BLOCK):  # a block of taps' runs stays in L1
-            steps = min(_DEPTH_BLOCK, depth - k0)
-            for r0 in range(0, filters, _TILE_ROWS):
-                count = min(_TILE_ROWS, filters - r0)
-                source = w.ctypes.data + (r0 * depth + k0) * 4
-                place = target + r0 * ldt * 4
-                taps_k = table + k0 * 8
-                arguments = (source, depth, base, place, ldt, count, steps, 0, 0, k0, taps_k)
-                if count == 6:
-                    _tile_6(*arguments)
-                elif count == 5:
-                    _tile_5(*arguments)
-                elif count == 4:
-                    _tile_4(*arguments)
-                elif count == 3:
-                    _tile_3(*arguments)
-                elif count == 2:
-                    _tile_2(*arguments)
-                else:
-                    _tile_1(*arguments)
-        for m in range(filters):
-            line = out[n, m, oh]
-            add = bias[m]
-            if width == _TILE_WIDTH:
-                for j in range(width):
-                    line[c0 + j] += add
-            else:
-                for j in range(width):
-                    line[c0 + j] = tile[m, j] + add
+    for task in prange(batch * chunks * slabs):
+        slab = task % slabs
+        f0 = (task // slabs) % chunks * chunk
+        n = task // (slabs * chunks)
+        f1 = min(filters, f0 + chunk)
+        tile = np.empty((f1 - f0, _TILE_WIDTH), np.float32)
+        for run in range(slab * runs // slabs, (slab + 1) * runs // slabs):
+            t0 = run * _TILE_WIDTH
+            base = planes.ctypes.data + n * planes.strides[0] + t0 * 4
+            for k0 in range(0, depth, _DEPTH_BLOCK):  # a block of taps' runs stays in L1
+                steps = min(_DEPTH_BLOCK, depth - k0)
+                for r0 in range(f0, f1, _TILE_ROWS):
+                    count = min(_TILE_ROWS, f1 - r0)
+                    source = w.ctypes.data + (r0 * depth + k0) * 4
+                    place = tile.ctypes.data + (r0 - f0) * _TILE_WIDTH * 4
+                    taps_k = table + k0 * 8
+                    arguments = (source, depth, base, place, _TILE_WIDTH, count, steps, 0, 0)
+                    if count == 6:
+                        _tile_6(*arguments, k0, taps_k)
+                    elif count == 5:
+                        _tile_5(*arguments, k0, taps_k)
+                    elif count == 4:
+                        _tile_4(*arguments, k0, taps_k)
+                    elif count == 3:
+                        _tile_3(*arguments, k0, taps_k)
+                    elif count == 2:
+                        _tile_2(*arguments, k0, taps_k)
+                    else:
+                        _tile_1(*arguments, k0, taps_k)
+            t = t0
+            t1 = min(positions, t0 + _TILE_WIDTH)
+            while t < t1:  # the run's pieces of output rows
+                oh, ow = t // span, t % span
+                end = min(t1, t - ow + out_w)
+                for m in range(f0, f1):
+                    line = out[n, m, o0 + oh]
+                    add = bias[m]
+                    for j in range(end - t):
+                        line[ow + j] = tile[m - f0, t - t0 + j] + add
+                t += span - ow
 
 
-_SPLIT_PADDED = _jit(_split_padded)
+_PADDED_PLANES = _jit(_padded_planes)
 _CONV_TILES = _jit(_conv_tiles)
 
 

@@ -143,19 +143,19 @@ def _tiles_floats(
     y: tuple[Dim, ...],
 ) -> Dim:
     """The scratch of a convolution that runs as `tiles` (its weights are small enough,
-    `kernels.tiles_fit`), with the default budget: a block of its padded input rows, split by
-    column phase, and a tile's width of slack. `kernels._tiles_block` keeps a block's rows of
-    reach within the budget too, so it takes this much at most."""
+    `kernels.tiles_fit`), with the default budget: a block of output rows' padded input
+    planes, split by row and column phase, and their slack (`kernels._tiles_block`, which
+    takes this much at most)."""
     assert kernels.panel.TILE is not None
     batch, channels = x[0], x[1]
     kh, kw = w[2], w[3]
     out_h, out_w = y[2], y[3]
     (sh, sw), (dh, dw) = strides, dilations
-    span = _ceil((out_w - 1) * sw + (kw - 1) * dw + 1, sw)
-    row = batch * channels * sw * span
-    block = _blocked(out_h, kernels.DIRECT_BLOCK_BYTES, sh * row)
-    reach = (kh - 1) * dh + 1
-    return _int(row * ((block - 1) * sh + reach) + kernels.panel.TILE.width)
+    span = out_w + (kw - 1) * dw // sw
+    extra = (kh - 1) * dh // sh
+    row = batch * channels * sh * sw * span
+    block = _blocked(out_h, kernels.DIRECT_BLOCK_BYTES, row)
+    return _int(row * (block + extra) + kernels._tiles_slack(span))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from sod2.backend import kernels
+from sod2.backend import kernels, panel
 from sod2.backend.kernels import CONV_STRATEGIES, ConvKernel, fast_kernel, supported_ops
 from sod2.errors import Sod2Error
 from sod2.ir.dtypes import DType
@@ -1383,6 +1383,48 @@ def test_shallow_convolutions_take_tiles_and_wide_ones_and_gates_do_not():
     assert kernel.strategy_for((1, wide, 9, 9), (wide, wide, 3, 3)) == "winograd"
     grouped = ConvKernel(node_of("Conv", 2, group=2), OPSET)
     assert grouped.strategy_for((1, 8, 9, 9), (16, 4, 3, 3)) != "tiles"
+
+
+@pytest.mark.skipif(panel.TILE is None, reason="the machine has no register tiles")
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "attrs"),
+    [
+        ((1, 48, 7, 7), (48, 48, 3, 3), {"pads": [1, 1, 1, 1]}),
+        ((2, 5, 9, 11), (13, 5, 3, 2), {"strides": [2, 3], "dilations": [2, 1]}),
+        ((1, 3, 6, 5), (7, 3, 2, 2), {"strides": [2, 2], "pads": [1, 0, 0, 1]}),
+    ],
+)
+def test_tiles_split_the_filters_among_tasks_where_an_image_is_few_runs(x_shape, w_shape, attrs):
+    """An image of fewer runs of positions than TILES_MIN_TASKS has its filters cut into
+    chunks of whole tiles (`_tiles_chunk`), and runs that cross output rows (whose last
+    columns are computed and dropped) still give the reference's output."""
+    rng = np.random.default_rng(4)
+    assert kernels._tiles_chunk(48, 1) < 48 and kernels._tiles_chunk(48, 1) % panel.TILE.rows == 0
+    assert kernels._tiles_chunk(48, kernels.TILES_MIN_TASKS) == 48
+    node = node_of("Conv", 3, **attrs)
+    arrays = [rand(rng, *x_shape), rand(rng, *w_shape), rand(rng, w_shape[0])]
+    check(node, arrays, kernel=ConvKernel(node, OPSET, strategy="tiles"))
+
+
+@pytest.mark.parametrize(
+    ("strides", "pads"), [((1, 1), (1, 1)), ((2, 3), (2, 1)), ((3, 2), (0, 0))]
+)
+def test_padded_planes_split_the_padded_input_by_row_and_column_phase(strides, pads):
+    """planes[n, c, a, b, r, q] is the zero-padded input's row first + r * sh + a, column
+    q * sw + b, zeros past its edges, serially and in parallel."""
+    rng = np.random.default_rng(5)
+    x = rand(rng, 2, 3, 7, 8)
+    (sh, sw), (top, left), first, rows, span = strides, pads, 2, 4, 5
+    padded = np.zeros((2, 3, 7 + 2 * top + 16, 8 + 2 * left + 16), np.float32)
+    padded[:, :, top : top + 7, left : left + 8] = x
+    want = np.empty((2, 3, sh, sw, rows, span), np.float32)
+    for a in range(sh):
+        for b in range(sw):
+            want[:, :, a, b] = padded[:, :, first + a :: sh, b::sw][:, :, :rows, :span]
+    for version in kernels._PADDED_PLANES:
+        planes = np.full(want.shape, np.nan, np.float32)
+        version(x, planes, first, top, left)
+        np.testing.assert_array_equal(planes, want)
 
 
 # -- bound calls ---------------------------------------------------------------------------------
