@@ -1199,6 +1199,13 @@ tiles against the direct loop's 3.13 (onnxruntime: 1.25), 3x3 over 16 channels o
 0.53 (one-off). Wider ones read their weights from beyond L2: inside blockdrop, a 1x1
 stride-2 one from 256 to 512 channels (512 KiB) took 9.4 ms as tiles against im2col's 3.7."""
 
+TILES_SMALL_IMAGE_WEIGHT_BYTES = 1 << 20
+"""An image of CONV_PANEL_MAX_POSITIONS output positions or fewer is a run or two of `tiles`,
+which reads each weight once or twice: weights up to this many bytes run as `tiles` there
+rather than `panels`. Cold, 3x3 over 64 channels of 7x7 took 0.31 ms as tiles against 0.49
+as panels and 0.44 as Winograd; over 128 channels, 0.39 against 0.46 and 0.47; over 256
+(2.3 MiB), 0.96 against panels' 0.78, where the weights stream from memory (one-off)."""
+
 TILES_MIN_TASKS = 4
 """`tiles` splits its filters among tasks (`_tiles_chunk`) where an image has fewer runs of
 positions than this: a 7x7 image is one run."""
@@ -1371,8 +1378,9 @@ class ConvKernel:
 
     def _takes_panels(self, w_shape: tuple[int, ...]) -> bool:
         """Whether `prepare` packs filters of `w_shape` into panels: one group, a machine with
-        panels, and `panels` forced, or PANEL_MIN_COLUMNS filters and small images possible
-        (`least_rows`, CONV_PANEL_MAX_POSITIONS); not a 1x1 kernel (inside blockdrop, a 1x1
+        panels, and `panels` forced, or PANEL_MIN_COLUMNS filters, weights over
+        TILES_SMALL_IMAGE_WEIGHT_BYTES (smaller ones run as `tiles` there) and small images
+        possible (`least_rows`, CONV_PANEL_MAX_POSITIONS); not a 1x1 kernel (inside blockdrop, a 1x1
         stride-2 one from 1024 to 2048 channels onto 12x14 took 6.4 ms as panels against 3.8
         as an im2col, one-off)."""
         if self.group != 1 or panel.TILE is None or self.strategy not in (None, "panels"):
@@ -1382,6 +1390,8 @@ class ConvKernel:
         least = self.least_rows
         if math.prod(w_shape[2:]) == 1:
             return False  # (a tap per channel: each step of the product gathers a new line)
+        if 4 * math.prod(w_shape) <= TILES_SMALL_IMAGE_WEIGHT_BYTES:
+            return False  # (small images run as `tiles`, which reads W as it is)
         least_fits = least is not None and least <= CONV_PANEL_MAX_POSITIONS
         return w_shape[0] >= PANEL_MIN_COLUMNS and least_fits
 
@@ -1460,7 +1470,8 @@ class ConvKernel:
         strategy = conv_strategy(
             self.group, x_shape[1], w_shape, geometry.strides, geometry.dilations, unpadded
         )
-        if tiles_fit(strategy, self.group, w_shape):
+        small = math.prod(geometry.output_shape(x_shape[2:])) <= CONV_PANEL_MAX_POSITIONS
+        if tiles_fit(strategy, self.group, w_shape, small):
             _, floats = _tiles_block(x_shape, w_shape, geometry)
             if floats and _budget(4 * floats, "phases") >= 4 * floats:
                 return "tiles"
@@ -1854,19 +1865,25 @@ class ConvKernel:
         return tables
 
 
-def tiles_fit(strategy: str, group: int, w_shape: Sequence[int]) -> bool:
+def tiles_fit(strategy: str, group: int, w_shape: Sequence[int], small: bool = False) -> bool:
     """Whether a convolution of `group` groups with weights of `w_shape`, which `conv_strategy`
-    makes a `strategy`, may run as `tiles` instead: a kn2row (not a gate's, DIRECT_MAX_FILTERS
-    filters or fewer, whose kn2row is fast), an im2col or a direct loop, of one group, with
-    weights of TILES_MAX_WEIGHT_BYTES at most, on a machine with register tiles."""
+    makes a `strategy`, may run as `tiles` instead, on a machine with register tiles: one
+    group, and weights of TILES_MAX_WEIGHT_BYTES at most that would be a kn2row (not a gate's,
+    DIRECT_MAX_FILTERS filters or fewer, whose kn2row is fast), an im2col or a direct loop; or,
+    for an image of CONV_PANEL_MAX_POSITIONS output positions or fewer (`small`), weights of
+    TILES_SMALL_IMAGE_WEIGHT_BYTES at most of more than one tap that would be any of those or
+    a Winograd."""
     gate = strategy == "kn2row" and w_shape[0] <= DIRECT_MAX_FILTERS
+    if gate or panel.TILE is None or group != 1 or len(w_shape) != 4:
+        return False
+    weights = 4 * math.prod(w_shape)
+    if strategy in ("kn2row", "im2col", "direct") and weights <= TILES_MAX_WEIGHT_BYTES:
+        return True
     return (
-        strategy in ("kn2row", "im2col", "direct")
-        and not gate
-        and panel.TILE is not None
-        and group == 1
-        and len(w_shape) == 4
-        and 4 * math.prod(w_shape) <= TILES_MAX_WEIGHT_BYTES
+        small
+        and strategy in ("kn2row", "im2col", "winograd")
+        and math.prod(w_shape[2:]) > 1
+        and weights <= TILES_SMALL_IMAGE_WEIGHT_BYTES
     )
 
 

@@ -1329,6 +1329,7 @@ def test_small_deep_images_take_panels_where_their_filters_were_packed(monkeypat
     larger ones their usual strategy, and a kernel never told the fewest positions packs
     nothing."""
     monkeypatch.setattr(kernels, "TILES_MAX_WEIGHT_BYTES", 0)
+    monkeypatch.setattr(kernels, "TILES_SMALL_IMAGE_WEIGHT_BYTES", 0)
     rng = np.random.default_rng(8)
     wide = kernels.WINOGRAD_MIN_CHANNELS
     node = node_of("Conv", 3, pads=[1, 1, 1, 1])
@@ -1357,6 +1358,34 @@ def test_small_deep_images_take_panels_where_their_filters_were_packed(monkeypat
     assert pointwise._filters_packed is None
 
 
+@pytest.mark.skipif(panel.TILE is None, reason="the machine has no register tiles")
+def test_small_images_take_tiles_where_their_weights_are_not_too_large(monkeypatch):
+    """An image of CONV_PANEL_MAX_POSITIONS output positions or fewer takes `tiles` where its
+    weights are TILES_SMALL_IMAGE_WEIGHT_BYTES or fewer, whatever it would otherwise be, and
+    its filters are not packed for `panels`; larger weights are packed and take `panels`."""
+    monkeypatch.setattr(kernels, "TILES_MAX_WEIGHT_BYTES", 0)
+    rng = np.random.default_rng(10)
+    wide = kernels.WINOGRAD_MIN_CHANNELS
+    node = node_of("Conv", 3, pads=[1, 1, 1, 1])
+    w, b = rand(rng, wide, wide, 3, 3, scale=0.1), rand(rng, wide)
+    assert 4 * w.size <= kernels.TILES_SMALL_IMAGE_WEIGHT_BYTES
+    kernel = ConvKernel(node, OPSET)
+    kernel.least_rows = 36
+    kernel.prepare(w)
+    assert kernel._filters_packed is None
+    small, large = (2, wide, 6, 6), (1, wide, 13, 12)
+    assert kernel.strategy_for(small, w.shape) == "tiles"
+    assert kernel.strategy_for(large, w.shape) == "winograd"
+    for shape in (small, large):
+        check(node, [rand(rng, *shape), w, b], kernel=kernel)
+    monkeypatch.setattr(kernels, "TILES_SMALL_IMAGE_WEIGHT_BYTES", 4 * w.size - 1)
+    packed = ConvKernel(node, OPSET)
+    packed.least_rows = 36
+    packed.prepare(w)
+    assert packed._filters_packed is not None
+    assert packed.strategy_for(small, w.shape) == "panels"
+
+
 def test_shallow_convolutions_take_tiles_and_wide_ones_and_gates_do_not():
     """`tiles` for small weights that would be a kn2row, an im2col or a direct loop (a stem,
     a shallow 3x3), in blocks of output rows; not for a gate's kn2row, weights over
@@ -1378,9 +1407,10 @@ def test_shallow_convolutions_take_tiles_and_wide_ones_and_gates_do_not():
     gate = (1, kernels.KN2ROW_GATE_CHANNELS, 9, 9)
     assert kernel.strategy_for(gate, (1, gate[1], 3, 3)) == "kn2row"
     too_wide = kernels.TILES_MAX_WEIGHT_BYTES // (4 * 9 * 32) + 1  # filters over the limit
-    assert kernel.strategy_for((1, 32, 9, 9), (too_wide, 32, 3, 3)) == "im2col"
+    larger = (13, 12)  # (more than CONV_PANEL_MAX_POSITIONS positions)
+    assert kernel.strategy_for((1, 32, *larger), (too_wide, 32, 3, 3)) == "im2col"
     wide = kernels.WINOGRAD_MIN_CHANNELS
-    assert kernel.strategy_for((1, wide, 9, 9), (wide, wide, 3, 3)) == "winograd"
+    assert kernel.strategy_for((1, wide, *larger), (wide, wide, 3, 3)) == "winograd"
     grouped = ConvKernel(node_of("Conv", 2, group=2), OPSET)
     assert grouped.strategy_for((1, 8, 9, 9), (16, 4, 3, 3)) != "tiles"
 

@@ -34,7 +34,8 @@ KINDS = {  # a convolution of each strategy: channels, filters, kernel, stride, 
     "tiles strided": (4, 12, (3, 3), (2, 2), False),
 }
 STATIC = {"kn2row", "im2col"}
-"""Kinds whose small weights would take `tiles`, unless TILES_MAX_WEIGHT_BYTES says not."""
+"""Kinds whose small weights would take `tiles`, unless TILES_MAX_WEIGHT_BYTES says not (and,
+for small images, of every kind but `tiles`', TILES_SMALL_IMAGE_WEIGHT_BYTES)."""
 
 shapes = st.fixed_dictionaries(
     {
@@ -99,6 +100,8 @@ def test_a_region_of_the_planned_size_holds_every_strategys_scratch(kind, shape)
     with pytest.MonkeyPatch.context() as patch:
         if kind in STATIC:
             patch.setattr(kernels, "TILES_MAX_WEIGHT_BYTES", 0)
+        if not kind.startswith("tiles"):
+            patch.setattr(kernels, "TILES_SMALL_IMAGE_WEIGHT_BYTES", 0)
         region_holds_scratch(kind, shape)
 
 
