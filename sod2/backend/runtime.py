@@ -10,7 +10,9 @@ work. Ahead of time:
    nest (`sod2.backend.codegen`) for a fused group, a fast kernel writing into its output
    (`sod2.backend.kernels`) where there is one, else the catalogue's reference kernel; a
    chain's stages run as one `BandChain`, band by band;
-5. a generated evaluator of every resolved dim, so shapes cost one call per binding.
+5. a generated evaluator of every resolved dim, so shapes cost one call per binding, and one of
+   every value RDP proved as integers over the input symbols (shape arithmetic: Shape, and
+   the Gather, Add, Mul, Div, Concat... over it).
 
 Per call: the symbols are bound from the input shapes, the recorded assumptions are checked (a
 violated one is an error that names it), and, once per distinct binding, the plan is instantiated
@@ -30,6 +32,12 @@ computes whatever the arrays then hold. Reshape-like ops and Split (`_ViewStep`,
 `_SplitStep`) do not read their shape operands: RDP proved the output shapes, which the
 binding fixes, so the output is the input's elements under that shape (nothing to copy where
 the plan put it in the input's bytes) or its parts along the axis.
+
+Shape arithmetic is not run at all. A top-level step whose every output is such a proved value
+(not a graph output, which the caller owns, nor of a floating-point type) is folded: at each new
+binding its outputs are evaluated with the others, kept read-only in the frame (`_Frame.known`),
+and the step is left out of the binding's program (`_Frame.program`). A runtime with `checked`
+set runs every step.
 
 Invariants: a step writes only to its outputs' views, its workspace region or fresh arrays; a
 bound call is used only for the very input arrays it was checked for; a
@@ -134,6 +142,12 @@ class _Frame:
     """The workspace regions of the steps of control-flow bodies, by node."""
     bound: dict[_Step, _Bound] = field(default_factory=dict)
     """Steps whose kernels were checked once at this binding, with their calls (`_Bound`)."""
+    known: dict[Tensor, np.ndarray] = field(default_factory=dict)
+    """The values of the tensors the binding alone fixes (`CompiledModel._value_program`),
+    read-only: the steps that compute them are not run."""
+    program: list[tuple[_Step, Workspace | None]] = field(default_factory=list)
+    """The top-level steps that run at this binding, each with its workspace region (None:
+    the kernels' own buffers)."""
 
 
 class _Bound:
@@ -729,6 +743,7 @@ class CompiledModel:
                 self._programs[sub] = [self._step(n) for n in order]
         self._symbols = [s.name for s in rdp.input_symbols()]
         self._shape_tensors, self._shape_eval, self._dim_index = self._shape_program()
+        self._known_steps, self._known_eval, self._known_values = self._value_program()
         self._assumptions = self._assumption_checks(rdp.assumptions)
         self._frames: dict[tuple[int, ...], _Frame] = {}
         self.arena = np.zeros(0, dtype=np.uint8)
@@ -836,6 +851,95 @@ class CompiledModel:
             evaluator = _SympyEvaluator(list(symbols.values()), list(exprs))  # type: ignore[assignment]
         return tensors, evaluator, indices
 
+    def _value_program(
+        self,
+    ) -> tuple[set[_Step], Callable[[Mapping[str, int]], list[int]] | None, list[_KnownValue]]:
+        """The top-level steps whose every output's value the binding alone fixes (shape
+        arithmetic: Shape, and the Gather, Add, Mul, Div, Concat... over it), and one evaluator of
+        those values. RDP proved each such output's elements as integer expressions over the
+        input symbols, and its shape; `_prepare` evaluates them once per binding, and the steps
+        never run. Not folded: control flow, graph outputs (the caller owns those), outputs of
+        a floating-point type (their values may be fractions RDP does not track)."""
+        bindable = bindable_symbols(self.model, self.rdp)
+        symbols = {s.name: s for s in self.rdp.input_symbols() if s.name in bindable}
+        shaped = set(self._shape_tensors)
+        outputs = set(self.model.graph.outputs)
+        exprs: dict[sympy.Expr, int] = {}
+        steps: set[_Step] = set()
+        values: list[_KnownValue] = []
+        for step in self.steps:
+            if isinstance(step, _ControlStep):
+                continue
+            found = []
+            for tensor in step.outputs:
+                if tensor is None:
+                    continue
+                fact = self.rdp.facts.get(tensor)
+                dtype = _numpy_dtype(fact)
+                if (
+                    fact is None
+                    or fact.value is None
+                    or dtype is None
+                    or dtype.kind not in "iub"
+                    or tensor in outputs
+                    or tensor not in shaped
+                    or any(v is None or not self.rdp.is_resolved(v) for v in fact.value)
+                    or any(s.name not in symbols for s in _free_symbols(fact.value))  # type: ignore[arg-type]
+                ):
+                    break
+                row = [v if isinstance(v, int) else 0 for v in fact.value]  # type: ignore[union-attr]
+                slots = [
+                    (i, exprs.setdefault(v, len(exprs)))
+                    for i, v in enumerate(fact.value)  # type: ignore[arg-type]
+                    if not isinstance(v, int)
+                ]
+                found.append(_KnownValue(tensor, dtype, row, slots))
+            else:
+                if found:
+                    steps.add(step)
+                    values.extend(found)
+        if not steps:
+            return steps, None, values
+        if not exprs:
+            return steps, lambda binding: [], values
+        names = [f"v{i}" for i in range(len(exprs))]
+        try:
+            evaluator: Any = Evaluator(
+                list(symbols.values()), list(zip(names, exprs, strict=True)), names
+            )
+        except EvaluatorError:
+            evaluator = _SympyEvaluator(list(symbols.values()), list(exprs))
+
+        def evaluate(binding: Mapping[str, int]) -> list[int]:
+            return [int(v) for v in evaluator(binding)]
+
+        return steps, evaluate, values
+
+    def _known(
+        self, binding: Mapping[str, int], shapes: Mapping[Tensor, tuple[int, ...]]
+    ) -> dict[Tensor, np.ndarray]:
+        """The folded tensors' values at `binding` (`_value_program`), read-only; none where
+        an expression cannot be evaluated there (a division by zero, say: the steps then run
+        and their kernels say what is wrong)."""
+        if self._known_eval is None:
+            return {}
+        try:
+            evaluated = self._known_eval(binding)
+        except (ArithmeticError, ValueError, TypeError):
+            return {}
+        known: dict[Tensor, np.ndarray] = {}
+        for value in self._known_values:
+            elements = list(value.row)
+            for position, index in value.slots:
+                elements[position] = evaluated[index]
+            shape = shapes[value.tensor]
+            if math.prod(shape) != len(elements):
+                return {}  # (facts that disagree: compute rather than guess)
+            array = np.array(elements, dtype=value.dtype).reshape(shape)
+            array.flags.writeable = False
+            known[value.tensor] = array
+        return known
+
     def _assumption_checks(
         self, assumptions: Sequence[Assumption]
     ) -> list[tuple[Assumption, Callable[..., bool], list[str]]]:
@@ -867,15 +971,12 @@ class CompiledModel:
             frame = self._prepare(binding, key)
         env: dict[Tensor, Value] = dict(self._constants)
         env.update(bound)
-        if not frame.regions:
-            for step in self.steps:
+        env.update(frame.known)
+        for step, region in frame.program:
+            if region is None:
                 step.run(env, frame, self)
-        else:
-            for step, region in zip(self.steps, frame.regions, strict=True):
-                if region is None:
-                    step.run(env, frame, self)
-                else:
-                    self._run_in(region, step, env, frame)
+            else:
+                self._run_in(region, step, env, frame)
         return {t.name: self._release(env[t]) for t in graph.outputs}
 
     def _run_in(self, region: Workspace, step: _Step, env: Env, frame: _Frame) -> None:
@@ -977,7 +1078,14 @@ class CompiledModel:
                 frame_regions = [inner.pop(step.node, None) for step in self.steps]
                 if not any(frame_regions):
                     frame_regions = []
-        frame = _Frame(concrete, views, shapes, frame_regions, inner)
+        known = {} if self.checked else self._known(binding, shapes)
+        regions = frame_regions or [None] * len(self.steps)
+        program = [
+            (step, region)
+            for step, region in zip(self.steps, regions, strict=True)
+            if not (known and step in self._known_steps)
+        ]
+        frame = _Frame(concrete, views, shapes, frame_regions, inner, known=known, program=program)
         if len(self._frames) >= 64:
             self._frames.clear()
         self._frames[key] = frame
@@ -1186,6 +1294,18 @@ def _plan_orders(plan: GraphPlan) -> dict[Graph, list[Node]]:
             orders[subplan.graph] = list(subplan.order)
             orders.update(_plan_orders(subplan))
     return orders
+
+
+@dataclass(frozen=True)
+class _KnownValue:
+    """A tensor the binding alone fixes: its element type, its elements that are constants
+    (`row`, 0 at the others), and the others as (position, i): the i-th value of
+    `CompiledModel._value_program`'s evaluator."""
+
+    tensor: Tensor
+    dtype: np.dtype
+    row: list[int]
+    slots: list[tuple[int, int]]
 
 
 class _SympyEvaluator:

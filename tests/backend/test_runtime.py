@@ -141,6 +141,72 @@ def test_bad_input_is_an_error_naming_the_input():
         model.run({"x": np.ones((2, 2), np.float32), "y": np.ones(2, np.float32)})
 
 
+def _shape_arithmetic_model() -> Model:
+    """x [N, M] reshaped to [N, 2, M / 2] through Shape, Gather, Div, Unsqueeze and Concat over
+    its shape, M / 2 * 3 as an output of its own, and back to [N, M] through [N, -1]."""
+    graph = Graph()
+    x = graph.add_input("x", TensorType(DType.FLOAT32, Shape([symbol("N"), symbol("M")])))
+
+    def const(name: str, value: object) -> object:
+        return graph.add_constant(np.array(value, dtype=np.int64), name)
+
+    shape = graph.add_node("Shape", [x], outputs=["shape"]).outputs[0]
+    n = graph.add_node("Gather", [shape, const("zero", 0)], outputs=["n"]).outputs[0]
+    m = graph.add_node("Gather", [shape, const("one", 1)], outputs=["m"]).outputs[0]
+    half = graph.add_node("Div", [m, const("two", 2)], outputs=["half"]).outputs[0]
+    axes = const("axes", [0])
+    parts = [
+        graph.add_node("Unsqueeze", [v, axes], outputs=[f"{v.name}_1d"]).outputs[0]
+        for v in (n, half)
+    ]
+    target = graph.add_node(
+        "Concat", [parts[0], const("pair", [2]), parts[1]], outputs=["target"], attrs={"axis": 0}
+    ).outputs[0]
+    y = graph.add_node("Reshape", [x, target], outputs=["y"]).outputs[0]
+    thrice = graph.add_node("Mul", [half, const("three", 3)], outputs=["thrice"]).outputs[0]
+    rows = graph.add_node(  # a negative constant among the proved elements
+        "Concat", [parts[0], const("rest", [-1])], outputs=["rows"], attrs={"axis": 0}
+    ).outputs[0]
+    z = graph.add_node("Reshape", [y, rows], outputs=["z"]).outputs[0]
+    graph.set_outputs([y, thrice, z])
+    return Model(graph, opset_imports={"": 21})
+
+
+def test_shape_arithmetic_is_evaluated_once_per_binding_and_never_run():
+    """The steps whose outputs the binding alone fixes (RDP's value facts) are not run: their
+    values are evaluated once per binding, read-only, and the results are right at every
+    binding; a graph output is still computed by its step (the caller owns it)."""
+    model = compile_model(_shape_arithmetic_model())
+    folded = {step.node.op_type for step in model._known_steps}
+    assert {"Shape", "Gather", "Div", "Concat"} <= folded
+    assert all("thrice" not in [t.name for t in step.outputs] for step in model._known_steps)
+    for n, m in ((3, 8), (5, 2), (3, 8)):
+        x = np.arange(n * m, dtype=np.float32).reshape(n, m)
+        got = model.run({"x": x})
+        np.testing.assert_array_equal(got["y"], x.reshape(n, 2, m // 2))
+        np.testing.assert_array_equal(got["thrice"], np.int64(m // 2 * 3))
+        frame = model._frames[tuple({"N": n, "M": m}[name] for name in model._symbols)]
+        values = {t.name: v for t, v in frame.known.items()}
+        np.testing.assert_array_equal(got["z"], x)
+        np.testing.assert_array_equal(values["target"], [n, 2, m // 2])
+        np.testing.assert_array_equal(values["rows"], [n, -1])
+        assert not any(v.flags.writeable for v in frame.known.values())
+        ran = {step for step, _ in frame.program}
+        assert not ran & model._known_steps
+        assert len(ran) == len(model.steps) - len(model._known_steps)
+
+
+def test_a_checked_runtime_runs_every_step():
+    """With `checked` set (every result checked against its tensor's facts), no step is
+    skipped: the folded values' own steps run and are checked too."""
+    model = compile_model(_shape_arithmetic_model())
+    model.checked = True
+    x = np.ones((2, 6), np.float32)
+    np.testing.assert_array_equal(model.run({"x": x})["y"], x.reshape(2, 2, 3))
+    (frame,) = model._frames.values()
+    assert not frame.known and len(frame.program) == len(model.steps)
+
+
 def _branch_results_model() -> Model:
     """An If whose branches return values they compute (one twice), outer values and an input of
     the model; its results feed more nodes, so the top plan places them."""
