@@ -97,6 +97,9 @@ def cases(rng: np.random.Generator) -> list[Case]:
         _conv(rng, (1, 256, 14, 14), 512, 3, 1, strides=[2, 2]),
         _conv(rng, (1, 3, 384, 448), 8, 7, 3, strides=[2, 2]),
         _conv(rng, (1, 16, 52, 52), 16, 3, 1),
+        _conv(rng, (1, 16, 28, 28), 16, 3, 1),
+        _conv(rng, (1, 48, 7, 7), 48, 3, 1),
+        _conv(rng, (1, 128, 7, 7), 128, 3, 1),
         Case(
             "8x128x768 @ 768x3072",
             "MatMul",
