@@ -20,9 +20,10 @@ views of the exact shape and element type that RDP fixed) and writes into them:
   scratch buffer, filled by Numba a block of output rows at a time, then one sgemm per block
   (`im2col`). Two refine that choice where the machine has the panels' register tiles
   (`sod2.backend.panel`): an image of few output positions (CONV_PANEL_MAX_POSITIONS), deep and
-  small, is one product of its positions against the filters packed into panels at compile
-  time, each position's patch gathered from the image by the product itself, never copied
-  (`panels`); a convolution of small weights (TILES_MAX_WEIGHT_BYTES: a stem, a shallow 3x3)
+  small, with weights over TILES_SMALL_IMAGE_WEIGHT_BYTES, is one product of its positions
+  against the filters packed into panels at compile time, each position's patch gathered from
+  the image by the product itself, never copied (`panels`); such an image with smaller weights,
+  or any convolution of small weights (TILES_MAX_WEIGHT_BYTES: a stem, a shallow 3x3)
   is register tiles of filters by a run of output positions, each tap's inputs read straight
   from the padded input, split by row and column phase into planes once per block, the
   positions counted along rows as wide as a plane's, so that a run may cross rows and small
