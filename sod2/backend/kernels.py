@@ -1462,9 +1462,9 @@ class ConvKernel:
     def _choose(
         self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], geometry: WindowGeometry
     ) -> str:
-        """pointwise for a 1x1 unit-stride unpadded kernel, direct for a grouped convolution with
-        few taps per output value or for few filters per group, else im2col (unless a strategy
-        was forced)."""
+        """The strategy `conv_strategy` picks from the shapes (unless one was forced), refined
+        where the step's workspace holds the refinement's scratch: `tiles` where `tiles_fit`,
+        else `panels` for a small image whose filters `prepare` packed."""
         if self.strategy is not None:
             return self.strategy
         unpadded = not any(geometry.pads_begin + geometry.pads_end)
@@ -1476,12 +1476,9 @@ class ConvKernel:
             _, floats = _tiles_block(x_shape, w_shape, geometry)
             if floats and _budget(4 * floats, "phases") >= 4 * floats:
                 return "tiles"
-        if self._filters_packed is not None and strategy in ("winograd", "kn2row", "im2col"):
-            positions = math.prod(geometry.output_shape(x_shape[2:]))
-            if positions <= CONV_PANEL_MAX_POSITIONS and self._panels_fit(
-                x_shape, w_shape, geometry
-            ):
-                return "panels"
+        packed = self._filters_packed is not None and strategy in ("winograd", "kn2row", "im2col")
+        if packed and small and self._panels_fit(x_shape, w_shape, geometry):
+            return "panels"
         return strategy
 
     def _panels_fit(
@@ -1909,16 +1906,24 @@ def _tiles_blocks(
     cached: convolutions call it at every run)."""
     assert panel.TILE is not None
     batch, channels = x_shape[:2]
-    kh, kw = w_shape[2:]
     out_h, out_w = geometry.output_shape(x_shape[2:])
     if min(out_h, out_w, batch) < 1:
         return (1, 0, 1), 0
-    (sh, sw), (dh, dw) = geometry.strides, geometry.dilations
-    span = out_w + (kw - 1) * dw // sw
-    extra = (kh - 1) * dh // sh
+    sh, sw = geometry.strides
+    span, extra = tiles_extents(out_w, w_shape[2:], geometry.strides, geometry.dilations)
     row = batch * channels * sh * sw * span  # floats of one output row's planes
     block = _even(out_h, room // row - extra)
     return (block, extra, span), row * (block + extra) + _tiles_slack(span)
+
+
+def tiles_extents(
+    out_w: Any, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]
+) -> tuple[Any, int]:
+    """`tiles`' plane width for an output `out_w` wide (an int or a symbolic dim): the output
+    row's positions and the columns its windows reach past them, per column phase; and the
+    rows of a plane a block of output rows reads past its own."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    return out_w + (kw - 1) * dw // sw, (kh - 1) * dh // sh
 
 
 def _tiles_slack(span: Any) -> Any:

@@ -815,13 +815,14 @@ class CompiledModel:
             _numpy_dtype(self.rdp.facts.get(t)) if t is not None else None for t in node.outputs
         ]
 
-    def _shape_program(self) -> tuple[list[Tensor], Evaluator | None, list[list[int]]]:
+    def _shape_program(
+        self,
+    ) -> tuple[list[Tensor], Evaluator | _SympyEvaluator | None, list[list[int]]]:
         """One generated evaluator of the dims of every tensor whose shape the inputs fix."""
         tensors: list[Tensor] = []
         exprs: dict[sympy.Expr, int] = {}
         indices: list[list[int]] = []
-        bindable = bindable_symbols(self.model, self.rdp)
-        symbols = {s.name: s for s in self.rdp.input_symbols() if s.name in bindable}
+        symbols = self._bindable_symbols()
         for tensor, fact in self.rdp.facts.items():
             graph = tensor.graph
             if graph is None or fact.shape.dims is None:
@@ -842,14 +843,12 @@ class CompiledModel:
             indices.append(row)
         if not exprs:
             return tensors, None, indices
-        names = [f"d{i}" for i in range(len(exprs))]
-        try:
-            evaluator = Evaluator(
-                list(symbols.values()), list(zip(names, exprs, strict=True)), names
-            )
-        except EvaluatorError:
-            evaluator = _SympyEvaluator(list(symbols.values()), list(exprs))  # type: ignore[assignment]
-        return tensors, evaluator, indices
+        return tensors, _integer_evaluator(list(symbols.values()), list(exprs)), indices
+
+    def _bindable_symbols(self) -> dict[str, sympy.Symbol]:
+        """The input symbols `bind_symbols` reads off the inputs' shapes, by name."""
+        bindable = bindable_symbols(self.model, self.rdp)
+        return {s.name: s for s in self.rdp.input_symbols() if s.name in bindable}
 
     def _value_program(
         self,
@@ -860,8 +859,7 @@ class CompiledModel:
         input symbols, and its shape; `_prepare` evaluates them once per binding, and the steps
         never run. Not folded: control flow, graph outputs (the caller owns those), outputs of
         a floating-point type (their values may be fractions RDP does not track)."""
-        bindable = bindable_symbols(self.model, self.rdp)
-        symbols = {s.name: s for s in self.rdp.input_symbols() if s.name in bindable}
+        symbols = self._bindable_symbols()
         shaped = set(self._shape_tensors)
         outputs = set(self.model.graph.outputs)
         exprs: dict[sympy.Expr, int] = {}
@@ -902,18 +900,8 @@ class CompiledModel:
             return steps, None, values
         if not exprs:
             return steps, lambda binding: [], values
-        names = [f"v{i}" for i in range(len(exprs))]
-        try:
-            evaluator: Any = Evaluator(
-                list(symbols.values()), list(zip(names, exprs, strict=True)), names
-            )
-        except EvaluatorError:
-            evaluator = _SympyEvaluator(list(symbols.values()), list(exprs))
-
-        def evaluate(binding: Mapping[str, int]) -> list[int]:
-            return [int(v) for v in evaluator(binding)]
-
-        return steps, evaluate, values
+        evaluator = _integer_evaluator(list(symbols.values()), list(exprs))
+        return steps, lambda binding: evaluator(binding).tolist(), values
 
     def _known(
         self, binding: Mapping[str, int], shapes: Mapping[Tensor, tuple[int, ...]]
@@ -1306,6 +1294,18 @@ class _KnownValue:
     dtype: np.dtype
     row: list[int]
     slots: list[tuple[int, int]]
+
+
+def _integer_evaluator(
+    symbols: list[sympy.Symbol], exprs: list[sympy.Expr]
+) -> Evaluator | _SympyEvaluator:
+    """One call that evaluates every integer expression of `exprs` at a binding of `symbols`
+    (by name) into an int64 array: generated code, or sympy where that cannot express one."""
+    names = [f"e{i}" for i in range(len(exprs))]
+    try:
+        return Evaluator(symbols, list(zip(names, exprs, strict=True)), names)
+    except EvaluatorError:
+        return _SympyEvaluator(symbols, exprs)
 
 
 class _SympyEvaluator:

@@ -148,11 +148,9 @@ def _tiles_floats(
     takes this much at most)."""
     assert kernels.panel.TILE is not None
     batch, channels = x[0], x[1]
-    kh, kw = w[2], w[3]
     out_h, out_w = y[2], y[3]
-    (sh, sw), (dh, dw) = strides, dilations
-    span = out_w + (kw - 1) * dw // sw
-    extra = (kh - 1) * dh // sh
+    sh, sw = strides
+    span, extra = kernels.tiles_extents(out_w, w[2:], strides, dilations)
     row = batch * channels * sh * sw * span
     block = _blocked(out_h, kernels.DIRECT_BLOCK_BYTES, row)
     return _int(row * (block + extra) + kernels._tiles_slack(span))
