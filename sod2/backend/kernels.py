@@ -1807,14 +1807,12 @@ class ConvKernel:
         key = ("tiles", channels, sh, sw, rows, span, kh, kw, dh, dw)
         table = self._tables.get(key)
         if table is None:  # tap (c, i, j): its plane (channel, row and column phase) and shift
-            c, i, j = np.meshgrid(np.arange(channels), np.arange(kh), np.arange(kw), indexing="ij")
             plane = rows * span
-            offsets = (
-                ((c * sh + i * dh % sh) * sw + j * dw % sw) * plane
-                + i * dh // sh * span
-                + j * dw // sw
+            i, j = np.arange(kh) * dh, np.arange(kw) * dw
+            row_at = (i % sh) * sw * plane + i // sh * span
+            table = self._tables[key] = tap_offsets(
+                channels, sh * sw * plane, row_at, (j % sw) * plane + j // sw
             )
-            table = self._tables[key] = offsets.reshape(-1).astype(np.int64)
         weights = w.reshape(filters, -1)
         shift = _contiguous(np.zeros(filters, dtype=np.float32) if bias is None else bias)
         buffer = _scratch("phases", floats)
@@ -1857,10 +1855,23 @@ class ConvKernel:
             (sh, sw), (dh, dw) = geometry.strides, geometry.dilations
             i, j = np.divmod(np.arange(out_h * out_w, dtype=np.int64), out_w)
             rows_at = i * sh * row + j * sw
-            c, a, b = np.meshgrid(np.arange(channels), np.arange(kh), np.arange(kw), indexing="ij")
-            taps_at = (c * plane + a * dh * row + b * dw).astype(np.int64)
-            tables = self._tables[key] = (rows_at, taps_at.reshape(-1))
+            taps_at = tap_offsets(channels, plane, np.arange(kh) * dh * row, np.arange(kw) * dw)
+            tables = self._tables[key] = (rows_at, taps_at)
         return tables
+
+
+def tap_offsets(
+    channels: int, channel_step: int, row_at: np.ndarray, column_at: np.ndarray
+) -> np.ndarray:
+    """The offset of every tap (c, i, j) of a convolution's weights, in their order (int64, one
+    dimension): `c * channel_step + row_at[i] + column_at[j]`. Written into its one array, with
+    no temporaries of its size: a kernel makes its tables on its first call, during inference,
+    where over 1024 channels index grids of every tap took three times the table's bytes."""
+    taps = np.add.outer(row_at.astype(np.int64), column_at.astype(np.int64))
+    table = np.empty((channels, *taps.shape), dtype=np.int64)
+    starts = np.arange(channels, dtype=np.int64) * channel_step
+    np.add(starts[:, None, None], taps, out=table)
+    return table.reshape(-1)
 
 
 def tiles_fit(strategy: str, group: int, w_shape: Sequence[int], small: bool = False) -> bool:

@@ -1457,6 +1457,16 @@ def test_padded_planes_split_the_padded_input_by_row_and_column_phase(strides, p
         np.testing.assert_array_equal(planes, want)
 
 
+def test_tap_offsets_list_every_tap_in_the_weights_order():
+    """Tap (c, i, j) of the flattened weights is at c * channel_step + row_at[i] + column_at[j],
+    int64, one dimension."""
+    row_at, column_at = np.array([0, 40, 7]), np.array([0, 3])
+    table = kernels.tap_offsets(4, 1000, row_at, column_at)
+    want = [c * 1000 + r + q for c in range(4) for r in row_at for q in column_at]
+    assert table.dtype == np.int64 and table.shape == (24,)
+    assert table.tolist() == want
+
+
 # -- bound calls ---------------------------------------------------------------------------------
 
 
