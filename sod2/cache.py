@@ -16,6 +16,17 @@ Objects (the analysed model of a compile, `sod2.backend.runtime`) are kept as pi
 `load_object` can reject a stale entry by its header without reading the body. A folder keeps
 at most `OBJECT_LIMIT` entries, the least recently used going first. Like Numba's cache, these
 pickles are trusted: the cache folder must be the user's own.
+
+An entry's large buffers (a model's weights: numpy arrays of OUT_OF_BAND_BYTES or more) are
+pickled out of band (pickle protocol 5) and written after the body, each at a multiple of
+BUFFER_ALIGN bytes. `load_object` maps the file copy-on-write and hands the unpickler views of
+the mapping: the arrays come back without being copied, their pages shared with the page cache
+(and mapped at once, where the system can, so that their first reads do not count as memory
+that inference takes); writing one copies only the pages written. A warm compile of a model of
+350 MB thus reads its weights in milliseconds instead of a third of a second.
+
+    entry = header pickle | MAGIC | body bytes | buffer count | their sizes | body pickle
+            | padding | buffer 0 | padding | buffer 1 ...
 """
 
 from __future__ import annotations
@@ -25,8 +36,11 @@ import copyreg
 import functools
 import hashlib
 import importlib.util
+import io
+import mmap
 import os
 import pickle
+import struct
 import sys
 import tempfile
 import threading
@@ -175,6 +189,40 @@ def _deep(function: Callable[[], T]) -> T:
     return value  # type: ignore[no-any-return]
 
 
+OUT_OF_BAND_BYTES = 1 << 16
+"""Buffers this large are written out of band (module docstring); smaller ones stay in the
+pickle, where a view each would cost more than the copy."""
+
+BUFFER_ALIGN = 64
+"""Out-of-band buffers start at a multiple of this many bytes of the entry (a cache line, and
+any element's alignment)."""
+
+MAGIC = b"sod2oob1"
+"""Marks the layout of an entry's body (module docstring); another layout is a miss."""
+
+_MADV_POPULATE_READ = 22
+"""Linux's madvise advice that maps a range's pages at once, for reading (since 5.14)."""
+
+
+def _out_of_band(buffers: list[pickle.PickleBuffer]) -> Callable[[pickle.PickleBuffer], bool]:
+    """A pickler's buffer callback that keeps the buffers of OUT_OF_BAND_BYTES or more (and
+    contiguous) in `buffers`, out of band, and has the others pickled in band."""
+
+    def keep(buffer: pickle.PickleBuffer) -> bool:
+        view = buffer.raw() if buffer.raw().contiguous else None
+        if view is None or view.nbytes < OUT_OF_BAND_BYTES:
+            return True  # (a true value: in band)
+        buffers.append(buffer)
+        return False
+
+    return keep
+
+
+def _aligned(offset: int) -> int:
+    """`offset` rounded up to a multiple of BUFFER_ALIGN."""
+    return -(-offset // BUFFER_ALIGN) * BUFFER_ALIGN
+
+
 def store_object(
     kind: str,
     name: str,
@@ -182,9 +230,10 @@ def store_object(
     body: Any,
     reducers: Mapping[type, Callable[[Any], tuple[Any, ...]]] | None = None,
 ) -> bool:
-    """Pickle `header` then `body` as entry `name` of `kind`, replacing an older one; False
-    (and nothing written) when the cache cannot be written or `body` cannot be pickled.
-    `reducers` pickle objects of the given exact types their own way (`copyreg` reducers)."""
+    """Pickle `header` then `body` as entry `name` of `kind` (module docstring), replacing an
+    older one; False (and nothing written) when the cache cannot be written or `body` cannot be
+    pickled. `reducers` pickle objects of the given exact types their own way (`copyreg`
+    reducers)."""
     directory = cache_dir(kind)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -194,10 +243,19 @@ def store_object(
     try:
         with os.fdopen(handle, "wb") as file:
             table = {**copyreg.dispatch_table, **(reducers or {})}
-            for part in (header, body):  # each its own pickle: `load_object` reads them apart
-                pickler = pickle.Pickler(file, 5)
+            buffers: list[pickle.PickleBuffer] = []
+            pickled = io.BytesIO()
+            for part, into in ((header, file), (body, pickled)):  # `load_object` reads them apart
+                callback = _out_of_band(buffers) if part is body else None
+                pickler = pickle.Pickler(into, 5, buffer_callback=callback)
                 pickler.dispatch_table = table
                 _deep(lambda: pickler.dump(part))  # noqa: B023 (called at once)
+            sizes = [buffer.raw().nbytes for buffer in buffers]
+            file.write(MAGIC + struct.pack(f"<QQ{len(sizes)}Q", pickled.tell(), len(sizes), *sizes))
+            file.write(pickled.getbuffer())
+            for buffer in buffers:
+                file.write(bytes(_aligned(file.tell()) - file.tell()))
+                file.write(buffer.raw())
         os.replace(temporary, directory / f"{name}.pkl")
     except (OSError, pickle.PicklingError, TypeError, AttributeError, RecursionError):
         with contextlib.suppress(OSError):
@@ -209,7 +267,8 @@ def store_object(
 
 def load_object(kind: str, name: str, accept: Callable[[Any], bool]) -> Any | None:
     """The body of entry `name` of `kind` if there is one whose header `accept`s; else None. An
-    entry that is rejected or cannot be read is removed."""
+    entry that is rejected or cannot be read is removed. Its out-of-band buffers are views of
+    the file mapped copy-on-write (module docstring)."""
     path = cache_dir(kind) / f"{name}.pkl"
     try:
         file = path.open("rb")
@@ -219,7 +278,7 @@ def load_object(kind: str, name: str, accept: Callable[[Any], bool]) -> Any | No
         try:
             if not accept(pickle.load(file)):
                 raise ValueError("stale entry")
-            body = _deep(lambda: pickle.load(file))
+            body = _deep(lambda: _read_body(file))
         except Exception:  # stale, truncated, or written by incompatible code: a miss
             with contextlib.suppress(OSError):
                 path.unlink()
@@ -227,6 +286,31 @@ def load_object(kind: str, name: str, accept: Callable[[Any], bool]) -> Any | No
     with contextlib.suppress(OSError):
         os.utime(path)  # recently used
     return body
+
+
+def _read_body(file: Any) -> Any:
+    """The body of an entry whose header `file` has just been read past (module docstring)."""
+    if file.read(len(MAGIC)) != MAGIC:
+        raise ValueError("not an entry of this layout")
+    length, count = struct.unpack("<QQ", file.read(16))
+    sizes = struct.unpack(f"<{count}Q", file.read(8 * count))
+    pickled = file.read(length)
+    if len(pickled) != length:
+        raise ValueError("truncated entry")
+    at = file.tell()
+    views = []
+    if count:
+        mapping = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            mapping.madvise(_MADV_POPULATE_READ)  # (else each page is mapped on its first read)
+        whole = memoryview(mapping)
+        for size in sizes:
+            at = _aligned(at)
+            if at + size > len(whole):
+                raise ValueError("truncated entry")
+            views.append(whole[at : at + size])
+            at += size
+    return pickle.loads(pickled, buffers=views)
 
 
 def _prune(directory: Path) -> None:

@@ -134,3 +134,41 @@ def test_entries_beyond_the_byte_limit_go_but_the_newest_stays(root, monkeypatch
     assert sorted(p.stem for p in (root / "things").glob("*.pkl")) == ["big"]
     cache.store_object("things", "small", {}, bytes(10))
     assert sorted(p.stem for p in (root / "things").glob("*.pkl")) == ["small"]
+
+
+def test_large_arrays_come_back_as_writable_views_of_the_entry_mapped_copy_on_write(root):
+    import mmap
+
+    import numpy as np
+
+    weights = np.arange(1 << 15, dtype=np.float32).reshape(128, 256)  # 128 KiB: out of band
+    columns = np.asfortranarray(weights[:, :200])  # 100 KiB
+    small = np.ones(7, dtype=np.int64)  # in band
+    body = {"weights": weights, "columns": columns, "small": small, "again": weights}
+    assert cache.store_object("things", "w", {}, body)
+    loaded = cache.load_object("things", "w", lambda h: True)
+    assert loaded["again"] is loaded["weights"]
+    for key in ("weights", "columns", "small"):
+        np.testing.assert_array_equal(loaded[key], body[key])
+        assert loaded[key].dtype == body[key].dtype and loaded[key].flags.writeable
+    assert loaded["columns"].flags.f_contiguous
+    for key in ("weights", "columns"):
+        array = loaded[key]
+        assert array.ctypes.data % cache.BUFFER_ALIGN == 0
+        base = array
+        while isinstance(base, np.ndarray):
+            base = base.base
+        assert isinstance(base.obj, mmap.mmap)  # a view of the mapping, not a copy
+    loaded["weights"][0, 0] = -1.0  # copy-on-write: the entry keeps its value
+    again = cache.load_object("things", "w", lambda h: True)
+    assert again["weights"][0, 0] == 0.0
+
+
+def test_an_entry_whose_buffers_are_cut_short_is_a_miss(root):
+    import numpy as np
+
+    cache.store_object("things", "w", {}, np.zeros(1 << 16, dtype=np.float32))
+    path = root / "things" / "w.pkl"
+    path.write_bytes(path.read_bytes()[: -(1 << 10)])
+    assert cache.load_object("things", "w", lambda h: True) is None
+    assert not path.exists()
