@@ -4,7 +4,8 @@
 
 Per model, one compiled runtime (every option at its default) runs its whole sweep with the
 refinements on, then off (`kernels.TILES_MAX_WEIGHT_BYTES`,
-`kernels.TILES_SMALL_IMAGE_WEIGHT_BYTES` and `kernels.CONV_PANEL_MAX_POSITIONS` set to 0, so
+`kernels.TILES_SMALL_IMAGE_WEIGHT_BYTES`, `kernels.TILES_WINOGRAD_WEIGHT_BYTES` and
+`kernels.CONV_PANEL_MAX_POSITIONS` set to 0, so
 every convolution takes the strategy its weights' shape picks, `conv_strategy`),
 alternating, `--rounds` times, in this one process:
 the machine's drift then touches both alike. Each point: one warm-up run, then the median of 3
@@ -24,7 +25,12 @@ from sod2 import bench
 from sod2.backend import kernels
 from sod2.backend.runtime import CompileOptions
 
-LIMITS = ("TILES_MAX_WEIGHT_BYTES", "TILES_SMALL_IMAGE_WEIGHT_BYTES", "CONV_PANEL_MAX_POSITIONS")
+LIMITS = (
+    "TILES_MAX_WEIGHT_BYTES",
+    "TILES_SMALL_IMAGE_WEIGHT_BYTES",
+    "TILES_WINOGRAD_WEIGHT_BYTES",
+    "CONV_PANEL_MAX_POSITIONS",
+)
 CNNS = "yolov6,skipnet,dgnet,convnet_aig,ranet,blockdrop"
 
 

@@ -1207,6 +1207,18 @@ rather than `panels`. Cold, 3x3 over 64 channels of 7x7 took 0.31 ms as tiles ag
 as panels and 0.44 as Winograd; over 128 channels, 0.39 against 0.46 and 0.47; over 256
 (2.3 MiB), 0.96 against panels' 0.78, where the weights stream from memory (one-off)."""
 
+TILES_WINOGRAD_WEIGHT_BYTES = 3 << 17
+"""A convolution with weights of at most this many bytes (3x3 over 64 or 96 channels) runs as
+`tiles` where it would be a Winograd, whatever its image: its weights stay in L2, and its
+multiplies, 2.25x Winograd's, cost less than Winograd's transforms, which grow with channels +
+filters. Cold, 3x3 from 64 to 64 channels took 0.16 ms as tiles against Winograd's 0.40 at
+8x8, 0.69 against 0.71 at 32x32, 3.02 against 3.41 at 80x80 and 7.88 against 8.99 at 160x160;
+from 96 to 96 channels of 56x56, 2.40 against 3.18. Over 128 channels (576 KiB) tiles still won
+at 28x28 (1.11 against 1.53 ms) but not at 56x56 (3.76 against 3.61) (one-off). Inside the
+models, in one process alternating, small scale: skipnet 4.26 -> 3.72 ms, sd_vae_encoder 32.3
+-> 29.9, convnet_aig 4.00 -> 3.69, ranet 3.77 -> 3.40; paper scale: yolov6 99.2 -> 93.0,
+convnet_aig, skipnet and ranet within 2% either way (one-off)."""
+
 TILES_MIN_TASKS = 4
 """`tiles` splits its filters among tasks (`_tiles_chunk`) where an image has fewer runs of
 positions than this: a 7x7 image is one run."""
@@ -1361,6 +1373,8 @@ class ConvKernel:
             return
         filters, channels, kh, kw = w.shape
         winograd = self.strategy in (None, "winograd") and self.unit_stride and not self.dilated
+        if self.strategy is None and tiles_fit("winograd", self.group, w.shape):
+            winograd = False  # (`tiles` takes it, reading W as it is)
         if winograd and _winograd_fits(self.group, w.shape, (1, 1), (1, 1)):
             if transformed is None or transformed.shape != (16, filters, channels):
                 transformed = winograd_filters(w)
@@ -1881,12 +1895,14 @@ def tiles_fit(strategy: str, group: int, w_shape: Sequence[int], small: bool = F
     DIRECT_MAX_FILTERS filters or fewer, whose kn2row is fast), an im2col or a direct loop; or,
     for an image of CONV_PANEL_MAX_POSITIONS output positions or fewer (`small`), weights of
     TILES_SMALL_IMAGE_WEIGHT_BYTES at most of more than one tap that would be any of those or
-    a Winograd."""
+    a Winograd; or weights of TILES_WINOGRAD_WEIGHT_BYTES at most that would be a Winograd."""
     gate = strategy == "kn2row" and w_shape[0] <= DIRECT_MAX_FILTERS
     if gate or panel.TILE is None or group != 1 or len(w_shape) != 4:
         return False
     weights = 4 * math.prod(w_shape)
     if strategy in ("kn2row", "im2col", "direct") and weights <= TILES_MAX_WEIGHT_BYTES:
+        return True
+    if strategy == "winograd" and weights <= TILES_WINOGRAD_WEIGHT_BYTES:
         return True
     return (
         small

@@ -210,6 +210,7 @@ def test_winograd_filters_are_cached_with_the_analysis(kind, tmp_path, monkeypat
     from sod2.backend import kernels
 
     monkeypatch.setattr(kernels, "WINOGRAD_MIN_CHANNELS", 8)  # (the small model's widths)
+    monkeypatch.setattr(kernels, "TILES_WINOGRAD_WEIGHT_BYTES", 0)  # (their small weights)
     path = _copy("sd_vae_decoder", tmp_path)
     cold = compile_model(path)
     assert cold.derived, "no convolution runs as Winograd"

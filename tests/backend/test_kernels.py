@@ -102,6 +102,7 @@ def static_strategies(monkeypatch):
     """Convolutions by the strategy their weights' shape picks (`conv_strategy`), not the
     `panels` and `tiles` that small images and small weights take instead."""
     monkeypatch.setattr(kernels, "TILES_MAX_WEIGHT_BYTES", 0)
+    monkeypatch.setattr(kernels, "TILES_WINOGRAD_WEIGHT_BYTES", 0)
     monkeypatch.setattr(kernels, "CONV_PANEL_MAX_POSITIONS", 0)
 
 
@@ -1306,6 +1307,27 @@ def test_winograd_is_chosen_for_wide_3x3_convolutions_and_its_filters_laid_out_o
     assert strided._transformed is None
 
 
+def test_a_winograd_of_small_weights_runs_as_tiles_and_keeps_no_transformed_filters(
+    monkeypatch,
+):
+    monkeypatch.setattr(kernels, "CONV_PANEL_MAX_POSITIONS", 0)  # (not a small image)
+    rng = np.random.default_rng(8)
+    node = node_of("Conv", 3, pads=[1, 1, 1, 1])
+    wide = kernels.WINOGRAD_MIN_CHANNELS
+    x, w, b = rand(rng, 1, wide, 9, 7), rand(rng, wide, wide, 3, 3, scale=0.1), rand(rng, wide)
+    assert 4 * w.size <= kernels.TILES_WINOGRAD_WEIGHT_BYTES
+    kernel = ConvKernel(node, OPSET)
+    assert kernel.strategy_for(x.shape, w.shape) == "tiles"
+    kernel.prepare(w)
+    assert kernel._transformed is None
+    check(node, [x, w, b], kernel=kernel)
+    monkeypatch.setattr(kernels, "TILES_WINOGRAD_WEIGHT_BYTES", 4 * w.size - 1)
+    over = ConvKernel(node, OPSET)
+    assert over.strategy_for(x.shape, w.shape) == "winograd"
+    over.prepare(w)
+    assert over._transformed is not None
+
+
 def test_kn2row_weights_are_laid_out_once_when_constant(static_strategies):
     rng = np.random.default_rng(5)
     node = node_of("Conv", 3, pads=[1, 1, 1, 1])
@@ -1330,6 +1352,7 @@ def test_small_deep_images_take_panels_where_their_filters_were_packed(monkeypat
     nothing."""
     monkeypatch.setattr(kernels, "TILES_MAX_WEIGHT_BYTES", 0)
     monkeypatch.setattr(kernels, "TILES_SMALL_IMAGE_WEIGHT_BYTES", 0)
+    monkeypatch.setattr(kernels, "TILES_WINOGRAD_WEIGHT_BYTES", 0)
     rng = np.random.default_rng(8)
     wide = kernels.WINOGRAD_MIN_CHANNELS
     node = node_of("Conv", 3, pads=[1, 1, 1, 1])
@@ -1364,6 +1387,7 @@ def test_small_images_take_tiles_where_their_weights_are_not_too_large(monkeypat
     weights are TILES_SMALL_IMAGE_WEIGHT_BYTES or fewer, whatever it would otherwise be, and
     its filters are not packed for `panels`; larger weights are packed and take `panels`."""
     monkeypatch.setattr(kernels, "TILES_MAX_WEIGHT_BYTES", 0)
+    monkeypatch.setattr(kernels, "TILES_WINOGRAD_WEIGHT_BYTES", 0)
     rng = np.random.default_rng(10)
     wide = kernels.WINOGRAD_MIN_CHANNELS
     node = node_of("Conv", 3, pads=[1, 1, 1, 1])
@@ -1389,7 +1413,7 @@ def test_small_images_take_tiles_where_their_weights_are_not_too_large(monkeypat
 def test_shallow_convolutions_take_tiles_and_wide_ones_and_gates_do_not():
     """`tiles` for small weights that would be a kn2row, an im2col or a direct loop (a stem,
     a shallow 3x3), in blocks of output rows; not for a gate's kn2row, weights over
-    TILES_MAX_WEIGHT_BYTES, groups, or Winograd's wide 3x3."""
+    TILES_MAX_WEIGHT_BYTES, groups, or a Winograd's weights over TILES_WINOGRAD_WEIGHT_BYTES."""
     rng = np.random.default_rng(9)
     stem = ConvKernel(node_of("Conv", 3, pads=[3, 3, 3, 3], strides=[2, 2]), OPSET)
     x, w, b = rand(rng, 2, 3, 37, 45), rand(rng, 8, 3, 7, 7), rand(rng, 8)
@@ -1410,7 +1434,10 @@ def test_shallow_convolutions_take_tiles_and_wide_ones_and_gates_do_not():
     larger = (13, 12)  # (more than CONV_PANEL_MAX_POSITIONS positions)
     assert kernel.strategy_for((1, 32, *larger), (too_wide, 32, 3, 3)) == "im2col"
     wide = kernels.WINOGRAD_MIN_CHANNELS
-    assert kernel.strategy_for((1, wide, *larger), (wide, wide, 3, 3)) == "winograd"
+    assert kernel.strategy_for((1, wide, *larger), (wide, wide, 3, 3)) == "tiles"
+    deep = 2 * wide
+    assert 4 * 9 * deep * deep > kernels.TILES_WINOGRAD_WEIGHT_BYTES
+    assert kernel.strategy_for((1, deep, *larger), (deep, deep, 3, 3)) == "winograd"
     grouped = ConvKernel(node_of("Conv", 2, group=2), OPSET)
     assert grouped.strategy_for((1, 8, 9, 9), (16, 4, 3, 3)) != "tiles"
 
