@@ -209,9 +209,12 @@ def _out_of_band(buffers: list[pickle.PickleBuffer]) -> Callable[[pickle.PickleB
     contiguous) in `buffers`, out of band, and has the others pickled in band."""
 
     def keep(buffer: pickle.PickleBuffer) -> bool:
-        view = buffer.raw() if buffer.raw().contiguous else None
-        if view is None or view.nbytes < OUT_OF_BAND_BYTES:
+        try:
+            size = buffer.raw().nbytes
+        except BufferError:  # not contiguous
             return True  # (a true value: in band)
+        if size < OUT_OF_BAND_BYTES:
+            return True
         buffers.append(buffer)
         return False
 

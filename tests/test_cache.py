@@ -172,3 +172,14 @@ def test_an_entry_whose_buffers_are_cut_short_is_a_miss(root):
     path.write_bytes(path.read_bytes()[: -(1 << 10)])
     assert cache.load_object("things", "w", lambda h: True) is None
     assert not path.exists()
+
+
+def test_a_buffer_that_is_not_contiguous_is_pickled_in_band(root):
+    import numpy as np
+
+    strided = memoryview(np.arange(1 << 16, dtype=np.float32)).cast("B")[::2]  # 128 KiB, gaps
+    buffers: list = []
+    in_band = cache._out_of_band(buffers)
+    assert in_band(pickle.PickleBuffer(strided)) is True and not buffers
+    whole = np.zeros(1 << 15, dtype=np.float32)
+    assert in_band(pickle.PickleBuffer(whole)) is False and len(buffers) == 1
