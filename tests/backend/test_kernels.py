@@ -1345,6 +1345,15 @@ def test_kn2row_weights_are_laid_out_once_when_constant(static_strategies):
     assert strided._packed is None
 
 
+def packed_conv(node: Node, w: np.ndarray, least_rows: int | None) -> ConvKernel:
+    """A ConvKernel of `node` told the fewest output positions an image can have, then given
+    its constant weights `w` (as the runtime does)."""
+    kernel = ConvKernel(node, OPSET)
+    kernel.least_rows = least_rows
+    kernel.prepare(w)
+    return kernel
+
+
 def test_small_deep_images_take_panels_where_their_filters_were_packed(monkeypatch):
     """Filters are packed where the runtime says an image may have CONV_PANEL_MAX_POSITIONS
     output positions or fewer; such images then take `panels` (padding, a stride, a batch),
@@ -1357,27 +1366,21 @@ def test_small_deep_images_take_panels_where_their_filters_were_packed(monkeypat
     wide = kernels.WINOGRAD_MIN_CHANNELS
     node = node_of("Conv", 3, pads=[1, 1, 1, 1])
     w, b = rand(rng, wide, wide, 3, 3, scale=0.1), rand(rng, wide)
-    kernel = ConvKernel(node, OPSET)
-    kernel.least_rows = 36
-    kernel.prepare(w)
+    kernel = packed_conv(node, w, 36)
     assert kernel._filters_packed is not None
     small, large = (2, wide, 6, 6), (1, wide, 13, 12)
     assert kernel.strategy_for(small, w.shape) == "panels"
     assert kernel.strategy_for(large, w.shape) == "winograd"
     for shape in (small, large):
         check(node, [rand(rng, *shape), w, b], kernel=kernel)
-    strided = ConvKernel(node_of("Conv", 2, pads=[0, 1, 2, 1], strides=[2, 2]), OPSET)
-    strided.least_rows = 9
-    strided.prepare(w)
+    strided = packed_conv(node_of("Conv", 2, pads=[0, 1, 2, 1], strides=[2, 2]), w, 9)
     assert strided.strategy_for((1, wide, 7, 5), w.shape) == "panels"
     check(strided.context.node, [rand(rng, 1, wide, 7, 5), w], kernel=strided)
-    unknown = ConvKernel(node, OPSET)
-    unknown.prepare(w)
+    unknown = packed_conv(node, w, None)
     assert unknown._filters_packed is None
     assert unknown.strategy_for(small, w.shape) == "winograd"
-    pointwise = ConvKernel(node_of("Conv", 2, strides=[2, 2]), OPSET)
-    pointwise.least_rows = 9
-    pointwise.prepare(rand(rng, wide, wide, 1, 1))  # one tap per channel: never panels
+    one_tap = rand(rng, wide, wide, 1, 1)  # one tap per channel: never panels
+    pointwise = packed_conv(node_of("Conv", 2, strides=[2, 2]), one_tap, 9)
     assert pointwise._filters_packed is None
 
 
@@ -1393,9 +1396,7 @@ def test_small_images_take_tiles_where_their_weights_are_not_too_large(monkeypat
     node = node_of("Conv", 3, pads=[1, 1, 1, 1])
     w, b = rand(rng, wide, wide, 3, 3, scale=0.1), rand(rng, wide)
     assert 4 * w.size <= kernels.TILES_SMALL_IMAGE_WEIGHT_BYTES
-    kernel = ConvKernel(node, OPSET)
-    kernel.least_rows = 36
-    kernel.prepare(w)
+    kernel = packed_conv(node, w, 36)
     assert kernel._filters_packed is None
     small, large = (2, wide, 6, 6), (1, wide, 13, 12)
     assert kernel.strategy_for(small, w.shape) == "tiles"
@@ -1403,9 +1404,7 @@ def test_small_images_take_tiles_where_their_weights_are_not_too_large(monkeypat
     for shape in (small, large):
         check(node, [rand(rng, *shape), w, b], kernel=kernel)
     monkeypatch.setattr(kernels, "TILES_SMALL_IMAGE_WEIGHT_BYTES", 4 * w.size - 1)
-    packed = ConvKernel(node, OPSET)
-    packed.least_rows = 36
-    packed.prepare(w)
+    packed = packed_conv(node, w, 36)
     assert packed._filters_packed is not None
     assert packed.strategy_for(small, w.shape) == "panels"
 
