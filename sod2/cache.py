@@ -25,8 +25,8 @@ the mapping: the arrays come back without being copied, their pages shared with 
 that inference takes); writing one copies only the pages written. A warm compile of a model of
 350 MB thus reads its weights in milliseconds instead of a third of a second.
 
-    entry = header pickle | MAGIC | body bytes | buffer count | their sizes | body pickle
-            | padding | buffer 0 | padding | buffer 1 ...
+    entry = header pickle | MAGIC | the body pickle's length | buffer count | their sizes
+            | body pickle | padding | buffer 0 | padding | buffer 1 ...
 """
 
 from __future__ import annotations
