@@ -102,6 +102,7 @@ from sod2.ops.conv import (
     window_geometry,
 )
 from sod2.ops.image import AxisResize, source_coordinates
+from sod2.ops.normalization import standardized_axes
 from sod2.ops.pooling import pool_geometry
 from sod2.ops.registry import KernelContext, lookup_node
 from sod2.ops.shape import normalize_axis
@@ -335,6 +336,18 @@ def _float32(*arrays: Any) -> None:
     for array in arrays:
         if not isinstance(array, np.ndarray) or array.dtype != _F32:
             raise _Unfit
+
+
+def _same_shape_float32(
+    inputs: Sequence[Any], outputs: Sequence[Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """X and Y of an op whose Y has X's shape: declined (reference) unless both are float32
+    arrays of one shape, not scalars."""
+    x, out = inputs[0], outputs[0]
+    _float32(x, out)
+    if x.ndim == 0 or x.shape != out.shape:
+        raise _Unfit
+    return x, out
 
 
 def _contiguous(array: np.ndarray) -> np.ndarray:
@@ -2792,10 +2805,7 @@ def _softmax(node: Node, opset: int) -> Body | None:
     def plan(
         inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
     ) -> tuple[list[Callable[[], None] | None], bool]:
-        x, out = inputs[0], outputs[0]
-        _float32(x, out)
-        if x.ndim == 0 or x.shape != out.shape:
-            raise _Unfit
+        x, out = _same_shape_float32(inputs, outputs)
         axis = normalize_axis(context, axis_attr, x.ndim)
         finish = _finish_all(epilogue, out)
         if opset < 13:  # coerced to 2-D: [prod(dims before axis), prod(dims from axis)]
@@ -2920,6 +2930,82 @@ def _layer_norm(node: Node, opset: int) -> Body | None:
             for param, row in ((scale, scale_row), (bias, bias_row))
         )
         return calls, again
+
+    return planned(plan)
+
+
+STANDARDIZE_BLOCK = 256
+"""sod2::Standardize over leading axes (statistics per column of X viewed as (O, C, I), I > 1)
+takes this many columns of one o per task: the task reads its C x 256 values three times (sum,
+squared deviations, output), from the cache after the first."""
+
+
+def _standardize_columns(x, epsilon, out):  # type: ignore[no-untyped-def]
+    """y = (x - mean) / sqrt(var + epsilon) per column (o, j) of x (O, C, I), the statistics over
+    C, in blocks of STANDARDIZE_BLOCK columns. `out` may be `x` itself (each element is read
+    before it is written); a column's statistics are summed in C's order."""
+    outer, channels, inner = x.shape
+    blocks = (inner + STANDARDIZE_BLOCK - 1) // STANDARDIZE_BLOCK
+    share = np.float32(1.0) / np.float32(channels)
+    for task in prange(outer * blocks):
+        o = task // blocks
+        lo = (task - o * blocks) * STANDARDIZE_BLOCK
+        width = min(inner, lo + STANDARDIZE_BLOCK) - lo
+        mean = np.zeros(width, np.float32)
+        spread = np.zeros(width, np.float32)
+        for c in range(channels):
+            row = x[o, c, lo : lo + width]
+            for j in range(width):
+                mean[j] += row[j]
+        for j in range(width):
+            mean[j] *= share
+        for c in range(channels):
+            row = x[o, c, lo : lo + width]
+            for j in range(width):
+                deviation = row[j] - mean[j]
+                spread[j] += deviation * deviation
+        for j in range(width):
+            spread[j] = np.float32(1.0) / np.sqrt(spread[j] * share + epsilon)
+        for c in range(channels):
+            row, target = x[o, c, lo : lo + width], out[o, c, lo : lo + width]
+            for j in range(width):
+                target[j] = (row[j] - mean[j]) * spread[j]
+
+
+_STANDARDIZE = _jit(_standardize_columns)
+
+
+def _standardize(node: Node, opset: int) -> Body | None:
+    """sod2::Standardize (`sod2.opt.standardize`): over trailing axes, LayerNormalization's row
+    loop with a scale of ones and no shift; over others, `_standardize_columns`."""
+    epsilon = np.float32(node.attr("epsilon", 1e-5))
+    context = KernelContext(node, opset)
+
+    def plan(
+        inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> tuple[list[Callable[[], None] | None], bool]:
+        x, out = _same_shape_float32(inputs, outputs)
+        axes = standardized_axes(context, x.ndim)
+        outer = math.prod(x.shape[: axes[0]])
+        reduced = math.prod(x.shape[axes[0] : axes[-1] + 1])
+        inner = math.prod(x.shape[axes[-1] + 1 :])
+        source = _contiguous(x)
+        calls: list[Callable[[], None] | None] = []
+        if x.size and inner == 1:
+            rows = (outer, reduced)
+            ones, zeros = np.ones(reduced, np.float32), np.zeros(reduced, np.float32)
+            statistics = (np.empty(outer, np.float32), np.empty(outer, np.float32))
+            kernel = _pick(_LAYER_NORM, x.size)
+            arrays = (source.reshape(rows), ones, zeros, epsilon, out.reshape(rows))
+            calls.append(functools.partial(kernel, *arrays, *statistics))
+        elif x.size:
+            columns = (outer, reduced, inner)
+            kernel = _pick(_STANDARDIZE, x.size)
+            calls.append(
+                functools.partial(kernel, source.reshape(columns), epsilon, out.reshape(columns))
+            )
+        calls.append(_finish_all(epilogue, out))
+        return calls, source is x  # (a strided X is a copy made now)
 
     return planned(plan)
 
@@ -3786,6 +3872,7 @@ _FLOAT32_ONLY = frozenset(
         "ReduceMean",
         "ReduceMax",
         "Resize",
+        "Standardize",
     }
 )
 """Ops whose loops are written for float32: another declared input type gets no fast kernel."""
@@ -3815,6 +3902,9 @@ _BUILDERS: dict[str, Callable[[Node, int], Body | None]] = {
     "Pad": _pad,
 }
 
+_SOD2_BUILDERS: dict[str, Callable[[Node, int], Body | None]] = {"Standardize": _standardize}
+"""Builders of sod2's own ops (domain `sod2`)."""
+
 
 def _declared_type_fits(node: Node) -> bool:
     """False when the first input's declared element type is one the op's loops do not take."""
@@ -3831,9 +3921,12 @@ def _declared_type_fits(node: Node) -> bool:
 def fast_kernel(node: Node, opset: int) -> FastKernel | None:
     """A kernel for `node` (attributes read once here, at compile time), or None when this module
     has none for its op/attributes/dtypes (the runtime then uses the reference kernel)."""
-    if node.domain not in ("", "ai.onnx") or node.subgraphs:
+    if node.subgraphs:
         return None
-    builder = _BUILDERS.get(node.op_type)
+    if node.domain in ("", "ai.onnx"):
+        builder = _BUILDERS.get(node.op_type)
+    else:
+        builder = _SOD2_BUILDERS.get(node.op_type) if node.domain == "sod2" else None
     if builder is None or not _declared_type_fits(node):
         return None
     body = builder(node, opset)
@@ -3841,5 +3934,5 @@ def fast_kernel(node: Node, opset: int) -> FastKernel | None:
 
 
 def supported_ops() -> list[str]:
-    """The op types `fast_kernel` may cover."""
-    return sorted(_BUILDERS)
+    """The op types `fast_kernel` may cover (sod2's own as `sod2::Op`)."""
+    return sorted([*_BUILDERS, *(f"sod2::{op}" for op in _SOD2_BUILDERS)])

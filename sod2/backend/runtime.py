@@ -1612,10 +1612,14 @@ def compile_model(
 def _analyse(
     model: Model, options: CompileOptions, ranges: Mapping[str, tuple[int, int]]
 ) -> _Analysis:
-    """Clean-up, RDP, fusion (then RDP again) and the memory plan of `model` (modified)."""
+    """Clean-up, RDP, fusion (written-out normalizations first made one op, then RDP again)
+    and the memory plan of `model` (modified)."""
     from sod2.opt.fusion import fuse
+    from sod2.opt.standardize import standardize
 
     _clean(model)
+    if options.fusion:
+        standardize(model)
     rdp = propagate(model)
     groups = 0
     if options.fusion:

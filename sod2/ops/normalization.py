@@ -36,6 +36,7 @@ from sod2.analysis.shape_context import ShapeContext
 from sod2.ir.dims import Dim
 from sod2.ir.dtypes import DType
 from sod2.ir.types import Shape
+from sod2.ops.fused import FUSED_DOMAIN
 from sod2.ops.math import float_input, optional_input, working_dtype
 from sod2.ops.registry import KernelContext, OpClass, Value, register, shape_rule
 from sod2.ops.shape import normalize_axis
@@ -339,6 +340,45 @@ def _channel_window_sum(squares: np.ndarray, before: int, after: int) -> np.ndar
         if low < high:
             total[:, low:high] += squares[:, low + offset : high + offset]
     return total
+
+
+# -- sod2::Standardize -------------------------------------------------------------------------
+
+STANDARDIZE_OP = "Standardize"
+"""sod2's own op (domain `sod2`): y = (x - mean) / sqrt(var + epsilon), the statistics over the
+consecutive axes `axes` (attribute, ints) with `epsilon` (attribute, float). No scale or bias:
+an affine map after it is an epilogue (`sod2.opt.fusion`). `sod2.opt.standardize` makes it of a
+normalization written out in ReduceMean, Sub, Pow, Add, Sqrt and Div; ONNX's LayerNormalization
+covers trailing axes only, and a LayerNorm over an image's channels (axis 1 of NCHW) is not one."""
+
+
+def standardized_axes(ctx: KernelContext | ShapeContext, rank: int) -> tuple[int, ...]:
+    """Standardize's `axes`, counted from 0 and sorted; an error unless they are distinct,
+    consecutive, non-empty and within `rank`."""
+    given = [int(a) for a in ctx.attr("axes", None) or []]
+    axes = tuple(sorted(normalize_axis(ctx, a, rank, what="axes entry") for a in given))
+    if not axes or len(set(axes)) != len(axes) or axes[-1] - axes[0] != len(axes) - 1:
+        raise ctx.fail(f"axes {given} must be distinct consecutive axes of a rank-{rank} X")
+    return axes
+
+
+@register(STANDARDIZE_OP, domain=FUSED_DOMAIN)
+def standardize_op(ctx: KernelContext, inputs: Sequence[Value]) -> list[Value]:
+    """sod2::Standardize: (x - mean) / sqrt(var + epsilon) over `axes`."""
+    x = float_input(ctx, inputs[0], "input X")
+    axes = standardized_axes(ctx, x.ndim)
+    with np.errstate(all="ignore"):
+        y = standardize(x.astype(working_dtype(x.dtype)), axes, float(ctx.attr("epsilon", 1e-5)))
+    return [y[0].astype(x.dtype)]
+
+
+@shape_rule(STANDARDIZE_OP, op_class=OpClass.ISDOS, domain=FUSED_DOMAIN)
+def standardize_shape(ctx: ShapeContext, inputs: Facts) -> list[TensorFact]:
+    """sod2::Standardize: Y has X's type and shape; the axes are checked once X's rank is known."""
+    dims = inputs[0].shape.dims
+    if dims is not None:
+        standardized_axes(ctx, len(dims))
+    return same_as_input(ctx, inputs)
 
 
 # -- shape rules (RDP) -------------------------------------------------------------------------

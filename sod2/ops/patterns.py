@@ -91,8 +91,16 @@ _KINDS: dict[str, PatternKind] = {
 }
 
 
+SOD2_KINDS: dict[str, PatternKind] = {"Standardize": PatternKind.OUT_ELEMENTWISE_FUSABLE}
+"""sod2's own ops (domain `sod2`) that are not OPAQUE: Standardize's kernel finishes its output
+with an epilogue as a Conv's does (`sod2.opt.standardize`)."""
+
+
 def pattern_kind(op_type: str, domain: str = "") -> PatternKind:
-    """The pattern kind of an op of the standard domain; every other domain is OPAQUE."""
+    """The pattern kind of an op of the standard domain or of sod2's (SOD2_KINDS); every other
+    op is OPAQUE."""
+    if domain == "sod2":
+        return SOD2_KINDS.get(op_type, PatternKind.OPAQUE)
     if domain not in ("", "ai.onnx"):
         return PatternKind.OPAQUE
     return _KINDS.get(op_type, PatternKind.OPAQUE)

@@ -63,8 +63,18 @@ FLOAT_TYPES = frozenset({DType.FLOAT32, DType.FLOAT64, DType.FLOAT16})
 GROUP_TYPES = FLOAT_TYPES | {DType.BOOL}
 """Element types a fused loop nest computes: floating point, and booleans from comparisons."""
 
-EPILOGUE_ANCHORS = frozenset({"Conv", "MatMul", "Gemm"})
-"""Heavy ops whose output an elementwise epilogue may finish (runtime kernels call it back)."""
+EPILOGUE_ANCHORS = frozenset(
+    {("", "Conv"), ("", "MatMul"), ("", "Gemm"), (FUSED_DOMAIN, "Standardize")}
+)
+"""(domain, op type) of the heavy ops whose output an elementwise epilogue may finish (runtime
+kernels call it back); sod2's Standardize is made by `sod2.opt.standardize`."""
+
+
+def is_epilogue_anchor(node: Node) -> bool:
+    """True for a node of EPILOGUE_ANCHORS (the standard domain as "" or "ai.onnx")."""
+    domain = "" if node.domain == "ai.onnx" else node.domain
+    return (domain, node.op_type) in EPILOGUE_ANCHORS
+
 
 CHAIN_STAGE_OPS = frozenset({"Conv", "Resize"})
 """Ops a chain is made of: their output rows read a band of their input rows."""
@@ -241,7 +251,7 @@ class _Former:
                         yield from _enclosing(user, self.graph)
 
     def _with_anchors(self, groups: list[list[Node]]) -> list[list[Node]]:
-        """Let a Conv/MatMul/Gemm whose only reader is an elementwise group lead that group."""
+        """Let a heavy op (EPILOGUE_ANCHORS) whose only reader is an elementwise group lead it."""
         result = []
         for nodes in groups:
             result.append(self._anchored(nodes) or nodes)
@@ -260,7 +270,7 @@ class _Former:
                 anchor = None if tensor is None else tensor.producer
                 if anchor is None or anchor.graph is not self.graph:
                     continue
-                if anchor.op_type not in EPILOGUE_ANCHORS or anchor.domain not in ("", "ai.onnx"):
+                if not is_epilogue_anchor(anchor):
                     continue
                 out = anchor.outputs[0]
                 if out is None or out.is_graph_output or any(u not in members for u in out.users):
@@ -524,7 +534,7 @@ def fuse(
         linked = find_chains(graph, groups, rdp) if chains else []
         inside = {node for nodes in linked for node in nodes}
         listed = [
-            (nodes, "epilogue" if nodes[0].op_type in EPILOGUE_ANCHORS else "elementwise")
+            (nodes, "epilogue" if is_epilogue_anchor(nodes[0]) else "elementwise")
             for nodes in groups
             if nodes[0] not in inside
         ]

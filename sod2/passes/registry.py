@@ -23,6 +23,7 @@ _BUILTIN_MODULES = (
     "sod2.opt.infer_shapes",
     "sod2.opt.fusion",
     "sod2.opt.fold_batchnorm",
+    "sod2.opt.standardize",
 )
 
 

@@ -930,6 +930,53 @@ def test_layer_normalization_broadcast_parameters_and_parallel(monkeypatch):
     check(node, [rand(rng, 2, 3, 4), rand(rng, 1, 1, 4), rand(rng, 3, 1)], 17)
 
 
+def standardize_node(axes: list[int], epsilon: float = 1e-5) -> Node:
+    """A single sod2::Standardize node over `axes` (`sod2.opt.standardize` makes them)."""
+    graph = Graph()
+    x = graph.add_input("x0", TensorType(DType.FLOAT32, Shape(None)))
+    attrs = {"axes": axes, "epsilon": epsilon}
+    return graph.add_node("Standardize", [x], attrs=attrs, domain="sod2")
+
+
+@SMALL
+@given(
+    shape=st.lists(st.integers(1, 6), min_size=1, max_size=5),
+    first_seed=st.integers(0, 7),
+    count_seed=st.integers(0, 7),
+    parallel=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_standardize(shape, first_seed, count_seed, parallel, seed):
+    """Over any run of consecutive axes: trailing ones (rows), leading ones (columns), all."""
+    rng = np.random.default_rng(seed)
+    first = first_seed % len(shape)
+    last = first + count_seed % (len(shape) - first)
+    axes = [a - len(shape) if seed % 2 else a for a in range(first, last + 1)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels, "PARALLEL_MIN", 0 if parallel else 1 << 30)
+        check(standardize_node(axes), [rand(rng, *shape, scale=3.0) + 2])
+
+
+def test_standardize_columns_in_several_blocks_and_in_place():
+    """More columns than STANDARDIZE_BLOCK (a last block partly full), written over X itself."""
+    rng = np.random.default_rng(8)
+    node = standardize_node([1], epsilon=1e-6)
+    x = rand(rng, 2, 5, kernels.STANDARDIZE_BLOCK + 37, scale=2.0) - 1
+    check(node, [x])
+    (want,) = reference(node, [x.copy()])
+    fast_kernel(node, OPSET)([x], [x])
+    np.testing.assert_allclose(x, want, rtol=1e-4, atol=1e-5)
+
+
+def test_standardize_binds_unless_it_copies_its_input():
+    rng = np.random.default_rng(9)
+    check_bound(standardize_node([1]), [rand(rng, 2, 3, 4)])
+    check_bound(standardize_node([-1]), [rand(rng, 2, 3, 4)])
+    strided = rand(rng, 2, 3, 8)[:, :, ::2]
+    out = np.empty(strided.shape, np.float32)
+    assert fast_kernel(standardize_node([1]), OPSET).bind([strided], [out]) is None
+
+
 @SMALL
 @given(
     shape=st.lists(st.integers(1, 6), min_size=3, max_size=4),
