@@ -1111,6 +1111,12 @@ class Workspace:
         return held
 
 
+def _scoped(run: Callable[..., None], *arguments: Any) -> None:
+    """`run(*arguments)` in a `_ScratchScope` of its own."""
+    with _ScratchScope():
+        run(*arguments)
+
+
 class _ScratchScope:
     """Scratch taken from the workspace region inside `with _ScratchScope():` is free again on
     exit: the region's free floats and its names go back to what they were on entry. A kernel
@@ -1433,6 +1439,30 @@ class ConvKernel:
     def __call__(
         self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None = None
     ) -> None:
+        run, arguments = self._settle(inputs, outputs)
+        with _ScratchScope():
+            run(*arguments, epilogue)
+
+    def bind(
+        self, inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None = None
+    ) -> Callable[[], None] | None:
+        """`self(inputs, outputs, epilogue)` as a call without arguments (`Bindable`), whose
+        checks, geometry and strategy are settled now (the strategy's budget is the workspace
+        region the step runs in, the same at every run of a binding); None where X or W is not
+        C-contiguous (a call reads a copy made now), or for a forced strategy (which may decline
+        the operands when it runs, and a call then takes the reference)."""
+        run, arguments = self._settle(inputs, outputs)
+        if self.strategy is not None:
+            return None
+        if not (inputs[0].flags.c_contiguous and inputs[1].flags.c_contiguous):
+            return None
+        return functools.partial(_scoped, run, *arguments, epilogue)
+
+    def _settle(
+        self, inputs: Sequence[Any], outputs: Sequence[Any]
+    ) -> tuple[Callable[..., None], tuple[Any, ...]]:
+        """The strategy's method for these operands and its arguments but the epilogue: X and W
+        C-contiguous (copied where they are not), 1-D lifted to 2-D, the geometry."""
         x, w, bias, out = _conv_operands(inputs, outputs)
         batch, filters = x.shape[0], w.shape[0]
         if not self.fits(x.shape, w, bias):
@@ -1451,8 +1481,7 @@ class ConvKernel:
             x, w, out, geometry = x[:, :, None], w[:, :, None], out[:, :, None], _lift(geometry)
         x, w = _contiguous(x), _contiguous(w)
         run = getattr(self, "_" + self._choose(x.shape, w.shape, geometry))
-        with _ScratchScope():
-            run(x, w, bias, out, geometry, epilogue)
+        return run, (x, w, bias, out, geometry)
 
     def fits(self, x_shape: tuple[int, ...], w: np.ndarray, bias: np.ndarray | None) -> bool:
         """True when X of `x_shape`, W and the bias (or None) make a convolution this kernel

@@ -1594,6 +1594,49 @@ def test_what_a_product_cannot_bind():
     assert matmul.bind([rand(rng, 4), rand(rng, 4, 5)], [out[0]]) is None  # a vector
 
 
+BOUND_CONVS = [  # (X shape, filters, kernel, attributes)
+    ((1, 8, 6, 6), 8, (1, 1), {}),
+    ((2, 4, 9, 9), 6, (3, 3), {"pads": [1, 1, 1, 1]}),
+    ((1, 3, 9, 10), 8, (3, 3), {"strides": [2, 2]}),
+    ((1, 8, 9, 9), 8, (3, 3), {"group": 8, "pads": [1, 1, 1, 1]}),
+    ((1, 128, 12, 12), 128, (3, 3), {"pads": [1, 1, 1, 1]}),
+    ((1, 64, 26, 26), 128, (3, 3), {"strides": [2, 2]}),
+    ((1, 64, 16, 16), 32, (5, 5), {}),
+    ((2, 4, 12), 5, (3,), {"pads": [1, 1]}),
+    ((1, 256, 4, 4), 256, (3, 3), {"pads": [1, 1, 1, 1]}),
+]
+
+
+def test_convolutions_bind_whatever_strategy_they_take():
+    """A bound convolution computes what a call does at every run; the cases cover the
+    strategies the kernel picks by itself."""
+    rng = np.random.default_rng(25)
+    taken = set()
+    for shape, filters, kernel_shape, attrs in BOUND_CONVS:
+        node = node_of("Conv", 3, kernel_shape=list(kernel_shape), **attrs)
+        group = int(attrs.get("group", 1))
+        w = rand(rng, filters, shape[1] // group, *kernel_shape, scale=0.1)
+        arrays = [rand(rng, *shape), w, rand(rng, filters)]
+        conv = fast_kernel(node, OPSET)
+        conv.body.least_rows = 16  # (small deep images may take panels)
+        conv.body.prepare(w)
+        taken.add(conv.body.strategy_for(shape, w.shape))
+        check_bound(node, arrays, kernel=conv, constant=(1,))
+    expected = {"pointwise", "tiles", "direct", "winograd", "im2col", "kn2row"}
+    assert expected | ({"panels"} if panel.TILE is not None else set()) <= taken
+
+
+def test_what_a_convolution_cannot_bind():
+    rng = np.random.default_rng(26)
+    node = node_of("Conv", 2, kernel_shape=[3, 3])
+    w = rand(rng, 4, 3, 3, 3)
+    strided = rand(rng, 1, 3, 8, 16)[:, :, :, ::2]
+    out = np.empty((1, 4, 6, 6), np.float32)
+    assert fast_kernel(node, OPSET).bind([strided, w], [out]) is None  # (a copy made now)
+    forced = ConvKernel(node, OPSET, strategy="im2col")
+    assert forced.bind([rand(rng, 1, 3, 8, 8), w], [out]) is None
+
+
 def test_layout_and_normalization_kernels_bind():
     rng = np.random.default_rng(23)
     check_bound(node_of("Transpose", 1, perm=[2, 0, 1]), [rand(rng, 2, 3, 4)])
