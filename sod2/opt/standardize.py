@@ -13,10 +13,10 @@ one kernel that reads each block of `x` from the cache (`sod2.backend.kernels`),
 lead an epilogue group: the affine map and activation after it are applied as its output is
 finished (`sod2.opt.fusion`).
 
-Invariants: only a complete pattern is rewritten. Every intermediate (u, d, p, v, e, s) must be
-read by the pattern alone and be no graph output; both ReduceMeans keep their dims and reduce the
-same non-empty run of consecutive axes, given as constants; epsilon and the exponent are
-constants of one element. The result keeps Div's output tensor, so nothing downstream changes.
+Invariants: only a complete pattern over a float X (or one of unknown type) is rewritten.
+Every intermediate (u, d, p, v, e, s) must be read by the pattern alone and be no graph output;
+both ReduceMeans keep their dims and reduce the same non-empty run of consecutive axes, given as
+constants; epsilon and the exponent are constants of one element. The result keeps Div's output tensor, so nothing downstream changes.
 Works at every depth (subgraphs too). The value may differ from the op-by-op one by rounding:
 the kernel multiplies by 1 / sqrt(var + epsilon) where the graph divided.
 """
@@ -108,8 +108,8 @@ def _match(first: Node, opset: int) -> _Match | None:
     """The pattern (module docstring) starting at ReduceMean `first`, or None."""
     axes = _mean_axes(first, opset)
     x = first.inputs[0] if first.inputs else None
-    if axes is None or x is None:
-        return None
+    if axes is None or x is None or (x.dtype is not None and not x.dtype.is_float):
+        return None  # (Standardize computes on floats; an integer mean truncates)
     sub = _sole_user(first.outputs[0])
     if not _standard(sub, "Sub") or sub.inputs[0] is not x or sub.inputs[1] is not first.outputs[0]:  # type: ignore[union-attr]
         return None

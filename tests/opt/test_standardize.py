@@ -15,7 +15,9 @@ from sod2.backend.reference import run_reference
 from sod2.backend.runtime import CompileOptions
 from sod2.errors import Sod2Error
 from sod2.ir import load, verify
+from sod2.ir.dtypes import DType
 from sod2.ir.onnx_import import from_onnx
+from sod2.ir.types import TensorType
 from sod2.ops.fused import is_fused
 from sod2.ops.normalization import STANDARDIZE_OP
 from sod2.opt.standardize import standardize
@@ -149,6 +151,13 @@ def test_a_pattern_that_is_not_whole_is_left_alone(variant):
     before = [n.op_type for n in model.graph.topological_order()]
     assert standardize(model) == 0
     assert [n.op_type for n in model.graph.topological_order()] == before
+
+
+def test_an_integer_input_is_left_alone():
+    model = from_onnx(written_out())
+    x = model.graph.inputs[0]
+    x.type = TensorType(DType.INT64, x.shape)
+    assert standardize(model) == 0
 
 
 def test_the_pass_runs_from_a_pipeline():
