@@ -3025,7 +3025,8 @@ def _standardize(node: Node, opset: int) -> Body | None:
             ones, zeros = np.ones(reduced, np.float32), np.zeros(reduced, np.float32)
             statistics = (np.empty(outer, np.float32), np.empty(outer, np.float32))
             kernel = _pick(_LAYER_NORM, x.size)
-            arrays = (source.reshape(rows), ones, zeros, epsilon, out.reshape(rows))
+            # (epsilon as a Python float: the signature LayerNormalization compiles already)
+            arrays = (source.reshape(rows), ones, zeros, float(epsilon), out.reshape(rows))
             calls.append(functools.partial(kernel, *arrays, *statistics))
         elif x.size:
             columns = (outer, reduced, inner)
