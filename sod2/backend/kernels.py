@@ -101,6 +101,7 @@ from sod2.ops.conv import (
     transpose_geometry,
     window_geometry,
 )
+from sod2.ops.fused import FUSED_DOMAIN
 from sod2.ops.image import AxisResize, source_coordinates
 from sod2.ops.normalization import standardized_axes
 from sod2.ops.pooling import pool_geometry
@@ -1451,9 +1452,9 @@ class ConvKernel:
         region the step runs in, the same at every run of a binding); None where X or W is not
         C-contiguous (a call reads a copy made now), or for a forced strategy (which may decline
         the operands when it runs, and a call then takes the reference)."""
-        run, arguments = self._settle(inputs, outputs)
         if self.strategy is not None:
             return None
+        run, arguments = self._settle(inputs, outputs)
         if not (inputs[0].flags.c_contiguous and inputs[1].flags.c_contiguous):
             return None
         return functools.partial(_scoped, run, *arguments, epilogue)
@@ -3007,7 +3008,7 @@ _STANDARDIZE = _jit(_standardize_columns)
 def _standardize(node: Node, opset: int) -> Body | None:
     """sod2::Standardize (`sod2.opt.standardize`): over trailing axes, LayerNormalization's row
     loop with a scale of ones and no shift; over others, `_standardize_columns`."""
-    epsilon = np.float32(node.attr("epsilon", 1e-5))
+    epsilon = float(node.attr("epsilon", 1e-5))
     context = KernelContext(node, opset)
 
     def plan(
@@ -3025,14 +3026,15 @@ def _standardize(node: Node, opset: int) -> Body | None:
             ones, zeros = np.ones(reduced, np.float32), np.zeros(reduced, np.float32)
             statistics = (np.empty(outer, np.float32), np.empty(outer, np.float32))
             kernel = _pick(_LAYER_NORM, x.size)
-            # (epsilon as a Python float: the signature LayerNormalization compiles already)
-            arrays = (source.reshape(rows), ones, zeros, float(epsilon), out.reshape(rows))
+            arrays = (source.reshape(rows), ones, zeros, epsilon, out.reshape(rows))
             calls.append(functools.partial(kernel, *arrays, *statistics))
         elif x.size:
             columns = (outer, reduced, inner)
             kernel = _pick(_STANDARDIZE, x.size)
             calls.append(
-                functools.partial(kernel, source.reshape(columns), epsilon, out.reshape(columns))
+                functools.partial(
+                    kernel, source.reshape(columns), np.float32(epsilon), out.reshape(columns)
+                )
             )
         calls.append(_finish_all(epilogue, out))
         return calls, source is x  # (a strided X is a copy made now)
@@ -3956,7 +3958,7 @@ def fast_kernel(node: Node, opset: int) -> FastKernel | None:
     if node.domain in ("", "ai.onnx"):
         builder = _BUILDERS.get(node.op_type)
     else:
-        builder = _SOD2_BUILDERS.get(node.op_type) if node.domain == "sod2" else None
+        builder = _SOD2_BUILDERS.get(node.op_type) if node.domain == FUSED_DOMAIN else None
     if builder is None or not _declared_type_fits(node):
         return None
     body = builder(node, opset)
@@ -3965,4 +3967,4 @@ def fast_kernel(node: Node, opset: int) -> FastKernel | None:
 
 def supported_ops() -> list[str]:
     """The op types `fast_kernel` may cover (sod2's own as `sod2::Op`)."""
-    return sorted([*_BUILDERS, *(f"sod2::{op}" for op in _SOD2_BUILDERS)])
+    return sorted([*_BUILDERS, *(f"{FUSED_DOMAIN}::{op}" for op in _SOD2_BUILDERS)])

@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 
 from sod2.ir.graph import Node
+from sod2.ops.fused import FUSED_DOMAIN
 
 
 class PatternKind(enum.IntEnum):
@@ -99,7 +100,7 @@ with an epilogue as a Conv's does (`sod2.opt.standardize`)."""
 def pattern_kind(op_type: str, domain: str = "") -> PatternKind:
     """The pattern kind of an op of the standard domain or of sod2's (SOD2_KINDS); every other
     op is OPAQUE."""
-    if domain == "sod2":
+    if domain == FUSED_DOMAIN:
         return SOD2_KINDS.get(op_type, PatternKind.OPAQUE)
     if domain not in ("", "ai.onnx"):
         return PatternKind.OPAQUE

@@ -16,9 +16,10 @@ finished (`sod2.opt.fusion`).
 Invariants: only a complete pattern over a float X (or one of unknown type) is rewritten.
 Every intermediate (u, d, p, v, e, s) must be read by the pattern alone and be no graph output;
 both ReduceMeans keep their dims and reduce the same non-empty run of consecutive axes, given as
-constants; epsilon and the exponent are constants of one element. The result keeps Div's output tensor, so nothing downstream changes.
-Works at every depth (subgraphs too). The value may differ from the op-by-op one by rounding:
-the kernel multiplies by 1 / sqrt(var + epsilon) where the graph divided.
+constants; epsilon and the exponent are constants of one element. The result keeps Div's
+output tensor, so nothing downstream changes. Works at every depth (subgraphs too). The value
+may differ from the op-by-op one by rounding: the kernel multiplies by 1 / sqrt(var + epsilon)
+where the graph divided.
 """
 
 from __future__ import annotations
@@ -111,9 +112,11 @@ def _match(first: Node, opset: int) -> _Match | None:
     if axes is None or x is None or (x.dtype is not None and not x.dtype.is_float):
         return None  # (Standardize computes on floats; an integer mean truncates)
     sub = _sole_user(first.outputs[0])
-    if not _standard(sub, "Sub") or sub.inputs[0] is not x or sub.inputs[1] is not first.outputs[0]:  # type: ignore[union-attr]
+    if sub is None or not _standard(sub, "Sub"):
         return None
-    d = sub.outputs[0]  # type: ignore[union-attr]
+    if sub.inputs[0] is not x or sub.inputs[1] is not first.outputs[0]:
+        return None
+    d = sub.outputs[0]
     if d is None or d.is_graph_output:
         return None
     square = div = None
@@ -140,7 +143,7 @@ def _match(first: Node, opset: int) -> _Match | None:
     if epsilon is None or other is v:
         return None
     sqrt = _sole_user(add.outputs[0])  # type: ignore[union-attr]
-    if not _standard(sqrt, "Sqrt") or _sole_user(sqrt.outputs[0]) is not div:  # type: ignore[union-attr]
+    if sqrt is None or not _standard(sqrt, "Sqrt") or _sole_user(sqrt.outputs[0]) is not div:
         return None
     if div.inputs[1] is not sqrt.outputs[0] or div.outputs[0] is None:  # type: ignore[union-attr]
         return None
