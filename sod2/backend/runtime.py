@@ -314,9 +314,11 @@ VIEW_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
 class _ViewStep(_ReferenceStep):
     """A `VIEW_OPS` node whose output shape the binding fixes: the input's elements under that
     shape, in the output's arena view (nothing to do where the plan put the output in the
-    input's own bytes). Its other operands (Reshape's shape, the axes) are not read: RDP proved
-    the shape they give. Anything else (a checked run, an unplanned output, an input of
-    another size) takes the catalogue kernel, which names what is wrong."""
+    input's own bytes); an output the plan does not place (a view of a graph input, say) is
+    the input itself under that shape, where the input is not the arena's (else the catalogue
+    kernel's result is copied out of it, `CompiledModel.place`). Its other operands (Reshape's
+    shape, the axes) are not read: RDP proved the shape they give. Anything else (a checked
+    run, an input of another size) takes the catalogue kernel, which names what is wrong."""
 
     __slots__ = ()
 
@@ -330,6 +332,8 @@ class _ViewStep(_ReferenceStep):
             env[out] = bound.outs[0]  # type: ignore[index]
             return
         view = frame.views.get(out)  # type: ignore[arg-type]
+        if view is None and not runtime.checked and self._unplanned(x, env, frame, runtime):
+            return
         if (
             runtime.checked
             or view is None
@@ -346,6 +350,21 @@ class _ViewStep(_ReferenceStep):
         if _steady(self.inputs[0], frame, runtime):
             frame.bound[self] = _Bound([x], call, [view])  # type: ignore[arg-type]
         env[out] = view  # type: ignore[index]
+
+    def _unplanned(self, x: Value, env: Env, frame: _Frame, runtime: CompiledModel) -> bool:
+        """`x` under the output's shape into `env` where the binding fixes that shape and `x`,
+        of as many elements, is not the arena's (an unplanned output may outlive its input's
+        storage): True; False, having done nothing, otherwise."""
+        out = self.outputs[0]
+        shape = frame.shapes.get(out)  # type: ignore[arg-type]
+        if shape is None or min(shape, default=0) < 0 or not isinstance(x, np.ndarray):
+            return False  # (a negative dim: one that only running the model gives)
+        if x.size != math.prod(shape):
+            return False
+        if runtime.arena.size and np.may_share_memory(x, runtime.arena):
+            return False
+        env[out] = x.reshape(shape)  # type: ignore[index]
+        return True
 
 
 class _SplitStep(_ReferenceStep):

@@ -196,6 +196,50 @@ def test_shape_arithmetic_is_evaluated_once_per_binding_and_never_run():
         assert len(ran) == len(model.steps) - len(model._known_steps)
 
 
+def _views_model() -> Model:
+    """x [N, M] (a graph input) reshaped to [N * M], then unsqueezed to [1, N * M] (neither
+    planned: both views of x), Relu of the first, and Relu(x) reshaped to [N * M] as an output
+    of its own (the Relu's result lives in the arena)."""
+    graph = Graph()
+    x = graph.add_input("x", TensorType(DType.FLOAT32, Shape([symbol("N"), symbol("M")])))
+    flat = graph.add_constant(np.array([-1], dtype=np.int64), "flat")
+    axes = graph.add_constant(np.array([0], dtype=np.int64), "axes")
+    y = graph.add_node("Reshape", [x, flat], outputs=["y"]).outputs[0]
+    row = graph.add_node("Unsqueeze", [y, axes], outputs=["row"]).outputs[0]
+    relu = graph.add_node("Relu", [y], outputs=["relu"]).outputs[0]
+    inner = graph.add_node("Relu", [x], outputs=["inner"]).outputs[0]
+    out = graph.add_node("Neg", [inner], outputs=["neg"]).outputs[0]
+    z = graph.add_node("Reshape", [out, flat], outputs=["z"]).outputs[0]
+    graph.set_outputs([row, relu, z])
+    return Model(graph, opset_imports={"": 21})
+
+
+def test_views_of_graph_inputs_are_the_inputs_reshaped_without_their_kernels():
+    """A view op whose output the plan does not place reads the input under its new shape,
+    without the catalogue kernel, where the input is not the arena's; one of an arena tensor
+    is copied out, so that the next run cannot overwrite an output handed out."""
+    model = compile_model(_views_model(), CompileOptions(fusion=False))
+    rng = np.random.default_rng(0)
+
+    def refuse(*args: object) -> object:
+        raise AssertionError("a view of a graph input ran its catalogue kernel")
+
+    for step in model.steps:
+        if type(step).__name__ == "_ViewStep" and step.inputs[0].name in ("x", "y"):
+            step.kernel = refuse
+    earlier = []
+    for n, m in ((3, 4), (2, 5), (3, 4)):
+        x = rng.standard_normal((n, m)).astype(np.float32)
+        got = model.run({"x": x})
+        np.testing.assert_array_equal(got["row"], x.reshape(1, -1))
+        np.testing.assert_array_equal(got["relu"], np.maximum(x.reshape(-1), 0))
+        np.testing.assert_array_equal(got["z"], -np.maximum(x, 0).reshape(-1))
+        earlier.append((got["z"], -np.maximum(x, 0).reshape(-1)))
+    for z, expected in earlier:
+        np.testing.assert_array_equal(z, expected)  # not overwritten by a later run
+        assert not np.shares_memory(z, model.arena)
+
+
 def test_a_checked_runtime_runs_every_step():
     """With `checked` set (every result checked against its tensor's facts), no step is
     skipped: the folded values' own steps run and are checked too."""
