@@ -36,8 +36,12 @@ the plan put it in the input's bytes) or its parts along the axis.
 Shape arithmetic is not run at all. A top-level step whose every output is such a proved value
 (not a graph output, which the caller owns, nor of a floating-point type) is folded: at each new
 binding its outputs are evaluated with the others, kept read-only in the frame (`_Frame.known`),
-and the step is left out of the binding's program (`_Frame.program`). A runtime with `checked`
-set runs every step.
+and the step is left out of the binding's program (`_Frame.program`). So is a step one level
+beyond: one that reads nothing but constants and such values (a Range over a length, the Cast
+and the arithmetic of positions or of an anchor grid, a causal mask). Its values RDP does not
+track, but the binding fixes them all the same: at each new binding the catalogue kernels
+compute them once (`_fixed_program`, FIXED_MAX_BYTES at most per binding) and they are kept
+read-only in the frame with the others. A runtime with `checked` set runs every step.
 
 Invariants: a step writes only to its outputs' views, its workspace region or fresh arrays; a
 bound call is used only for the very input arrays it was checked for; a
@@ -126,6 +130,11 @@ class CompileOptions:
     cache: bool = True
     """Keep the analysed model of a file in the compile cache, and load it from there while
     the file, sod2 and these options are unchanged (`compile_model`)."""
+
+
+FIXED_MAX_BYTES = 1 << 20
+"""The most bytes of values a binding keeps for the steps its shapes alone fix beyond shape
+arithmetic (`CompiledModel._fixed_program`); the steps past it run at every call."""
 
 
 @dataclass
@@ -419,8 +428,14 @@ def _split_calls(x: Value, outs: list[Any], axis: int) -> list[Callable[[], None
 
 def _steady(tensor: Tensor | None, frame: _Frame, runtime: CompiledModel) -> bool:
     """Whether `tensor`'s value is the same array at every run of `frame`'s binding: an arena
-    view or a constant of the model (or an omitted input)."""
-    return tensor is None or tensor in frame.views or tensor in runtime._constants
+    view, a value the binding fixes (`_Frame.known`) or a constant of the model (or an omitted
+    input)."""
+    return (
+        tensor is None
+        or tensor in frame.views
+        or tensor in frame.known
+        or tensor in runtime._constants
+    )
 
 
 def _address(array: np.ndarray) -> int:
@@ -763,6 +778,7 @@ class CompiledModel:
         self._symbols = [s.name for s in rdp.input_symbols()]
         self._shape_tensors, self._shape_eval, self._dim_index = self._shape_program()
         self._known_steps, self._known_eval, self._known_values = self._value_program()
+        self._fixed = self._fixed_program()
         self._assumptions = self._assumption_checks(rdp.assumptions)
         self._frames: dict[tuple[int, ...], _Frame] = {}
         self.arena = np.zeros(0, dtype=np.uint8)
@@ -947,6 +963,67 @@ class CompiledModel:
             known[value.tensor] = array
         return known
 
+    def _fixed_program(self) -> list[tuple[_Step, Callable[..., Any], KernelContext]]:
+        """The top-level steps, in schedule order, beyond `_value_program`'s, whose every input
+        is a constant, a folded value or an output of such a step: their outputs depend on the
+        binding alone, so `_fix` computes them once per binding with their catalogue kernels.
+        Each with that kernel and its context. Not among them: control flow, an op whose
+        results vary between runs (random ones), a step with no input (its values are its
+        attributes': constant folding's), or one writing a graph output (the caller owns it)."""
+        outputs = set(self.model.graph.outputs)
+        fixed_tensors = set(self.model.graph.constants) | {
+            t for step in self._known_steps for t in step.outputs if t is not None
+        }
+        found = []
+        for step in self.steps:
+            if isinstance(step, _ControlStep) or step in self._known_steps:
+                continue
+            node = step.node
+            inputs = [t for t in step.inputs if t is not None]
+            if not inputs or any(t not in fixed_tensors for t in inputs):
+                continue
+            if any(t in outputs for t in step.outputs):
+                continue
+            entry = lookup_node(node, self.model.opset(node.domain))
+            if not entry.deterministic:
+                continue
+            found.append((step, entry.kernel, KernelContext(node, self.model.opset(node.domain))))
+            fixed_tensors.update(t for t in step.outputs if t is not None)
+        return found
+
+    def _fix(self, known: dict[Tensor, np.ndarray]) -> set[_Step]:
+        """Compute `_fixed_program`'s steps in order from `known` (the folded values) and the
+        constants, adding their outputs to `known`, read-only, while they take FIXED_MAX_BYTES
+        at most; the steps done. A step that fails, or whose result is not an array, stops
+        there: it and those after it run with the others (its kernel then says what is
+        wrong)."""
+        done: set[_Step] = set()
+        if not self._fixed:
+            return done
+        values: ChainMap[Tensor, Any] = ChainMap(known, self._constants)
+        total = 0
+        for step, kernel, context in self._fixed:
+            operands = [None if t is None else values.get(t) for t in step.inputs]
+            if any(v is None for v, t in zip(operands, step.inputs, strict=True) if t is not None):
+                break  # (a folded value this binding could not evaluate)
+            try:
+                results = list(kernel(context, operands))
+            except (Sod2Error, ArithmeticError, ValueError, TypeError, IndexError):
+                break
+            results += [None] * (len(step.outputs) - len(results))
+            outputs = [(t, r) for t, r in zip(step.outputs, results, strict=True) if t is not None]
+            if not all(isinstance(r, np.ndarray) for _, r in outputs):
+                break
+            total += sum(r.nbytes for _, r in outputs)
+            if total > FIXED_MAX_BYTES:
+                break
+            for tensor, result in outputs:
+                array = np.array(result)  # (its own: a kernel may return a view of a constant)
+                array.flags.writeable = False
+                known[tensor] = array
+            done.add(step)
+        return done
+
     def _assumption_checks(
         self, assumptions: Sequence[Assumption]
     ) -> list[tuple[Assumption, Callable[..., bool], list[str]]]:
@@ -1086,11 +1163,13 @@ class CompiledModel:
                 if not any(frame_regions):
                     frame_regions = []
         known = {} if self.checked else self._known(binding, shapes)
+        folded = bool(known)
+        fixed = set() if self.checked else self._fix(known)
         regions = frame_regions or [None] * len(self.steps)
         program = [
             (step, region)
             for step, region in zip(self.steps, regions, strict=True)
-            if not (known and step in self._known_steps)
+            if not (folded and step in self._known_steps) and step not in fixed
         ]
         frame = _Frame(concrete, views, shapes, frame_regions, inner, known=known, program=program)
         if len(self._frames) >= 64:

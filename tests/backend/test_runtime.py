@@ -240,6 +240,61 @@ def test_views_of_graph_inputs_are_the_inputs_reshaped_without_their_kernels():
         assert not np.shares_memory(z, model.arena)
 
 
+def _positions_model() -> Model:
+    """x [N, M] plus its column positions: Range(0, M) from x's shape, cast to float and
+    halved (steps that read only shape values and constants); the halved positions are an
+    output of their own too, through an Identity; and a RandomUniformLike of the positions
+    (random: never kept), times zero, added in."""
+    graph = Graph()
+    x = graph.add_input("x", TensorType(DType.FLOAT32, Shape([symbol("N"), symbol("M")])))
+
+    def const(name: str, value: object, dtype: object = np.int64) -> object:
+        return graph.add_constant(np.array(value, dtype=dtype), name)
+
+    shape = graph.add_node("Shape", [x], outputs=["shape"]).outputs[0]
+    m = graph.add_node("Gather", [shape, const("one", 1)], outputs=["m"]).outputs[0]
+    steps = graph.add_node("Range", [const("zero", 0), m, const("step", 1)], outputs=["r"])
+    floats = graph.add_node("Cast", steps.outputs, outputs=["f"], attrs={"to": 1}).outputs[0]
+    half = const("half", 0.5, np.float32)
+    positions = graph.add_node("Mul", [floats, half], outputs=["positions"]).outputs[0]
+    noise = graph.add_node("RandomUniformLike", [positions], outputs=["noise"]).outputs[0]
+    none = graph.add_node("Mul", [noise, const("nil", 0.0, np.float32)], outputs=["none"])
+    shifted = graph.add_node("Add", [x, positions], outputs=["shifted"]).outputs[0]
+    y = graph.add_node("Add", [shifted, none.outputs[0]], outputs=["y"]).outputs[0]
+    out = graph.add_node("Identity", [positions], outputs=["out"]).outputs[0]
+    graph.set_outputs([y, out])
+    return Model(graph, opset_imports={"": 21})
+
+
+@pytest.mark.parametrize("room", [1 << 20, 8])
+def test_values_the_binding_fixes_are_computed_once_per_binding(room, monkeypatch):
+    """Steps that read only shape values and constants (Range, Cast, Mul here) run once per
+    binding, before its first run, and are left out of its program; a random op and a step
+    writing a graph output are not; past FIXED_MAX_BYTES, the steps run at every call."""
+    from sod2.backend import runtime
+
+    monkeypatch.setattr(runtime, "FIXED_MAX_BYTES", room)
+    model = compile_model(_positions_model(), CompileOptions(fusion=False))
+    fixed = {step.node.op_type for step, _, _ in model._fixed}
+    assert {"Range", "Cast", "Mul"} <= fixed
+    assert not {"RandomUniformLike", "Identity", "Add"} & fixed
+    for n, m in ((2, 5), (3, 7), (2, 5)):
+        x = np.arange(n * m, dtype=np.float32).reshape(n, m)
+        positions = np.arange(m, dtype=np.float32) * 0.5
+        got = model.run({"x": x})
+        np.testing.assert_array_equal(got["y"], x + positions)
+        np.testing.assert_array_equal(got["out"], positions)
+        frame = model._frames[tuple({"N": n, "M": m}[name] for name in model._symbols)]
+        ran = {step.node.op_type for step, _ in frame.program}
+        kept = {t.name for t in frame.known}
+        if room > 8:
+            assert not ran & {"Range", "Cast"} and {"r", "f", "positions"} <= kept
+            assert not any(v.flags.writeable for v in frame.known.values())
+        else:
+            assert {"Range", "Cast"} <= ran and not {"r", "f", "positions"} & kept
+        assert {"RandomUniformLike", "Identity"} <= ran
+
+
 def test_a_checked_runtime_runs_every_step():
     """With `checked` set (every result checked against its tensor's facts), no step is
     skipped: the folded values' own steps run and are checked too."""
