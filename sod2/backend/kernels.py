@@ -56,7 +56,11 @@ views of the exact shape and element type that RDP fixed) and writes into them:
   temporaries), `prange`-parallel above `PARALLEL_MIN` elements; the exponential is a polynomial
   with an exact power of two, which vectorizes;
 - reductions, GlobalAveragePool and the data movement ops (Transpose, Concat, Gather, Slice,
-  Expand, Pad): numpy with `out=` or one `copyto` from a view, no intermediate array.
+  Expand, Pad): numpy with `out=` or one `copyto` from a view, no intermediate array;
+- the elementwise ops fusion leaves to steps of their own, over integers and booleans
+  (comparisons, And, Or, Xor, Not, integer Add, Sub and Mul: masks and gates): one numpy ufunc
+  with `out=` (`_UFUNCS`); Cast between numbers where numpy's conversion is Cast's (`_cast_fits`),
+  one `copyto`.
 
 A heavy kernel (Conv, MatMul, Gemm) takes an *epilogue*, `epilogue(lo, hi)`, called when rows
 `[lo, hi)` of the output's first axis are final, so that a fused elementwise group runs over them
@@ -3888,6 +3892,94 @@ def _fill_border(out: np.ndarray, begins: list[int], inner: tuple[int, ...], val
 
 # -- the table -----------------------------------------------------------------------------------
 
+_UFUNCS: dict[str, np.ufunc] = {
+    "Equal": np.equal,
+    "Less": np.less,
+    "Greater": np.greater,
+    "LessOrEqual": np.less_equal,
+    "GreaterOrEqual": np.greater_equal,
+    "And": np.logical_and,
+    "Or": np.logical_or,
+    "Xor": np.logical_xor,
+    "Not": np.logical_not,
+    "Add": np.add,
+    "Sub": np.subtract,
+    "Mul": np.multiply,
+}
+"""Elementwise ops that fusion leaves alone where their operands are integers or booleans (a
+mask from token ids, a gate's decision), computed by one numpy ufunc into the output's view."""
+
+_ARITHMETIC = frozenset({"Add", "Sub", "Mul"})
+"""Of _UFUNCS, those kept to integers: over floats, fused loop nests compute them (and numpy
+would warn where one overflows)."""
+
+
+def _ufunc(node: Node, opset: int) -> Body | None:
+    """One numpy ufunc over the broadcast operands into the output: a comparison of numbers of
+    one type into booleans, a logical op of booleans, or integer Add, Sub and Mul (wrapping on
+    overflow, as the reference does). Anything else declines to the reference."""
+    function = _UFUNCS[node.op_type]
+    declared = node.inputs[0].dtype if node.inputs and node.inputs[0] is not None else None
+    arithmetic = node.op_type in _ARITHMETIC
+    if arithmetic and declared is not None and declared.numpy.kind not in "iu":
+        return None
+    logical = function in (np.logical_and, np.logical_or, np.logical_xor, np.logical_not)
+
+    def plan(
+        inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> tuple[list[Callable[[], None] | None], bool]:
+        out = outputs[0]
+        _arrays(out, *inputs)
+        if len(inputs) != function.nin or any(a.dtype != inputs[0].dtype for a in inputs):
+            raise _Unfit
+        kind = inputs[0].dtype.kind
+        if arithmetic:
+            fits = kind in "iu" and out.dtype == inputs[0].dtype
+        else:
+            fits = out.dtype == np.bool_ and (kind == "b" if logical else kind in "iufb")
+        if not fits or np.broadcast_shapes(*(a.shape for a in inputs)) != out.shape:
+            raise _Unfit
+        return [functools.partial(function, *inputs, out=out), _finish_all(epilogue, out)], True
+
+    return planned(plan)
+
+
+def _cast_fits(source: np.dtype, target: np.dtype) -> bool:
+    """Whether numpy's conversion of `source` elements to `target` is Cast's (`sod2.ops.cast`)
+    and cannot warn: to bool from any number; between integers (the low bits kept); to float32
+    or float64 from integers, booleans and floats no wider."""
+    if target.kind == "b":
+        return source.kind in "biuf"
+    if target.kind in "iu":
+        return source.kind in "biu"
+    if target in (np.float32, np.float64):
+        return source.kind in "biu" or (source.kind == "f" and source.itemsize <= target.itemsize)
+    return False
+
+
+def _cast(node: Node, opset: int) -> Body | None:
+    """Cast between the types of `_cast_fits` as one `copyto` into the output's view."""
+    to = node.attr("to", None)
+    if not isinstance(to, int):
+        return None
+    try:
+        target = np.dtype(DType.from_onnx(to).numpy)
+    except (ValueError, KeyError, Sod2Error):
+        return None
+
+    def plan(
+        inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None
+    ) -> tuple[list[Callable[[], None] | None], bool]:
+        x, out = inputs[0], outputs[0]
+        _arrays(x, out)
+        if out.dtype != target or x.shape != out.shape or not _cast_fits(x.dtype, target):
+            raise _Unfit
+        copy = functools.partial(np.copyto, out, x, casting="unsafe")
+        return [copy, _finish_all(epilogue, out)], True
+
+    return planned(plan)
+
+
 _FLOAT32_ONLY = frozenset(
     {
         "Conv",
@@ -3932,6 +4024,8 @@ _BUILDERS: dict[str, Callable[[Node, int], Body | None]] = {
     "Slice": _slice,
     "Expand": _expand,
     "Pad": _pad,
+    **{op: _ufunc for op in _UFUNCS},
+    "Cast": _cast,
 }
 
 _SOD2_BUILDERS: dict[str, Callable[[Node, int], Body | None]] = {"Standardize": _standardize}

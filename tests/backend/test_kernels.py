@@ -1655,3 +1655,99 @@ def test_a_kernel_that_copies_an_input_now_does_not_bind():
     broadcast = rand(rng, 1, 8)[:, :1]  # a Scale broadcast to the row: a copy
     assert fast_kernel(node, OPSET).bind([rand(rng, 3, 8), broadcast], [out[:, :8]]) is None
     assert fast_kernel(node_of("Softmax", 1), OPSET).bind([strided], [out]) is None
+
+
+# -- integer and boolean elementwise ops ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", sorted(kernels._UFUNCS))
+def test_elementwise_ops_over_integers_and_booleans(op):
+    """Comparisons, logical ops and integer arithmetic, broadcast, computed as the reference
+    does (integer arithmetic wraps); bound, the call computes what the arrays then hold."""
+    rng = np.random.default_rng(5)
+    logical = op in ("And", "Or", "Xor", "Not")
+    dtype = np.bool_ if logical else np.int64
+    declared = DType.BOOL if logical else DType.INT64
+    arity = 1 if op == "Not" else 2
+    node = node_of(op, arity, dtype=declared)
+    shapes = [(3, 1, 4), (5, 1)][:arity]
+
+    def operands() -> list[np.ndarray]:
+        if logical:
+            return [rng.random(shape) < 0.5 for shape in shapes]
+        return [rng.integers(-(2**62), 2**62, shape).astype(dtype) for shape in shapes]
+
+    arrays = operands()
+    check(node, arrays)
+    if not logical and op not in ("Add", "Sub", "Mul"):  # comparisons of floats too
+        check(node_of(op, 2, dtype=None), [rand(rng, 2, 3), rand(rng, 3)])
+    kernel = fast_kernel(node, OPSET)
+    want = reference(node, arrays)[0]
+    out = np.empty_like(want)
+    call = kernel.bind(arrays, [out])
+    assert call is not None
+    fresh = operands()
+    for array, new in zip(arrays, fresh, strict=True):
+        array[...] = new
+    call()
+    np.testing.assert_array_equal(out, reference(node, fresh)[0])
+
+
+def test_elementwise_kernels_decline_what_the_reference_computes(allow_reference):
+    """Float arithmetic gets no kernel (fusion computes it); mixed types and outputs of
+    another type decline at run time, and the reference's result is the one written."""
+    assert fast_kernel(node_of("Add", 2, dtype=DType.FLOAT32), OPSET) is None
+    node = node_of("Add", 2, dtype=None)
+    check(node, [np.arange(4, dtype=np.int32), np.arange(4, dtype=np.int32)])
+    check(node, [np.ones(3, np.float32), np.ones(3, np.float32)])  # undeclared floats
+    equal = node_of("Equal", 2, dtype=DType.INT64)
+    check(equal, [np.arange(4), np.arange(4, dtype=np.int32)])
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        (np.int64, DType.FLOAT32),
+        (np.bool_, DType.FLOAT32),
+        (np.float32, DType.FLOAT64),
+        (np.float16, DType.FLOAT32),
+        (np.int64, DType.INT32),  # the low bits kept
+        (np.int32, DType.INT64),
+        (np.uint8, DType.INT8),
+        (np.float32, DType.BOOL),  # NaN is true
+        (np.int64, DType.BOOL),
+    ],
+)
+def test_cast_between_numbers(source, target):
+    rng = np.random.default_rng(3)
+    if np.dtype(source).kind == "f":
+        x = (rng.standard_normal((3, 5)) * 100).astype(source)
+        x[0, :3] = [0.0, -0.0, np.nan]
+    elif np.dtype(source).kind == "b":
+        x = rng.random((3, 5)) < 0.5
+    else:
+        info = np.iinfo(source)
+        x = rng.integers(info.min, info.max, (3, 5), dtype=source, endpoint=True)
+    check(node_of("Cast", 1, dtype=DType.from_numpy(source), to=int(target)), [x])
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [(np.float64, DType.FLOAT32), (np.float32, DType.INT64), (np.int64, DType.FLOAT16)],
+)
+def test_casts_that_round_or_may_overflow_take_the_reference(
+    allow_reference, monkeypatch, source, target
+):
+    x = np.array([1.5, -2.5, 1e300 if source == np.float64 else 3.0]).astype(source)
+    node = node_of("Cast", 1, dtype=DType.from_numpy(source), to=int(target))
+    taken = []
+    original = kernels._Kernel.run_reference
+
+    def counted(self, inputs, outputs, epilogue):
+        taken.append(self.node.op_type)
+        return original(self, inputs, outputs, epilogue)
+
+    monkeypatch.setattr(kernels._Kernel, "run_reference", counted)
+    with np.errstate(all="ignore"):
+        check(node, [x])
+    assert taken == ["Cast"]
