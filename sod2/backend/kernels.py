@@ -105,6 +105,7 @@ from sod2.ops.conv import (
     transpose_geometry,
     window_geometry,
 )
+from sod2.ops.elementwise import PREDICATES
 from sod2.ops.fused import FUSED_DOMAIN
 from sod2.ops.image import AxisResize, source_coordinates
 from sod2.ops.normalization import standardized_axes
@@ -3893,14 +3894,7 @@ def _fill_border(out: np.ndarray, begins: list[int], inner: tuple[int, ...], val
 # -- the table -----------------------------------------------------------------------------------
 
 _UFUNCS: dict[str, np.ufunc] = {
-    "Equal": np.equal,
-    "Less": np.less,
-    "Greater": np.greater,
-    "LessOrEqual": np.less_equal,
-    "GreaterOrEqual": np.greater_equal,
-    "And": np.logical_and,
-    "Or": np.logical_or,
-    "Xor": np.logical_xor,
+    **PREDICATES,
     "Not": np.logical_not,
     "Add": np.add,
     "Sub": np.subtract,

@@ -188,7 +188,7 @@ for _name, _fn in {
 }.items():
     _binary(_name, _fn)
 
-for _name, _fn in {
+PREDICATES: dict[str, np.ufunc] = {
     "Equal": np.equal,
     "Less": np.less,
     "Greater": np.greater,
@@ -197,7 +197,10 @@ for _name, _fn in {
     "And": np.logical_and,
     "Or": np.logical_or,
     "Xor": np.logical_xor,
-}.items():
+}
+"""The binary ops whose result is boolean, with the numpy ufunc that computes each."""
+
+for _name, _fn in PREDICATES.items():
     _binary(_name, _fn, keep_type=False)
 
 for _name, _fn in {
