@@ -967,18 +967,19 @@ class CompiledModel:
         """The top-level steps, in schedule order, beyond `_value_program`'s, whose every input
         is a constant, a folded value or an output of such a step: their outputs depend on the
         binding alone, so `_fix` computes them once per binding with their catalogue kernels.
-        Each with that kernel and its context. Not among them: control flow, an op whose
-        results vary between runs (random ones), a step with no input (its values are its
-        attributes': constant folding's), or one writing a graph output (the caller owns it)."""
+        Each with that kernel and its context. Not among them: control flow, a fused group
+        (its catalogue kernel needs an interpreter for its body), an op whose results vary
+        between runs (random ones), a step with no input (its values are its attributes':
+        constant folding's), or one writing a graph output (the caller owns it)."""
         outputs = set(self.model.graph.outputs)
         fixed_tensors = set(self.model.graph.constants) | {
             t for step in self._known_steps for t in step.outputs if t is not None
         }
         found = []
         for step in self.steps:
-            if isinstance(step, _ControlStep) or step in self._known_steps:
-                continue
             node = step.node
+            if isinstance(step, _ControlStep) or step in self._known_steps or is_fused(node):
+                continue  # (a fused group's catalogue kernel needs an interpreter for its body)
             inputs = [t for t in step.inputs if t is not None]
             if not inputs or any(t not in fixed_tensors for t in inputs):
                 continue
@@ -994,9 +995,9 @@ class CompiledModel:
     def _fix(self, known: dict[Tensor, np.ndarray]) -> set[_Step]:
         """Compute `_fixed_program`'s steps in order from `known` (the folded values) and the
         constants, adding their outputs to `known`, read-only, while they take FIXED_MAX_BYTES
-        at most; the steps done. A step that fails, or whose result is not an array, stops
-        there: it and those after it run with the others (its kernel then says what is
-        wrong)."""
+        at most; the steps done. A step that fails, whose result is not an array or would pass
+        that size, is not done: it runs with the others (its kernel then says what is wrong),
+        and so do the steps that read its outputs."""
         done: set[_Step] = set()
         if not self._fixed:
             return done
@@ -1005,18 +1006,19 @@ class CompiledModel:
         for step, kernel, context in self._fixed:
             operands = [None if t is None else values.get(t) for t in step.inputs]
             if any(v is None for v, t in zip(operands, step.inputs, strict=True) if t is not None):
-                break  # (a folded value this binding could not evaluate)
+                continue  # (a value this binding could not fold: the step runs)
             try:
                 results = list(kernel(context, operands))
             except (Sod2Error, ArithmeticError, ValueError, TypeError, IndexError):
-                break
+                continue
             results += [None] * (len(step.outputs) - len(results))
             outputs = [(t, r) for t, r in zip(step.outputs, results, strict=True) if t is not None]
             if not all(isinstance(r, np.ndarray) for _, r in outputs):
-                break
-            total += sum(r.nbytes for _, r in outputs)
-            if total > FIXED_MAX_BYTES:
-                break
+                continue
+            size = sum(r.nbytes for _, r in outputs)
+            if total + size > FIXED_MAX_BYTES:
+                continue
+            total += size
             for tensor, result in outputs:
                 array = np.array(result)  # (its own: a kernel may return a view of a constant)
                 array.flags.writeable = False

@@ -295,6 +295,23 @@ def test_values_the_binding_fixes_are_computed_once_per_binding(room, monkeypatc
         assert {"RandomUniformLike", "Identity"} <= ran
 
 
+def test_a_fixed_step_that_fails_runs_with_the_steps_that_read_it(monkeypatch):
+    """A step whose kernel fails while a binding is prepared is not folded: it runs in the
+    program, and so do the steps that read its outputs; the results stay right."""
+    model = compile_model(_positions_model(), CompileOptions(fusion=False))
+    step, kernel, context = next(f for f in model._fixed if f[0].node.op_type == "Range")
+
+    def failing(*args: object) -> object:
+        raise ValueError("not now")
+
+    model._fixed[model._fixed.index((step, kernel, context))] = (step, failing, context)
+    x = np.ones((2, 3), np.float32)
+    got = model.run({"x": x})
+    np.testing.assert_array_equal(got["y"], x + np.arange(3, dtype=np.float32) * 0.5)
+    frame = next(iter(model._frames.values()))
+    assert {"Range", "Cast", "Mul"} <= {s.node.op_type for s, _ in frame.program}
+
+
 def test_a_checked_runtime_runs_every_step():
     """With `checked` set (every result checked against its tensor's facts), no step is
     skipped: the folded values' own steps run and are checked too."""
