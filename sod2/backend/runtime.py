@@ -963,14 +963,14 @@ class CompiledModel:
             known[value.tensor] = array
         return known
 
-    def _fixed_program(self) -> list[tuple[_Step, Callable[..., Any], KernelContext]]:
+    def _fixed_program(self) -> list[_ReferenceStep]:
         """The top-level steps, in schedule order, beyond `_value_program`'s, whose every input
         is a constant, a folded value or an output of such a step: their outputs depend on the
-        binding alone, so `_fix` computes them once per binding with their catalogue kernels.
-        Each with that kernel and its context. Not among them: control flow, a fused group
-        (its catalogue kernel needs an interpreter for its body), an op whose results vary
-        between runs (random ones), a step with no input (its values are its attributes':
-        constant folding's), or one writing a graph output (the caller owns it)."""
+        binding alone, so `_fix` computes them once per binding with their catalogue kernels
+        (`_ReferenceStep.kernel`). Not among them: control flow, a fused group (its catalogue
+        kernel needs an interpreter for its body), an op whose results vary between runs
+        (random ones), a step with no input (its values are its attributes': constant
+        folding's), or one writing a graph output (the caller owns it)."""
         outputs = set(self.model.graph.outputs)
         fixed_tensors = set(self.model.graph.constants) | {
             t for step in self._known_steps for t in step.outputs if t is not None
@@ -978,17 +978,16 @@ class CompiledModel:
         found = []
         for step in self.steps:
             node = step.node
-            if isinstance(step, _ControlStep) or step in self._known_steps or is_fused(node):
+            if not isinstance(step, _ReferenceStep) or is_fused(node) or step in self._known_steps:
                 continue  # (a fused group's catalogue kernel needs an interpreter for its body)
             inputs = [t for t in step.inputs if t is not None]
             if not inputs or any(t not in fixed_tensors for t in inputs):
                 continue
             if any(t in outputs for t in step.outputs):
                 continue
-            entry = lookup_node(node, self.model.opset(node.domain))
-            if not entry.deterministic:
+            if not lookup_node(node, self.model.opset(node.domain)).deterministic:
                 continue
-            found.append((step, entry.kernel, KernelContext(node, self.model.opset(node.domain))))
+            found.append(step)
             fixed_tensors.update(t for t in step.outputs if t is not None)
         return found
 
@@ -1003,12 +1002,12 @@ class CompiledModel:
             return done
         values: ChainMap[Tensor, Any] = ChainMap(known, self._constants)
         total = 0
-        for step, kernel, context in self._fixed:
+        for step in self._fixed:
             operands = [None if t is None else values.get(t) for t in step.inputs]
             if any(v is None for v, t in zip(operands, step.inputs, strict=True) if t is not None):
                 continue  # (a value this binding could not fold: the step runs)
             try:
-                results = list(kernel(context, operands))
+                results = list(step.kernel(step.context, operands))
             except (Sod2Error, ArithmeticError, ValueError, TypeError, IndexError):
                 continue
             results += [None] * (len(step.outputs) - len(results))
