@@ -38,6 +38,7 @@ from sod2.zoo.cli import add_zoo_parser
 
 if TYPE_CHECKING:
     from sod2.analysis.rdp import RDPResult
+    from sod2.backend.runtime import StepTime
     from sod2.ir.graph import Node, Tensor
     from sod2.ir.model import Model
 
@@ -289,6 +290,16 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         help="run with the reference interpreter instead of the compiled runtime",
     )
     sub.add_argument("--repeat", type=int, default=1, help="run this many times, print timings")
+    sub.add_argument(
+        "--profile",
+        type=int,
+        nargs="?",
+        const=20,
+        default=None,
+        metavar="N",
+        help="time each step of the compiled runtime (least time over --repeat runs, 5 if not "
+        "given) and print the N slowest (20 if N is not given) and the time by op",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -298,6 +309,8 @@ def _run(args: argparse.Namespace) -> int:
     from sod2.backend.reference import ReferenceInterpreter
     from sod2.backend.runtime import compile_model
 
+    if args.reference and args.profile is not None:
+        raise Sod2Error("--profile times the compiled runtime's steps: drop --reference")
     model = load(args.model)
     feeds = load_input_files(args.input)
     if args.random:
@@ -328,7 +341,33 @@ def _run(args: argparse.Namespace) -> int:
         print(describe_value(name, value))
         if args.save_dir is not None:
             _save_output(args.save_dir, name, value)
+    if args.profile is not None:
+        repeat = args.repeat if args.repeat > 1 else 5
+        print(format_profile(compiled.profile(feeds, repeat), args.profile))
     return 0
+
+
+def format_profile(times: Sequence[StepTime], top: int) -> str:
+    """A profile (`CompiledModel.profile`) as text: the total, the `top` slowest steps with
+    their share of it, then the time by op (a fused group by its kind)."""
+    total = sum(t.seconds for t in times) or 1e-12
+    lines = [f"{len(times)} steps, {total * 1e3:.3f} ms in all (least time of each step)"]
+    lines.append(f"{'ms':>9} {'share':>6}  {'step':>5}  {'kind':<9} op / node / output shapes")
+    for t in sorted(times, key=lambda t: -t.seconds)[: max(0, top)]:
+        shapes = ", ".join("x".join(map(str, s)) or "scalar" for s in t.shapes)
+        lines.append(
+            f"{t.seconds * 1e3:9.3f} {t.seconds / total:6.1%}  {t.step:5d}  {t.kind:<9} "
+            f"{t.op} / {t.node} / {shapes}"
+        )
+    by_op: dict[str, tuple[float, int]] = {}
+    for t in times:
+        op = t.op.split(":")[0] + "]" if t.op.startswith("Fused[") else t.op
+        seconds, count = by_op.get(op, (0.0, 0))
+        by_op[op] = seconds + t.seconds, count + 1
+    lines.append(f"{'ms':>9} {'share':>6}  {'steps':>5}  op")
+    for op, (seconds, count) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"{seconds * 1e3:9.3f} {seconds / total:6.1%}  {count:5d}  {op}")
+    return "\n".join(lines)
 
 
 def describe_value(name: str, value: object) -> str:

@@ -40,8 +40,8 @@ and the step is left out of the binding's program (`_Frame.program`). So is a st
 beyond: one that reads nothing but constants and such values (a Range over a length, the Cast
 and the arithmetic of positions or of an anchor grid, a causal mask). Its values RDP does not
 track, but the binding fixes them all the same: at each new binding the catalogue kernels
-compute them once (`_fixed_program`, FIXED_MAX_BYTES at most per binding) and they are kept
-read-only in the frame with the others. A runtime with `checked` set runs every step.
+compute them once (`_fixed_program`, FIXED_MAX_BYTES at most per binding; a fused group's body
+by the reference interpreter) and they are kept read-only in the frame with the others. A runtime with `checked` set runs every step.
 
 Invariants: a step writes only to its outputs' views, its workspace region or fresh arrays; a
 bound call is used only for the very input arrays it was checked for; a
@@ -69,7 +69,7 @@ from sod2 import cache
 from sod2.analysis.facts import Assumption, TensorFact
 from sod2.analysis.rdp import RDPResult, propagate
 from sod2.backend.planned import bind_symbols, bindable_symbols
-from sod2.backend.reference import bind_inputs, check_result
+from sod2.backend.reference import ReferenceInterpreter, bind_inputs, check_result
 from sod2.errors import Sod2Error
 from sod2.ir.dims import Dim
 from sod2.ir.graph import Graph, Node, Tensor
@@ -199,6 +199,40 @@ class WorkspaceStep:
     """What the planned storages alive at the step take."""
     live_top: int
     """Where the highest of them ends."""
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """One step of a profiled binding (`CompiledModel.profile`)."""
+
+    step: int
+    """Its place in the schedule (`CompiledModel.steps`)."""
+    node: str
+    op: str
+    """The node's op type; for a fused group, its kind and the ops of its body."""
+    kind: str
+    """How the step computes (`step_kind`): fused, epilogue, chain, fast, reference, view..."""
+    shapes: tuple[tuple[int, ...], ...]
+    """The shapes of its outputs at this binding (an output that is not an array: ())."""
+    seconds: float
+    """The least time the step took over the profiled runs."""
+
+
+def step_kind(step: _Step) -> str:
+    """How `step` computes, in a word: its class's name ("fused", "epilogue", "view"...), or
+    "fast" for a catalogue op with a kernel writing into its output (`sod2.backend.kernels`)."""
+    if isinstance(step, _ReferenceStep) and step.fast is not None:
+        return "fast"
+    return type(step).__name__.strip("_").replace("Step", "").lower()
+
+
+def _op_label(node: Node) -> str:
+    """`node`'s op type, or for a fused group "Fused[kind: Op+Op+...]" (at most six ops)."""
+    if not is_fused(node):
+        return node.op_type
+    ops = [n.op_type for n in node.attr("body").nodes]
+    shown = "+".join(ops[:6]) + ("+..." if len(ops) > 6 else "")
+    return f"Fused[{node.attr('kind', 'elementwise')}: {shown}]"
 
 
 # -- steps -------------------------------------------------------------------------------------
@@ -778,6 +812,7 @@ class CompiledModel:
         self._symbols = [s.name for s in rdp.input_symbols()]
         self._shape_tensors, self._shape_eval, self._dim_index = self._shape_program()
         self._known_steps, self._known_eval, self._known_values = self._value_program()
+        self._bodies: ReferenceInterpreter | None = None
         self._fixed = self._fixed_program()
         self._assumptions = self._assumption_checks(rdp.assumptions)
         self._frames: dict[tuple[int, ...], _Frame] = {}
@@ -963,33 +998,48 @@ class CompiledModel:
             known[value.tensor] = array
         return known
 
-    def _fixed_program(self) -> list[_ReferenceStep]:
+    def _fixed_program(self) -> list[tuple[_Step, Any, KernelContext]]:
         """The top-level steps, in schedule order, beyond `_value_program`'s, whose every input
-        is a constant, a folded value or an output of such a step: their outputs depend on the
-        binding alone, so `_fix` computes them once per binding with their catalogue kernels
-        (`_ReferenceStep.kernel`). Not among them: control flow, a fused group (its catalogue
-        kernel needs an interpreter for its body), an op whose results vary between runs
-        (random ones), a step with no input (its values are its attributes': constant
+        is a constant, a folded value or an output of such a step, each with the catalogue
+        kernel and context that compute it: their outputs depend on the binding alone, so
+        `_fix` computes them once per binding. A fused group's kernel runs its body with the
+        reference interpreter (one evaluation per binding: no loop nest is compiled for it).
+        Not among them: control flow, an op whose results vary between runs (random ones, also
+        inside a fused body), a step with no input (its values are its attributes': constant
         folding's), or one writing a graph output (the caller owns it)."""
         outputs = set(self.model.graph.outputs)
         fixed_tensors = set(self.model.graph.constants) | {
             t for step in self._known_steps for t in step.outputs if t is not None
         }
-        found = []
+        found: list[tuple[_Step, Any, KernelContext]] = []
         for step in self.steps:
             node = step.node
-            if not isinstance(step, _ReferenceStep) or is_fused(node) or step in self._known_steps:
-                continue  # (a fused group's catalogue kernel needs an interpreter for its body)
+            fused = is_fused(node)
+            if not (fused or isinstance(step, _ReferenceStep)) or step in self._known_steps:
+                continue
             inputs = [t for t in step.inputs if t is not None]
             if not inputs or any(t not in fixed_tensors for t in inputs):
                 continue
             if any(t in outputs for t in step.outputs):
                 continue
-            if not lookup_node(node, self.model.opset(node.domain)).deterministic:
+            body = list(node.attr("body").walk()) if fused else [node]
+            if not all(lookup_node(n, self.model.opset(n.domain)).deterministic for n in body):
                 continue
-            found.append(step)
+            opset = self.model.opset(node.domain)
+            if fused:
+                context = KernelContext(node, opset, run_graph=self._run_body)
+                found.append((step, lookup_node(node, opset).kernel, context))
+            else:
+                assert isinstance(step, _ReferenceStep)
+                found.append((step, step.kernel, step.context))
             fixed_tensors.update(t for t in step.outputs if t is not None)
         return found
+
+    def _run_body(self, graph: Graph, inputs: Sequence[Value]) -> list[Value]:
+        """A fused body's outputs on `inputs`, by the reference interpreter (`_fix`)."""
+        if self._bodies is None:
+            self._bodies = ReferenceInterpreter(self.model)
+        return self._bodies.run_subgraph(graph, inputs, ChainMap())
 
     def _fix(self, known: dict[Tensor, np.ndarray]) -> set[_Step]:
         """Compute `_fixed_program`'s steps in order from `known` (the folded values) and the
@@ -1002,12 +1052,12 @@ class CompiledModel:
             return done
         values: ChainMap[Tensor, Any] = ChainMap(known, self._constants)
         total = 0
-        for step in self._fixed:
+        for step, kernel, context in self._fixed:
             operands = [None if t is None else values.get(t) for t in step.inputs]
             if any(v is None for v, t in zip(operands, step.inputs, strict=True) if t is not None):
                 continue  # (a value this binding could not fold: the step runs)
             try:
-                results = list(step.kernel(step.context, operands))
+                results = list(kernel(context, operands))
             except (Sod2Error, ArithmeticError, ValueError, TypeError, IndexError):
                 continue
             results += [None] * (len(step.outputs) - len(results))
@@ -1047,8 +1097,20 @@ class CompiledModel:
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Outputs by name for `feeds` (input name -> array)."""
-        graph = self.model.graph
-        bound = bind_inputs(graph, feeds)
+        env, frame = self._start(feeds)
+        for step, region in frame.program:
+            if region is None:
+                step.run(env, frame, self)
+            else:
+                self._run_in(region, step, env, frame)
+        return {t.name: self._release(env[t]) for t in self.model.graph.outputs}
+
+    __call__ = run
+
+    def _start(self, feeds: Mapping[str, Any]) -> tuple[dict[Tensor, Value], _Frame]:
+        """The environment of a run on `feeds` (inputs, constants, the binding's fixed values)
+        and the binding's frame, prepared at its first run."""
+        bound = bind_inputs(self.model.graph, feeds)
         binding = bind_symbols(self.model, self.rdp, feeds)
         key = tuple(binding.get(name, -1) for name in self._symbols)
         frame = self._frames.get(key)
@@ -1057,12 +1119,39 @@ class CompiledModel:
         env: dict[Tensor, Value] = dict(self._constants)
         env.update(bound)
         env.update(frame.known)
-        for step, region in frame.program:
-            if region is None:
-                step.run(env, frame, self)
-            else:
-                self._run_in(region, step, env, frame)
-        return {t.name: self._release(env[t]) for t in graph.outputs}
+        return env, frame
+
+    def profile(self, feeds: Mapping[str, Any], repeat: int = 5) -> list[StepTime]:
+        """Time each step `feeds`' binding runs, in schedule order: one run first (it prepares
+        the binding and binds its steps, as any first run does), then `repeat` runs timed step
+        by step, each step's least time kept. The steps' times leave out the per-call work
+        around them (binding the symbols, handing the outputs out)."""
+        self.run(feeds)
+        best: dict[_Step, float] = {}
+        clock = time.perf_counter
+        env: dict[Tensor, Value] = {}
+        for _ in range(max(1, repeat)):
+            env, frame = self._start(feeds)
+            for step, region in frame.program:
+                began = clock()
+                if region is None:
+                    step.run(env, frame, self)
+                else:
+                    self._run_in(region, step, env, frame)
+                elapsed = clock() - began
+                best[step] = min(best.get(step, elapsed), elapsed)
+        index = {step: i for i, step in enumerate(self.steps)}
+        return [
+            StepTime(
+                index[step],
+                step.node.name,
+                _op_label(step.node),
+                step_kind(step),
+                tuple(tuple(np.shape(env[t])) for t in step.outputs if t is not None),
+                seconds,
+            )
+            for step, seconds in best.items()
+        ]
 
     def _run_in(self, region: Workspace, step: _Step, env: Env, frame: _Frame) -> None:
         """Run `step` with its kernels' scratch served from its workspace `region`."""
@@ -1071,8 +1160,6 @@ class CompiledModel:
             step.run(env, frame, self)
         finally:
             self._use_workspace(None)
-
-    __call__ = run
 
     def arena_bytes(self, feeds: Mapping[str, Any]) -> int:
         """The arena's size for the binding `feeds` make (0 without a memory plan)."""
@@ -1345,9 +1432,7 @@ class CompiledModel:
         """A few lines: steps by kind, fused groups, the plan."""
         kinds: dict[str, int] = {}
         for step in self.steps:
-            name = type(step).__name__.strip("_").replace("Step", "").lower()
-            if isinstance(step, _ReferenceStep) and step.fast is not None:
-                name = "fast"
+            name = step_kind(step)
             kinds[name] = kinds.get(name, 0) + 1
         parts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
         if self.plan is None:

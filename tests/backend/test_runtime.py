@@ -16,6 +16,7 @@ from sod2.ir.dtypes import DType
 from sod2.ir.graph import Graph
 from sod2.ir.model import Model
 from sod2.ir.types import Shape, TensorType
+from sod2.ops.fused import is_fused
 from sod2.testing.precision import closer_than_peer, float64_outputs, max_error
 from sod2.zoo import get, names
 from tests.zoo.runs import canonical_rows, session, sweep_runs
@@ -275,7 +276,7 @@ def test_values_the_binding_fixes_are_computed_once_per_binding(room, monkeypatc
 
     monkeypatch.setattr(runtime, "FIXED_MAX_BYTES", room)
     model = compile_model(_positions_model(), CompileOptions(fusion=False))
-    fixed = {step.node.op_type for step in model._fixed}
+    fixed = {step.node.op_type for step, _, _ in model._fixed}
     assert {"Range", "Cast", "Mul"} <= fixed
     assert not {"RandomUniformLike", "Identity", "Add"} & fixed
     for n, m in ((2, 5), (3, 7), (2, 5)):
@@ -299,8 +300,9 @@ def test_a_fixed_step_that_fails_runs_with_the_steps_that_read_it(monkeypatch):
     """A step whose kernel fails while a binding is prepared is not folded: it runs in the
     program, and so do the steps that read its outputs; the results stay right."""
     model = compile_model(_positions_model(), CompileOptions(fusion=False))
-    step = next(f for f in model._fixed if f.node.op_type == "Range")
-    kernel, calls = step.kernel, []
+    position = next(i for i, f in enumerate(model._fixed) if f[0].node.op_type == "Range")
+    step, kernel, context = model._fixed[position]
+    calls = []
 
     def failing_once(*args: object) -> object:  # (while the binding is prepared)
         calls.append(args)
@@ -308,6 +310,7 @@ def test_a_fixed_step_that_fails_runs_with_the_steps_that_read_it(monkeypatch):
             raise ValueError("not now")
         return kernel(*args)
 
+    model._fixed[position] = step, failing_once, context
     step.kernel = failing_once
     x = np.ones((2, 3), np.float32)
     got = model.run({"x": x})
@@ -315,6 +318,53 @@ def test_a_fixed_step_that_fails_runs_with_the_steps_that_read_it(monkeypatch):
     frame = next(iter(model._frames.values()))
     assert {"Range", "Cast", "Mul"} <= {s.node.op_type for s, _ in frame.program}
     assert len(calls) == 2
+
+
+def _waves_model() -> Model:
+    """x [N, 2, M] plus sin and cos of M positions: Range(0, M) from x's shape, cast, scaled,
+    Sin and Cos (one fused group reading only fixed values), each made a row, the rows
+    concatenated."""
+    graph = Graph()
+    x = graph.add_input("x", TensorType(DType.FLOAT32, Shape([symbol("N"), 2, symbol("M")])))
+
+    def const(name: str, value: object, dtype: object = np.int64) -> object:
+        return graph.add_constant(np.array(value, dtype=dtype), name)
+
+    shape = graph.add_node("Shape", [x], outputs=["shape"]).outputs[0]
+    m = graph.add_node("Gather", [shape, const("two", 2)], outputs=["m"]).outputs[0]
+    steps = graph.add_node("Range", [const("zero", 0), m, const("step", 1)], outputs=["r"])
+    floats = [TensorType(DType.FLOAT32, Shape(None))]  # (fusion reads the declared types)
+    cast = graph.add_node("Cast", steps.outputs, attrs={"to": 1}, output_types=floats)
+    rate = const("rate", 0.25, np.float32)
+    angles = graph.add_node("Mul", [cast.outputs[0], rate], output_types=floats)
+    rows = []
+    for op in ("Sin", "Cos"):
+        wave = graph.add_node(op, angles.outputs, output_types=floats).outputs[0]
+        row = graph.add_node("Unsqueeze", [wave, const(f"{op}_axis", [0])], output_types=floats)
+        rows.append(row.outputs[0])
+    waves = graph.add_node("Concat", rows, attrs={"axis": 0}, output_types=floats)
+    y = graph.add_node("Add", [x, waves.outputs[0]], outputs=["y"], output_types=floats)
+    graph.set_outputs(y.outputs)
+    return Model(graph, opset_imports={"": 21})
+
+
+def test_fused_groups_over_fixed_values_are_computed_once_per_binding():
+    """A fused group that reads only values the binding fixes is computed once per binding by
+    the reference interpreter running its body, and left out of the binding's program, as
+    are the steps reading only its outputs; the results match numpy's."""
+    model = compile_model(_waves_model())
+    fixed = [step for step, _, _ in model._fixed]
+    group = next(step for step in fixed if is_fused(step.node))
+    assert {n.op_type for n in group.node.attr("body").nodes} >= {"Sin", "Cos"}
+    assert "Concat" in {step.node.op_type for step in fixed}
+    for n, m in ((2, 5), (3, 8), (2, 5)):
+        x = np.arange(n * 2 * m, dtype=np.float32).reshape(n, 2, m)
+        angles = np.arange(m, dtype=np.float32) * np.float32(0.25)
+        expected = x + np.stack([np.sin(angles), np.cos(angles)])
+        np.testing.assert_allclose(model.run({"x": x})["y"], expected, rtol=1e-6, atol=1e-6)
+        frame = model._frames[tuple({"N": n, "M": m}[name] for name in model._symbols)]
+        assert group not in {step for step, _ in frame.program}
+        assert len(frame.program) == 1  # (the Add alone)
 
 
 def test_a_checked_runtime_runs_every_step():
@@ -850,3 +900,17 @@ def test_weights_are_packed_only_where_some_product_has_few_rows(lowest, packed)
     feeds = {"x": np.random.default_rng(1).standard_normal((lowest, 2, 64)).astype(np.float32)}
     (got,) = compiled.run(feeds).values()
     np.testing.assert_allclose(got, feeds["x"] @ w.const_value, rtol=1e-4, atol=1e-4)
+
+
+def test_profile_times_each_step_the_binding_runs():
+    """`profile` returns one entry per step of the binding's program, in schedule order, with
+    its op (a fused group's kind and body), kind, output shapes and a positive least time; the
+    steps the binding folds are not among them."""
+    model = compile_model(_waves_model())
+    x = np.ones((3, 2, 7), np.float32)
+    times = model.profile({"x": x}, repeat=2)
+    frame = next(iter(model._frames.values()))
+    assert [t.step for t in times] == [model.steps.index(s) for s, _ in frame.program]
+    (add,) = times
+    assert add.op == "Fused[elementwise: Add]" and add.kind == "fused"
+    assert add.shapes == ((3, 2, 7),) and add.seconds > 0

@@ -133,3 +133,32 @@ def test_inspect_graph_writes_dot_coloured_by_class(model_file, tmp_path):
     assert main(["inspect", str(model_file), "--graph", str(dot)]) == 0
     text = dot.read_text()
     assert text.startswith("digraph") and "#d9f2d0" in text and "float32[N, 2]" in text
+
+
+def test_run_prints_each_output_with_its_checksum(model_file, capsys):
+    """`sod2 run --random` on the compiled runtime and on the reference interpreter prints the
+    same line per output: name, dtype, shape, sum, digest."""
+    argv = ["run", str(model_file), "--random", "--bind", "N=3"]
+    assert main(argv) == 0
+    compiled = capsys.readouterr().out.splitlines()
+    assert main([*argv, "--reference"]) == 0
+    assert capsys.readouterr().out.splitlines() == compiled
+    assert len(compiled) == 1 and compiled[0].startswith("y: float32[3, 2] sum=")
+
+
+def test_run_profile_prints_the_slowest_steps_and_the_time_by_op(model_file, capsys):
+    """`--profile N` times each step of the compiled runtime and prints the total, the N
+    slowest steps with their output shapes, and the time by op."""
+    assert main(["run", str(model_file), "--random", "--bind", "N=4", "--profile", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("y: float32[4, 2]")
+    header = next(i for i, line in enumerate(out) if re.match(r"\d+ steps, [\d.]+ ms in all", line))
+    top = out[header + 2 : header + 3]
+    assert len(top) == 1 and top[0].rstrip().endswith("/ 4x2")
+    assert out[header + 3].split() == ["ms", "share", "steps", "op"]
+    assert sorted(line.split()[-1] for line in out[header + 4 :]) == ["Add", "Relu"]
+
+
+def test_run_profile_refuses_the_reference_interpreter(model_file, capsys):
+    assert main(["run", str(model_file), "--random", "--reference", "--profile"]) == 1
+    assert "--profile times the compiled runtime's steps" in capsys.readouterr().err
