@@ -1244,6 +1244,17 @@ models, in one process alternating, small scale: skipnet 4.26 -> 3.72 ms, sd_vae
 -> 29.9, convnet_aig 4.00 -> 3.69, ranet 3.77 -> 3.40; paper scale: yolov6 99.2 -> 93.0,
 convnet_aig, skipnet and ranet within 2% either way (one-off)."""
 
+TILES_SHALLOW_DEPTH = 32
+TILES_SHALLOW_FILTERS = 128
+"""A convolution of fewer than TILES_SHALLOW_DEPTH taps per filter (channels per group times
+kernel taps) and at least TILES_SHALLOW_FILTERS filters is never `tiles`: its few multiplies per
+output cost less than `tiles`' copy of each tile into the output, and im2col's sgemm writes the
+output directly. Cold, 3x3 stride 2 from 1 to 256 channels of 400x80 (conformer's
+subsampling) took 3.82 ms as tiles against 1.40 as an im2col, from 2 channels 2.46 against
+0.90, 3x3 stride 1 from 1 to 256 channels 7.14 against 2.75; from 3 to 32 channels (27 taps)
+they were within 10% either way, and a 7x7 stem to 8 channels took 0.88 as tiles against 2.66
+(one-off)."""
+
 TILES_MIN_TASKS = 4
 """`tiles` splits its filters among tasks (`_tiles_chunk`) where an image has fewer runs of
 positions than this: a 7x7 image is one run."""
@@ -1943,9 +1954,12 @@ def tiles_fit(strategy: str, group: int, w_shape: Sequence[int], small: bool = F
     DIRECT_MAX_FILTERS filters or fewer, whose kn2row is fast), an im2col or a direct loop; or,
     for an image of CONV_PANEL_MAX_POSITIONS output positions or fewer (`small`), weights of
     TILES_SMALL_IMAGE_WEIGHT_BYTES at most of more than one tap that would be any of those or
-    a Winograd; or weights of TILES_WINOGRAD_WEIGHT_BYTES at most that would be a Winograd."""
+    a Winograd; or weights of TILES_WINOGRAD_WEIGHT_BYTES at most that would be a Winograd.
+    Never a shallow convolution of many filters (TILES_SHALLOW_DEPTH, TILES_SHALLOW_FILTERS)."""
     gate = strategy == "kn2row" and w_shape[0] <= DIRECT_MAX_FILTERS
     if gate or panel.TILE is None or group != 1 or len(w_shape) != 4:
+        return False
+    if math.prod(w_shape[1:]) < TILES_SHALLOW_DEPTH and w_shape[0] >= TILES_SHALLOW_FILTERS:
         return False
     weights = 4 * math.prod(w_shape)
     if strategy in ("kn2row", "im2col", "direct") and weights <= TILES_MAX_WEIGHT_BYTES:

@@ -1488,6 +1488,21 @@ def test_shallow_convolutions_take_tiles_and_wide_ones_and_gates_do_not():
     assert grouped.strategy_for((1, 8, 9, 9), (16, 4, 3, 3)) != "tiles"
 
 
+def test_shallow_convolutions_of_many_filters_take_an_im2col():
+    """Fewer than TILES_SHALLOW_DEPTH taps per filter and TILES_SHALLOW_FILTERS filters or more
+    (a subsampling from one channel): an im2col, not `tiles`; one filter fewer, `tiles`."""
+    rng = np.random.default_rng(10)
+    node = node_of("Conv", 3, strides=[2, 2])
+    kernel = ConvKernel(node, OPSET)
+    many = kernels.TILES_SHALLOW_FILTERS
+    x = rand(rng, 2, 1, 23, 17)
+    assert 9 < kernels.TILES_SHALLOW_DEPTH
+    if panel.TILE is not None:
+        assert kernel.strategy_for(x.shape, (many - 1, 1, 3, 3)) == "tiles"
+    assert kernel.strategy_for(x.shape, (many, 1, 3, 3)) == "im2col"
+    check(node, [x, rand(rng, many, 1, 3, 3), rand(rng, many)], kernel=kernel)
+
+
 @pytest.mark.skipif(panel.TILE is None, reason="the machine has no register tiles")
 @pytest.mark.parametrize(
     ("x_shape", "w_shape", "attrs"),
