@@ -55,7 +55,7 @@ views of the exact shape and element type that RDP fixed) and writes into them:
   AveragePool and Resize: Numba loop nests over rows or image planes (one pass per statistic, no
   temporaries), `prange`-parallel above `PARALLEL_MIN` elements; the exponential is a polynomial
   with an exact power of two, which vectorizes;
-- reductions, GlobalAveragePool and the data movement ops (Transpose, Concat, Gather, Slice,
+- reductions, GlobalAveragePool and the data movement ops (Transpose, Concat, Gather, GatherND, Slice,
   Expand, Pad): numpy with `out=` or one `copyto` from a view, no intermediate array;
 - the elementwise ops fusion leaves to steps of their own, over integers and booleans
   (comparisons, And, Or, Xor, Not, integer Add, Sub and Mul: masks and gates): one numpy ufunc
@@ -3814,6 +3814,70 @@ def _gather(node: Node, opset: int) -> Body | None:
     return body
 
 
+def _gather_rows(data, index, extents, per_batch, out):  # type: ignore[no-untyped-def]
+    """out[r] = data[row r's index tuple] for GatherND, data as (rows, inner) and `index` as
+    (rows of out, depth): the tuple's flat row number (negative entries counted from the end),
+    plus `per_batch` rows for each batch before its own (`index`'s rows in equal runs per
+    batch). Returns -1, or the first row whose tuple is out of range (nothing copied for it
+    or after it)."""
+    count, depth = index.shape
+    batches = data.shape[0] // per_batch if per_batch else 1
+    run = count // batches if batches else count
+    for r in range(count):
+        row = 0
+        for d in range(depth):
+            value = np.int64(index[r, d])
+            extent = extents[d]
+            if value < 0:
+                value += extent
+            if value < 0 or value >= extent:
+                return r
+            row = row * extent + value
+        if run:
+            row += (r // run) * per_batch
+        out[r, :] = data[row, :]
+    return -1
+
+
+_GATHER_ROWS = numba.njit(cache=True)(_gather_rows)
+
+
+def _gather_nd(node: Node, opset: int) -> Body | None:
+    """GatherND as one Numba loop over the index tuples (`_gather_rows`): data seen as (rows,
+    the dims past the indexed ones), each tuple made a flat row number and its row copied into
+    the output, with no fancy-index temporaries; an index out of range is left to the
+    reference, which names it."""
+    batch_dims = int(node.attr("batch_dims", 0)) if opset >= 12 else 0
+
+    def body(inputs: Sequence[Any], outputs: Sequence[Any], epilogue: Epilogue | None) -> None:
+        data, indices, out = inputs[0], inputs[1], outputs[0]
+        _arrays(data, indices, out)
+        if indices.dtype.kind not in "iu" or data.dtype != out.dtype or indices.ndim < 1:
+            raise _Unfit
+        depth = indices.shape[-1]
+        if not (1 <= depth <= data.ndim - batch_dims and batch_dims < indices.ndim):
+            raise _Unfit
+        if indices.shape[:batch_dims] != data.shape[:batch_dims]:
+            raise _Unfit
+        lead = data.shape[batch_dims : batch_dims + depth]
+        inner = math.prod(data.shape[batch_dims + depth :])
+        count = math.prod(indices.shape[:-1])
+        if not out.flags.c_contiguous or out.size != count * inner:
+            raise _Unfit
+        if out.size:
+            extents = np.array(lead, dtype=np.int64)
+            source = _contiguous(data).reshape(-1, inner)
+            index = _contiguous(indices).reshape(count, depth)
+            if (
+                _GATHER_ROWS(source, index, extents, math.prod(lead), out.reshape(count, inner))
+                >= 0
+            ):
+                raise _Unfit  # the reference names the index out of range
+        _finish(epilogue, out)
+
+    return body
+
+
 def _slice(node: Node, opset: int) -> Body | None:
     attributes = None
     if opset < 10:
@@ -4029,6 +4093,7 @@ _BUILDERS: dict[str, Callable[[Node, int], Body | None]] = {
     "Transpose": _transpose,
     "Concat": _concat,
     "Gather": _gather,
+    "GatherND": _gather_nd,
     "Slice": _slice,
     "Expand": _expand,
     "Pad": _pad,
