@@ -3196,37 +3196,57 @@ def _fold(target, source, stride, average):  # type: ignore[no-untyped-def]
             target[t] = np.maximum(target[t], source[stride * t])
 
 
-def _pool_planes(x, out, kernel, strides, dilations, pads, average, divisors):  # type: ignore[no-untyped-def]
+POOL_BLOCK_FLOATS = 1 << 14
+"""MaxPool and AveragePool fold a block of output rows at a time whose input rows, already
+folded along the width, take at most about this many floats (per plane, 64 KiB)."""
+
+
+def _pool_planes(x, out, kernel, strides, dilations, pads, average, divisors, room):  # type: ignore[no-untyped-def]
     """MaxPool (average False) or AveragePool of every (n, c) plane of x (P, H, W) into out.
 
-    Row by row: every window tap (i, j) folds a strided sweep of an input row into the output
-    row, over the outputs whose tap lies inside the input (a tap outside never counts: MaxPool's
-    -inf padding); an average then divides by `divisors[oh, ow]`. A NaN wins a max."""
+    Separably: a max (or a sum) over a window is the max over its kernel rows of the max over
+    each row's taps. Per block of output rows (its folded rows within `room` floats, at least
+    one output row), each input row the block reads is folded along
+    the width once (every tap (i, j) shares it: kw folds per input row, not kh * kw per
+    output row), then each output row folds its kh folded rows. A tap outside the input never
+    counts (MaxPool's -inf padding); an average then divides by `divisors[oh, ow]`. A fold is
+    a strided sweep of one row (`_fold`); a NaN wins a max."""
     height, width = x.shape[1], x.shape[2]
     out_h, out_w = out.shape[1], out.shape[2]
     kh, kw = kernel
     sh, sw = strides
     dh, dw = dilations
     ph, pw = pads
+    reach = (kh - 1) * dh + 1  # input rows one output row reads
+    block = max(1, min(out_h, (room // max(1, out_w) - reach) // sh + 1))
+    fill = np.float32(0.0) if average else np.float32(-np.inf)
     for p in prange(x.shape[0]):
         plane = x[p]
-        for oh in range(out_h):
-            row = out[p, oh]
-            row[:] = 0.0 if average else -np.inf
-            for i in range(kh):
-                ih = oh * sh + i * dh - ph
-                if ih < 0 or ih >= height:
-                    continue
+        folded = np.empty(((block - 1) * sh + reach, out_w), np.float32)
+        for o0 in range(0, out_h, block):
+            o1 = min(out_h, o0 + block)
+            first = o0 * sh - ph  # the block's first input row (may lie in the padding)
+            last = (o1 - 1) * sh - ph + reach
+            for ih in range(max(0, first), min(height, last)):
+                row = folded[ih - first]
+                row[:] = fill
                 source = plane[ih]
                 for j in range(kw):
                     left = j * dw - pw  # iw = ow * sw + left must lie in [0, width)
                     lo = min(out_w, max(0, (-left + sw - 1) // sw))
                     hi = min(out_w, max(lo, (width - left + sw - 1) // sw))
                     _fold(row[lo:hi], source[lo * sw + left :], sw, average)
-            if average:
-                divisor = divisors[oh]
-                for t in range(out_w):
-                    row[t] /= divisor[t]
+            for oh in range(o0, o1):
+                row = out[p, oh]
+                row[:] = fill
+                for i in range(kh):
+                    ih = oh * sh + i * dh - ph
+                    if 0 <= ih < height:
+                        _fold(row, folded[ih - first], 1, average)
+                if average:
+                    divisor = divisors[oh]
+                    for t in range(out_w):
+                        row[t] /= divisor[t]
 
 
 _POOL = _jit(_pool_planes)
@@ -3295,6 +3315,7 @@ def _pool(node: Node, opset: int) -> Body | None:
                 geometry.pads_begin,
                 average,
                 divisors,
+                POOL_BLOCK_FLOATS,
             )
         _finish(epilogue, out)
 

@@ -1030,6 +1030,43 @@ def test_pooling(op, kernel, stride, padding, ceil_mode, include_pad, dilated, s
     check(node_of(op, 1, **attrs), [rand(rng, 2, 3, *size)], 19)
 
 
+@SMALL
+@given(
+    op=st.sampled_from(["MaxPool", "AveragePool"]),
+    kernel=st.sampled_from([(3, 3), (5, 5), (2, 3)]),
+    stride=st.sampled_from([(1, 1), (2, 2), (1, 2)]),
+    dilations=st.sampled_from([(1, 1), (2, 1)]),
+    block_floats=st.integers(1, 40),
+    size=st.tuples(st.integers(9, 13), st.integers(5, 9)),
+    seed=st.integers(0, 2**16),
+)
+def test_pooling_in_blocks_of_output_rows(op, kernel, stride, dilations, block_floats, size, seed):
+    """Folded a few output rows at a time (POOL_BLOCK_FLOATS down to one row per block), with
+    the padding above the first block and below the last, the pools equal the reference."""
+    rng = np.random.default_rng(seed)
+    pads = [kernel[0] // 2, kernel[1] // 2] * 2
+    attrs = {"kernel_shape": list(kernel), "strides": list(stride), "pads": pads}
+    if op == "MaxPool":
+        attrs["dilations"] = list(dilations)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels, "POOL_BLOCK_FLOATS", block_floats)
+        check(node_of(op, 1, **attrs), [rand(rng, 1, 2, *size)], 19)
+
+
+def test_a_nan_wins_a_max_pool():
+    """A NaN in a window makes that window's max NaN, as numpy's maximum does; other windows
+    keep their values."""
+    x = np.arange(2 * 36, dtype=np.float32).reshape(1, 2, 6, 6)
+    x[0, 1, 2, 3] = np.nan
+    node = node_of("MaxPool", 1, kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    out = np.empty_like(x)
+    fast_kernel(node, OPSET)([x], [out])
+    near = np.zeros((6, 6), bool)
+    near[1:4, 2:5] = True  # the windows that hold (2, 3)
+    np.testing.assert_array_equal(np.isnan(out[0, 1]), near)
+    np.testing.assert_array_equal(out[0, 0], reference(node, [x])[0][0, 0])
+
+
 def test_pooling_parallel_and_global_average(monkeypatch):
     monkeypatch.setattr(kernels, "PARALLEL_MIN", 0)
     rng = np.random.default_rng(9)
