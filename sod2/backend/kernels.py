@@ -55,8 +55,9 @@ views of the exact shape and element type that RDP fixed) and writes into them:
   AveragePool and Resize: Numba loop nests over rows or image planes (one pass per statistic, no
   temporaries), `prange`-parallel above `PARALLEL_MIN` elements; the exponential is a polynomial
   with an exact power of two, which vectorizes;
-- reductions, GlobalAveragePool and the data movement ops (Transpose, Concat, Gather, GatherND, Slice,
-  Expand, Pad): numpy with `out=` or one `copyto` from a view, no intermediate array;
+- reductions, GlobalAveragePool and the data movement ops (Transpose, Concat, Gather, Slice,
+  Expand, Pad): numpy with `out=` or one `copyto` from a view, no intermediate array; GatherND:
+  one Numba loop copying each index tuple's row (`_gather_rows`);
 - the elementwise ops fusion leaves to steps of their own, over integers and booleans
   (comparisons, And, Or, Xor, Not, integer Add, Sub and Mul: masks and gates): one numpy ufunc
   with `out=` (`_UFUNCS`); Cast between numbers where numpy's conversion is Cast's (`_cast_fits`),
@@ -3206,11 +3207,11 @@ def _pool_planes(x, out, kernel, strides, dilations, pads, average, divisors, ro
 
     Separably: a max (or a sum) over a window is the max over its kernel rows of the max over
     each row's taps. Per block of output rows (its folded rows within `room` floats, at least
-    one output row), each input row the block reads is folded along
-    the width once (every tap (i, j) shares it: kw folds per input row, not kh * kw per
-    output row), then each output row folds its kh folded rows. A tap outside the input never
-    counts (MaxPool's -inf padding); an average then divides by `divisors[oh, ow]`. A fold is
-    a strided sweep of one row (`_fold`); a NaN wins a max."""
+    one output row), each input row the block reads is folded along the width once (kw folds
+    per input row, not kh * kw per output row), then each output row folds its kh folded
+    rows. A tap outside the input never counts (MaxPool's -inf padding); an average then
+    divides by `divisors[oh, ow]`. A fold is a strided sweep of one row (`_fold`); a NaN wins
+    a max."""
     height, width = x.shape[1], x.shape[2]
     out_h, out_w = out.shape[1], out.shape[2]
     kh, kw = kernel
@@ -3839,11 +3840,10 @@ def _gather_rows(data, index, extents, per_batch, out):  # type: ignore[no-untyp
     """out[r] = data[row r's index tuple] for GatherND, data as (rows, inner) and `index` as
     (rows of out, depth): the tuple's flat row number (negative entries counted from the end),
     plus `per_batch` rows for each batch before its own (`index`'s rows in equal runs per
-    batch). Returns -1, or the first row whose tuple is out of range (nothing copied for it
-    or after it)."""
+    batch; none empty). Returns -1, or the first row whose tuple is out of range (nothing
+    copied for it or after it)."""
     count, depth = index.shape
-    batches = data.shape[0] // per_batch if per_batch else 1
-    run = count // batches if batches else count
+    run = count // (data.shape[0] // per_batch)  # index rows per batch
     for r in range(count):
         row = 0
         for d in range(depth):
@@ -3854,9 +3854,7 @@ def _gather_rows(data, index, extents, per_batch, out):  # type: ignore[no-untyp
             if value < 0 or value >= extent:
                 return r
             row = row * extent + value
-        if run:
-            row += (r // run) * per_batch
-        out[r, :] = data[row, :]
+        out[r, :] = data[row + (r // run) * per_batch, :]
     return -1
 
 

@@ -40,8 +40,9 @@ and the step is left out of the binding's program (`_Frame.program`). So is a st
 beyond: one that reads nothing but constants and such values (a Range over a length, the Cast
 and the arithmetic of positions or of an anchor grid, a causal mask). Its values RDP does not
 track, but the binding fixes them all the same: at each new binding the catalogue kernels
-compute them once (`_fixed_program`, FIXED_MAX_BYTES at most per binding; a fused group's body
-by the reference interpreter) and they are kept read-only in the frame with the others. A runtime with `checked` set runs every step.
+compute them once (`_fixed_program`, FIXED_MAX_BYTES at most per binding; a fused group's
+body by the reference interpreter) and they are kept read-only in the frame with the others.
+A runtime with `checked` set runs every step.
 
 Invariants: a step writes only to its outputs' views, its workspace region or fresh arrays; a
 bound call is used only for the very input arrays it was checked for; a
